@@ -1,0 +1,66 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "tock",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tockd", targets: ["tockd"]),
+        .executable(name: "tock", targets: ["tock"]),
+        .library(name: "TockProtocol", targets: ["TockProtocol"]),
+        .library(name: "TockServer", targets: ["TockServer"]),
+        .library(name: "TockClient", targets: ["TockClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "TockProtocol",
+            dependencies: []
+        ),
+        .target(
+            name: "TockServer",
+            dependencies: [
+                "TockProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "TockClient",
+            dependencies: [
+                "TockProtocol",
+            ]
+        ),
+        .executableTarget(
+            name: "tockd",
+            dependencies: [
+                "TockServer",
+                "TockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "tock",
+            dependencies: [
+                "TockClient",
+                "TockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TockProtocolTests", dependencies: ["TockProtocol"]),
+        .testTarget(name: "TockServerTests", dependencies: ["TockServer", "TockClient", "TockProtocol"]),
+        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,181 @@
+/// The leap indicator: the warning of an impending leap second, or an alarm (RFC 5905 §7.3).
+public enum LeapIndicator: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// No warning.
+    case noWarning = 0
+    /// The last minute of the day has 61 seconds.
+    case insertSecond = 1
+    /// The last minute of the day has 59 seconds.
+    case deleteSecond = 2
+    /// The clock is unsynchronised; clients must not follow it.
+    case unsynchronized = 3
+
+    public var description: String {
+        switch self {
+        case .noWarning: "none"
+        case .insertSecond: "insert second pending"
+        case .deleteSecond: "delete second pending"
+        case .unsynchronized: "unsynchronised"
+        }
+    }
+}
+
+/// The association mode (RFC 5905 §7.3, figure 10).
+public enum NTPMode: UInt8, Sendable, CaseIterable {
+    /// Reserved; NTPv1 clients sent it where later versions send `client`.
+    case reserved = 0
+    case symmetricActive = 1
+    case symmetricPassive = 2
+    case client = 3
+    case server = 4
+    case broadcast = 5
+    /// NTP control messages (ntpq).
+    case control = 6
+    /// Reserved for private use (ntpdc, monlist).
+    case privateUse = 7
+}
+
+/// The 48-byte NTP header as a value (RFC 5905 §7.3, figure 8).
+///
+/// This is the friendly form for clients, tests and tools. The server's per-packet path reads
+/// and writes the same fields directly in buffers it owns (`NTPServer`).
+public struct NTPPacket: Sendable, Hashable {
+    /// The header's length on the wire.
+    public static let headerLength = 48
+
+    public var leap: LeapIndicator
+    /// 1...4 on the wire; 0 and 5...7 are invalid.
+    public var version: UInt8
+    public var mode: NTPMode
+    /// 0 = unspecified or kiss-o'-death, 1 = primary, 2...15 secondary, 16 = unsynchronised.
+    public var stratum: UInt8
+    /// log2 of the poll interval in seconds.
+    public var poll: Int8
+    /// log2 of the clock's precision in seconds.
+    public var precision: Int8
+    public var rootDelay: NTPShort
+    public var rootDispersion: NTPShort
+    /// The reference ID: a kiss code or clock source name at stratum 0 and 1, an IPv4 address
+    /// (or an IPv6 address hash) above.
+    public var referenceID: UInt32
+    public var referenceTimestamp: NTPTimestamp
+    public var originTimestamp: NTPTimestamp
+    public var receiveTimestamp: NTPTimestamp
+    public var transmitTimestamp: NTPTimestamp
+
+    /// Creates a header; every field defaults to zero except version 4 and mode client.
+    public init(
+        leap: LeapIndicator = .noWarning,
+        version: UInt8 = 4,
+        mode: NTPMode = .client,
+        stratum: UInt8 = 0,
+        poll: Int8 = 0,
+        precision: Int8 = 0,
+        rootDelay: NTPShort = NTPShort(rawValue: 0),
+        rootDispersion: NTPShort = NTPShort(rawValue: 0),
+        referenceID: UInt32 = 0,
+        referenceTimestamp: NTPTimestamp = .zero,
+        originTimestamp: NTPTimestamp = .zero,
+        receiveTimestamp: NTPTimestamp = .zero,
+        transmitTimestamp: NTPTimestamp = .zero
+    ) {
+        self.leap = leap
+        self.version = version
+        self.mode = mode
+        self.stratum = stratum
+        self.poll = poll
+        self.precision = precision
+        self.rootDelay = rootDelay
+        self.rootDispersion = rootDispersion
+        self.referenceID = referenceID
+        self.referenceTimestamp = referenceTimestamp
+        self.originTimestamp = originTimestamp
+        self.receiveTimestamp = receiveTimestamp
+        self.transmitTimestamp = transmitTimestamp
+    }
+
+    /// The kiss code when this is a kiss-o'-death packet (stratum 0), RFC 5905 §7.4.
+    public var kissCode: KissCode? {
+        stratum == 0 ? KissCode(rawValue: referenceID) : nil
+    }
+
+    /// Decodes the header from the first 48 bytes of `bytes`; anything after it is not read.
+    ///
+    /// Use `NTPMessage` to validate what follows the header.
+    public init(decoding bytes: UnsafeRawBufferPointer) throws(NTPParseError) {
+        guard bytes.count >= NTPPacket.headerLength else { throw .tooShort(bytes.count) }
+        let first = bytes[0]
+        self.leap = LeapIndicator(rawValue: first >> 6)!
+        self.version = (first >> 3) & 0x7
+        self.mode = NTPMode(rawValue: first & 0x7)!
+        self.stratum = bytes[1]
+        self.poll = Int8(bitPattern: bytes[2])
+        self.precision = Int8(bitPattern: bytes[3])
+        self.rootDelay = NTPShort(rawValue: NTPWire.load32(bytes, 4))
+        self.rootDispersion = NTPShort(rawValue: NTPWire.load32(bytes, 8))
+        self.referenceID = NTPWire.load32(bytes, 12)
+        self.referenceTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 16))
+        self.originTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 24))
+        self.receiveTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 32))
+        self.transmitTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 40))
+    }
+
+    /// Decodes the header from `bytes`.
+    public init(decoding bytes: [UInt8]) throws(NTPParseError) {
+        let result: Result<NTPPacket, NTPParseError> = bytes.withUnsafeBytes { raw in
+            do throws(NTPParseError) { return .success(try NTPPacket(decoding: raw)) } catch { return .failure(error) }
+        }
+        self = try result.get()
+    }
+
+    /// Writes the header into the first 48 bytes of `buffer`, which must be at least that long.
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) {
+        precondition(buffer.count >= NTPPacket.headerLength, "an NTP header needs 48 bytes")
+        buffer[0] = leap.rawValue << 6 | (version & 0x7) << 3 | mode.rawValue
+        buffer[1] = stratum
+        buffer[2] = UInt8(bitPattern: poll)
+        buffer[3] = UInt8(bitPattern: precision)
+        NTPWire.store32(rootDelay.rawValue, buffer, 4)
+        NTPWire.store32(rootDispersion.rawValue, buffer, 8)
+        NTPWire.store32(referenceID, buffer, 12)
+        NTPWire.store64(referenceTimestamp.rawValue, buffer, 16)
+        NTPWire.store64(originTimestamp.rawValue, buffer, 24)
+        NTPWire.store64(receiveTimestamp.rawValue, buffer, 32)
+        NTPWire.store64(transmitTimestamp.rawValue, buffer, 40)
+    }
+
+    /// The 48 header bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: NTPPacket.headerLength)
+        out.withUnsafeMutableBytes { encode(into: $0) }
+        return out
+    }
+}
+
+/// Big-endian loads and stores at fixed offsets; callers check lengths first.
+@usableFromInline
+enum NTPWire {
+    @inlinable @inline(__always)
+    static func load32(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
+        UInt32(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    }
+
+    @inlinable @inline(__always)
+    static func load64(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+        UInt64(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    @inlinable @inline(__always)
+    static func load16(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
+        UInt16(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+    }
+
+    @inlinable @inline(__always)
+    static func store32(_ v: UInt32, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
+        b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt32.self)
+    }
+
+    @inlinable @inline(__always)
+    static func store64(_ v: UInt64, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
+        b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt64.self)
+    }
+}
