@@ -23,10 +23,17 @@ let package = Package(
             name: "TockProtocol",
             dependencies: []
         ),
+        .target(name: "CTockShims"),
+        .target(
+            name: "TockSockets",
+            dependencies: ["CTockShims", "TockProtocol"]
+        ),
         .target(
             name: "TockServer",
             dependencies: [
                 "TockProtocol",
+                "TockSockets",
+                "CTockShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -38,6 +45,7 @@ let package = Package(
             name: "TockClient",
             dependencies: [
                 "TockProtocol",
+                "TockSockets",
             ]
         ),
         .executableTarget(

@@ -47,6 +47,13 @@ public enum ReferenceID {
         return v << (8 * UInt32(4 - count))
     }
 
+    /// The reference ID of an undisciplined local clock: `LOCL` at stratum 1, where the field
+    /// names a clock source, and 127.127.1.1 above, where clients read it as an IPv4 address
+    /// (the address ntpd's local-clock driver had; chrony uses it too).
+    public static func localClock(stratum: UInt8) -> UInt32 {
+        stratum <= 1 ? ascii("LOCL") : 0x7F7F_0101
+    }
+
     /// The four bytes as text, stopping at the first zero; unprintable bytes shown as `.`.
     public static func asciiText(_ value: UInt32) -> String {
         var scalars = ""

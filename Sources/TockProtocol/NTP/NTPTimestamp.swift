@@ -76,15 +76,16 @@ public struct NTPShort: Sendable, Hashable {
         self.rawValue = rawValue
     }
 
-    /// The short nearest `nanoseconds`, clamped to the format's range (0 to 65536 s).
+    /// The smallest short not below `nanoseconds`, clamped to the format's range (0 to just
+    /// under 65536 s). Rounding up keeps a root delay or dispersion from being understated.
     @inlinable
     public init(nanoseconds: Int64) {
         if nanoseconds <= 0 {
             self.rawValue = 0
-        } else if nanoseconds >= 65_535 * 1_000_000_000 {
+        } else if nanoseconds >= 65_536 * 1_000_000_000 {
             self.rawValue = UInt32.max
         } else {
-            self.rawValue = UInt32((UInt64(nanoseconds) << 16) / 1_000_000_000)
+            self.rawValue = UInt32(min(UInt64(UInt32.max), ((UInt64(nanoseconds) << 16) + 999_999_999) / 1_000_000_000))
         }
     }
 

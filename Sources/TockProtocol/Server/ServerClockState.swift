@@ -49,13 +49,12 @@ public struct ServerClockState: Sendable, Hashable {
     )
 
     /// A local clock declared authoritative by the operator (chrony's `local stratum N`):
-    /// always synchronised, reference ID `LOCL`, no root delay, a root dispersion of the
-    /// clock's precision.
+    /// always synchronised, no root delay, a root dispersion of the clock's precision.
     public static func local(stratum: UInt8, now: UTCInstant, precisionNanoseconds: Int64) -> ServerClockState {
         ServerClockState(
             leap: .noWarning,
             stratum: stratum,
-            referenceID: ReferenceID.ascii("LOCL"),
+            referenceID: ReferenceID.localClock(stratum: stratum),
             referenceTime: now,
             rootDelayNanoseconds: 0,
             rootDispersionNanoseconds: precisionNanoseconds
@@ -98,9 +97,11 @@ public struct KernelClockReading: Sendable, Hashable {
     public static let unsynchronizedMaxErrorMicroseconds: Int64 = 16_000_000
 
     /// Whether the kernel considers its clock synchronised by some discipline (chronyd, ntpd,
-    /// ptp4l, ...).
+    /// ptp4l, ...): STA_UNSYNC clear, maxerror below 16 s, and adjtimex not returning
+    /// TIME_ERROR (which it also does for STA_CLOCKERR and PPS faults).
     public var isSynchronized: Bool {
-        status & KernelClockReading.statusUnsynchronized == 0
+        state != KernelClockReading.stateError
+            && status & KernelClockReading.statusUnsynchronized == 0
             && maxErrorMicroseconds < KernelClockReading.unsynchronizedMaxErrorMicroseconds
     }
 

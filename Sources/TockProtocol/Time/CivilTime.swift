@@ -172,7 +172,7 @@ public enum CivilTextWriter {
         emit(UInt8(ascii: " "))
         appendStatic(monthNames[t.month - 1], emit)
         emit(UInt8(ascii: " "))
-        appendDigits(t.day, width: 2, emit)
+        appendDigits(t.day, width: 1, emit)
         emit(UInt8(ascii: ","))
         emit(UInt8(ascii: " "))
         appendDigits(t.year, width: 4, emit)

@@ -1,0 +1,89 @@
+import CTockShims
+import Glibc
+import TockSockets
+
+/// A listener could not be opened: names the address, the reason and the fix.
+public struct ListenerError: Error, Sendable, CustomStringConvertible {
+    /// What kind of listener: "UDP", "TCP".
+    public var transport: String
+    public var address: SocketEndpoint
+    public var errorNumber: Int32
+
+    public var description: String {
+        let what = "cannot bind \(transport) \(address)"
+        let port = address.port
+        switch errorNumber {
+        case EACCES, EPERM:
+            return "\(what): permission denied; ports below 1024 need privileges: run as root, grant CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep tockd), or choose a port ≥ 1024, e.g. 127.0.0.1:\(port < 1024 ? Int(port) + 1000 : Int(port))"
+        case EADDRINUSE:
+            return "\(what): address already in use; another server (chronyd, ntpd, inetd?) is listening there: stop it or choose another port"
+        case EADDRNOTAVAIL:
+            return "\(what): no interface on this host has that address; use one of this host's addresses, or 0.0.0.0 / [::] for all"
+        case EAFNOSUPPORT:
+            return "\(what): this host does not support \(address.isIPv6 ? "IPv6" : "IPv4")"
+        default:
+            return "\(what): \(SystemError.describe(errorNumber))"
+        }
+    }
+}
+
+/// Opening listening sockets, the way every transport needs them.
+enum ListenerSocket {
+    /// Whether `address` is a wildcard (0.0.0.0 or ::).
+    static func isWildcard(_ address: SocketEndpoint) -> Bool {
+        let ip = address.ipString
+        return ip == "0.0.0.0" || ip == "::"
+    }
+
+    /// A UDP socket bound to `address`, shared with the listener's other workers by
+    /// SO_REUSEPORT so the kernel spreads requests across them by flow hash. Receive timestamps
+    /// and destination addresses are enabled; the receive timeout lets the worker notice a stop.
+    static func udp(_ address: SocketEndpoint) throws(ListenerError) -> Int32 {
+        let fd: Int32
+        do {
+            fd = try Sockets.open(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
+        } catch {
+            throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
+        }
+        do {
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_REUSEPORT, value: 1, "SO_REUSEPORT")
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 1, "SO_TIMESTAMPNS")
+            if address.isIPv6 {
+                try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_V6ONLY, value: 1, "IPV6_V6ONLY")
+                try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_RECVPKTINFO, value: 1, "IPV6_RECVPKTINFO")
+            } else {
+                try Sockets.setOption(fd, level: Int32(IPPROTO_IP), name: tock_IP_PKTINFO, value: 1, "IP_PKTINFO")
+            }
+            // A larger receive buffer absorbs bursts while a worker is busy sending.
+            try? Sockets.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: 4 << 20, "SO_RCVBUF")
+            try Sockets.setTimeout(fd, option: SO_RCVTIMEO, nanoseconds: 200_000_000)
+            try Sockets.bind(fd, to: address)
+        } catch {
+            close(fd)
+            throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
+        }
+        return fd
+    }
+
+    /// A listening TCP socket bound to `address`.
+    static func tcp(_ address: SocketEndpoint, backlog: Int32 = 1024) throws(ListenerError) -> Int32 {
+        let fd: Int32
+        do {
+            fd = try Sockets.open(family: address.family, type: Int32(SOCK_STREAM.rawValue))
+        } catch {
+            throw ListenerError(transport: "TCP", address: address, errorNumber: error.errorNumber)
+        }
+        do throws(SystemError) {
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1, "SO_REUSEADDR")
+            if address.isIPv6 {
+                try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_V6ONLY, value: 1, "IPV6_V6ONLY")
+            }
+            try Sockets.bind(fd, to: address)
+            guard listen(fd, backlog) == 0 else { throw SystemError("listen") }
+        } catch {
+            close(fd)
+            throw ListenerError(transport: "TCP", address: address, errorNumber: error.errorNumber)
+        }
+        return fd
+    }
+}

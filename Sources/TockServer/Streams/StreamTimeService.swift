@@ -1,0 +1,101 @@
+import Atomics
+import Glibc
+import NIOCore
+import NIOPosix
+import TockProtocol
+import TockSockets
+
+/// Daytime or Time over TCP (RFC 867 and RFC 868): on each connection, write the time and
+/// close. Input is read and discarded.
+///
+/// Every connection is bounded by `connectionTimeout`: a client that never reads its reply or
+/// never closes is disconnected then, and because NIO serves all connections on non-blocking
+/// event loops, one slow or idle client never delays another.
+final class StreamTimeHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let writer: TextTimeReplyWriter
+    let clock: ClockStateCell
+    let connectionTimeout: TimeAmount
+    let counters: StreamCounters
+
+    init(writer: TextTimeReplyWriter, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters) {
+        self.writer = writer
+        self.clock = clock
+        self.connectionTimeout = connectionTimeout
+        self.counters = counters
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        counters.connections.wrappingIncrement(ordering: .relaxed)
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: connectionTimeout) {
+            channel.close(promise: nil)
+        }
+        let now = SystemClock.now()
+        var buffer = context.channel.allocator.buffer(capacity: TextTimeReplyWriter.capacity)
+        let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TextTimeReplyWriter.capacity) { raw in
+            writer.write(now: now, zone: writer.zoneInfo(at: now), synchronized: clock.read().state.isSynchronized, into: raw)
+        }
+        guard written > 0 else {
+            counters.silent.wrappingIncrement(ordering: .relaxed)
+            context.close(promise: nil)
+            return
+        }
+        counters.replied.wrappingIncrement(ordering: .relaxed)
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // RFC 867/868: whatever the client sends is ignored.
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Counters of a TCP listener.
+final class StreamCounters: Sendable {
+    let connections = ManagedAtomic<UInt64>(0)
+    let replied = ManagedAtomic<UInt64>(0)
+    /// Connections closed without a reply because the clock was unsynchronised.
+    let silent = ManagedAtomic<UInt64>(0)
+}
+
+
+/// A TCP listener for Daytime or Time on a NIO event loop group.
+final class StreamTimeListener: Sendable {
+    let address: SocketEndpoint
+    let fd: Int32
+    let writer: TextTimeReplyWriter
+    let counters = StreamCounters()
+
+    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter) throws(ListenerError) {
+        let fd = try ListenerSocket.tcp(requested)
+        self.fd = fd
+        self.address = (try? Sockets.localAddress(fd)) ?? requested
+        self.writer = writer
+    }
+
+    /// Starts accepting on `group`; the returned channel closes the listener.
+    func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
+        let writer = self.writer
+        let counters = self.counters
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.so_linger), value: 0)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        StreamTimeHandler(writer: writer, clock: clock, connectionTimeout: connectionTimeout, counters: counters)
+                    )
+                }
+            }
+            .withBoundSocket(fd)
+            .get()
+    }
+}

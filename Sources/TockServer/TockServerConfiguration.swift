@@ -1,0 +1,56 @@
+import TockProtocol
+import TockSockets
+
+/// Everything tockd's services need, as one immutable value built by the executable from flags
+/// (and later a configuration file).
+public struct TockServerConfiguration: Sendable {
+    /// Addresses for NTP (UDP).
+    public var ntpListeners: [SocketEndpoint]
+    /// Addresses for Daytime (UDP and TCP).
+    public var daytimeListeners: [SocketEndpoint]
+    /// Addresses for Time (UDP and TCP).
+    public var timeListeners: [SocketEndpoint]
+    /// How Daytime writes the time. Default: RFC 867's example style.
+    public var daytimeFormat: DaytimeFormat
+    /// Which zone Daytime writes. Default: local time, as RFC 867's example and the seed do.
+    public var daytimeZone: DaytimeZone
+    /// Where the server's clock state comes from. Default: the kernel.
+    public var clockSource: ClockSource
+    /// NTP worker threads (one socket each) per NTP address. Default: one per core.
+    public var ntpWorkers: Int
+    /// How long a TCP Daytime/Time connection may stay open. Default: 5 s.
+    public var tcpConnectionTimeout: Duration
+
+    /// The default ports: NTP 123, Daytime 13, Time 37.
+    public static let defaultNTPPort: UInt16 = 123
+    public static let defaultDaytimePort: UInt16 = 13
+    public static let defaultTimePort: UInt16 = 37
+
+    public init(
+        ntpListeners: [SocketEndpoint] = [],
+        daytimeListeners: [SocketEndpoint] = [],
+        timeListeners: [SocketEndpoint] = [],
+        daytimeFormat: DaytimeFormat = .rfc867,
+        daytimeZone: DaytimeZone = .local,
+        clockSource: ClockSource = .kernel(stratum: ClockSource.defaultKernelStratum),
+        ntpWorkers: Int = TockServerConfiguration.coreCount,
+        tcpConnectionTimeout: Duration = .seconds(5)
+    ) {
+        self.ntpListeners = ntpListeners
+        self.daytimeListeners = daytimeListeners
+        self.timeListeners = timeListeners
+        self.daytimeFormat = daytimeFormat
+        self.daytimeZone = daytimeZone
+        self.clockSource = clockSource
+        self.ntpWorkers = ntpWorkers
+        self.tcpConnectionTimeout = tcpConnectionTimeout
+    }
+
+    /// The number of cores this process may run on.
+    public static var coreCount: Int {
+        System.coreCount
+    }
+}
+
+import NIOCore
+import NIOPosix

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Glibc
+import TockClient
+import TockProtocol
+import TockSockets
+
+/// Exit statuses of `tock query`, one per kind of failure.
+enum QueryExit: Int32 {
+    case ok = 0
+    case timeout = 2
+    case kissOfDeath = 3
+    case unsynchronized = 4
+    case badReply = 5
+    case resolution = 6
+    case network = 7
+
+    init(_ error: ClientError) {
+        switch error {
+        case .resolution: self = .resolution
+        case .timeout: self = .timeout
+        case .network: self = .network
+        case .unreadableReply: self = .badReply
+        case .rejected(_, let problem):
+            switch problem {
+            case .kissOfDeath: self = .kissOfDeath
+            case .unsynchronized: self = .unsynchronized
+            default: self = .badReply
+            }
+        }
+    }
+}
+
+struct Query: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a server for the time and show it with offset, delay and the server's state.",
+        discussion: """
+            SERVER is HOST, HOST:PORT, [IPv6]:PORT or a bare IPv6 address; names resolve to A and \
+            AAAA records and the first address answers. Default ports: NTP 123, Daytime 13, Time 37.
+
+            NTP replies pass RFC 5905's checks: mode 4, origin equal to our (random) transmit \
+            timestamp, non-zero timestamps, no kiss-o'-death, leap indicator not 3, stratum 1-15, \
+            root distance at most 1.5 s. Each sample uses a new random source port.
+
+            Exit status: 0 valid synchronised answer; 2 timeout; 3 kiss-o'-death (RATE, DENY, \
+            RSTR, NTSN...); 4 server unsynchronised; 5 bogus or malformed reply; 6 name \
+            resolution failed; 7 network error (e.g. connection refused); 64 usage error.
+            """
+    )
+
+    enum ProtocolName: String, ExpressibleByArgument, CaseIterable {
+        case ntp, daytime, time
+    }
+
+    @Argument(help: "The server: HOST[:PORT].")
+    var server: String
+
+    @Option(name: .long, help: "Protocol: ntp, daytime (RFC 867) or time (RFC 868).")
+    var `protocol`: ProtocolName = .ntp
+
+    @Flag(help: "Use TCP (Daytime and Time only; NTP is UDP).")
+    var tcp = false
+
+    @Option(name: .short, help: "NTP samples to take; the one with the lowest delay is reported, with the spread of all (1-100).")
+    var n: Int = 1
+
+    @Option(help: "Seconds between NTP samples (0-60).")
+    var interval: Double = 0.1
+
+    @Option(help: "Seconds to wait for each reply (0.01-60).")
+    var timeout: Double = 2
+
+    @Option(name: .customLong("ntp-version"), help: "NTP version to ask in, 1-4.")
+    var ntpVersion: UInt8 = 4
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard (1...100).contains(n) else { throw ValidationError("-n must be 1-100, got \(n)") }
+        guard (0.01...60).contains(timeout) else { throw ValidationError("--timeout must be 0.01-60 seconds, got \(timeout)") }
+        guard (0...60).contains(interval) else { throw ValidationError("--interval must be 0-60 seconds, got \(interval)") }
+        guard (1...4).contains(ntpVersion) else { throw ValidationError("--ntp-version must be 1-4, got \(ntpVersion)") }
+        if tcp, `protocol` == .ntp { throw ValidationError("--tcp applies to --protocol daytime or time; NTP runs over UDP") }
+    }
+
+    func run() throws {
+        let defaultPort: UInt16 = switch `protocol` {
+        case .ntp: 123
+        case .daytime: 13
+        case .time: 37
+        }
+        let parsed: HostAndPort
+        do {
+            parsed = try HostAndPort(parsing: server, bareNumberIsPort: false)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        guard let host = parsed.host else { throw ValidationError("invalid server '\(server)': no host") }
+        let timeoutNanoseconds = Int64(timeout * 1e9)
+        do throws(ClientError) {
+            let addresses = try Resolver.resolve(host, port: parsed.port ?? defaultPort)
+            let address = addresses[0]
+            switch `protocol` {
+            case .ntp:
+                let query = NTPQuery(version: ntpVersion, samples: n, timeoutNanoseconds: timeoutNanoseconds, intervalNanoseconds: Int64(interval * 1e9))
+                let result = query.run(server: address)
+                guard let best = result.best else { throw result.lastError ?? .timeout(server: address.description, seconds: timeout) }
+                print(json ? QueryReport.ntpJSON(result, best: best, host: host) : QueryReport.ntpText(result, best: best, host: host))
+            case .daytime, .time:
+                let query = TextTimeQuery(kind: `protocol` == .time ? .time : .daytime, tcp: tcp, timeoutNanoseconds: timeoutNanoseconds)
+                let answer = try query.run(server: address)
+                print(json ? QueryReport.textTimeJSON(answer, tcp: tcp, host: host) : QueryReport.textTimeText(answer, tcp: tcp, host: host))
+            }
+        } catch {
+            if json {
+                print(QueryReport.errorJSON(error, host: host))
+            }
+            FileHandleStandardError.write("tock: \(error.description)\n")
+            throw ExitCode(QueryExit(error).rawValue)
+        }
+    }
+}
+
+/// Writes to standard error.
+enum FileHandleStandardError {
+    static func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,166 @@
+import Glibc
+import TockClient
+import TockProtocol
+import TockSockets
+
+/// Renders query results for people and for scripts.
+enum QueryReport {
+    /// Seconds with a sign and microsecond digits: `+0.000123`.
+    static func seconds(_ nanoseconds: Int64, signed: Bool = false) -> String {
+        let sign = nanoseconds < 0 ? "-" : (signed ? "+" : "")
+        let a = nanoseconds.magnitude
+        let whole = a / 1_000_000_000
+        let micros = (a % 1_000_000_000 + 500) / 1000
+        let frac = String(micros)
+        return "\(sign)\(whole).\(String(repeating: "0", count: 6 - frac.count))\(frac)"
+    }
+
+    /// `2026-11-24T18:36:20.123456Z` and the same instant in the local zone.
+    static func times(_ instant: UTCInstant) -> (utc: String, local: String) {
+        let utc = CivilTime(instant, utcOffsetSeconds: 0).iso8601(fractionDigits: 6, nanosecond: instant.nanosecondOfSecond)
+        var t = time_t(instant.secondsSinceUnixEpoch)
+        var tm = Glibc.tm()
+        localtime_r(&t, &tm)
+        let local = CivilTime(instant, utcOffsetSeconds: Int(tm.tm_gmtoff)).iso8601(fractionDigits: 6, nanosecond: instant.nanosecondOfSecond)
+        let zone = tm.tm_zone.map { String(cString: $0) } ?? ""
+        return (utc, zone.isEmpty ? local : "\(local) \(zone)")
+    }
+
+    static var localPrecision: Int8 {
+        NTPResponder.precision(resolutionNanoseconds: SystemClock.measuredResolutionNanoseconds(samples: 20))
+    }
+
+    static func ntpText(_ result: NTPQueryResult, best: NTPSample, host: String) -> String {
+        let p = best.packet
+        let (utc, local) = times(best.serverTimeAtReceipt)
+        let error = best.errorNanoseconds(localPrecision: localPrecision)
+        var lines = [
+            "server        \(host == result.server.ipString ? result.server.description : "\(host) (\(result.server))")",
+            "time          \(utc)",
+            "local time    \(local)",
+            "offset        \(seconds(best.offsetNanoseconds, signed: true)) s ± \(seconds(error)) s",
+            "delay         \(seconds(best.delayNanoseconds)) s",
+            "stratum       \(p.stratum)",
+            "reference     \(ReferenceID.display(p.referenceID, stratum: p.stratum))",
+            "leap          \(p.leap)",
+            "root delay    \(seconds(p.rootDelay.nanoseconds)) s",
+            "root disp.    \(seconds(p.rootDispersion.nanoseconds)) s",
+            "precision     2^\(p.precision) s (\(NTPSampleMath.nanoseconds(log2: p.precision)) ns)",
+            "version       \(p.version)",
+        ]
+        if result.sent > 1 {
+            lines.append("samples       \(result.samples.count) of \(result.sent) valid; best by delay; offset spread \(seconds(result.offsetSpreadNanoseconds)) s")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func ntpJSON(_ result: NTPQueryResult, best: NTPSample, host: String) -> String {
+        let p = best.packet
+        let fields: [(String, String)] = [
+            ("protocol", quote("ntp")),
+            ("host", quote(host)),
+            ("address", quote(result.server.description)),
+            ("time", quote(times(best.serverTimeAtReceipt).utc)),
+            ("offset", decimal(best.offsetNanoseconds)),
+            ("error", decimal(best.errorNanoseconds(localPrecision: localPrecision))),
+            ("delay", decimal(best.delayNanoseconds)),
+            ("stratum", "\(p.stratum)"),
+            ("reference_id", quote(ReferenceID.display(p.referenceID, stratum: p.stratum))),
+            ("leap", "\(p.leap.rawValue)"),
+            ("root_delay", decimal(p.rootDelay.nanoseconds)),
+            ("root_dispersion", decimal(p.rootDispersion.nanoseconds)),
+            ("precision", "\(p.precision)"),
+            ("version", "\(p.version)"),
+            ("samples", "\(result.samples.count)"),
+            ("sent", "\(result.sent)"),
+            ("offset_spread", decimal(result.offsetSpreadNanoseconds)),
+            ("synchronized", "true"),
+        ]
+        return object(fields)
+    }
+
+    static func textTimeText(_ answer: TextTimeAnswer, tcp: Bool, host: String) -> String {
+        let transport = tcp ? "TCP" : "UDP"
+        switch answer.payload {
+        case .daytime(let text):
+            return """
+                server        \(answer.server) (Daytime over \(transport))
+                daytime       \(text)
+                delay         \(seconds(answer.t4.nanoseconds(since: answer.t1))) s
+                """
+        case .time(let instant):
+            let (utc, local) = times(instant)
+            return """
+                server        \(answer.server) (Time over \(transport))
+                time          \(utc)
+                local time    \(local)
+                offset        \(seconds(answer.offsetNanoseconds ?? 0, signed: true)) s ± 0.5 s (RFC 868 has whole seconds)
+                delay         \(seconds(answer.t4.nanoseconds(since: answer.t1))) s
+                """
+        }
+    }
+
+    static func textTimeJSON(_ answer: TextTimeAnswer, tcp: Bool, host: String) -> String {
+        var fields: [(String, String)] = [
+            ("host", quote(host)),
+            ("address", quote(answer.server.description)),
+            ("transport", quote(tcp ? "tcp" : "udp")),
+            ("delay", decimal(answer.t4.nanoseconds(since: answer.t1))),
+        ]
+        switch answer.payload {
+        case .daytime(let text):
+            fields.insert(("protocol", quote("daytime")), at: 0)
+            fields.append(("text", quote(text)))
+        case .time(let instant):
+            fields.insert(("protocol", quote("time")), at: 0)
+            fields.append(("time", quote(times(instant).utc)))
+            fields.append(("offset", decimal(answer.offsetNanoseconds ?? 0)))
+        }
+        return object(fields)
+    }
+
+    static func errorJSON(_ error: ClientError, host: String) -> String {
+        var fields: [(String, String)] = [("host", quote(host)), ("error", quote(error.description)), ("synchronized", "false")]
+        if case .rejected(_, .kissOfDeath(let code)) = error { fields.append(("kiss_code", quote(code.description))) }
+        return object(fields)
+    }
+
+    static func object(_ fields: [(String, String)]) -> String {
+        "{" + fields.map { "\(quote($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+    }
+
+    /// Seconds as a JSON number with nanosecond digits.
+    static func decimal(_ nanoseconds: Int64) -> String {
+        let sign = nanoseconds < 0 ? "-" : ""
+        let a = nanoseconds.magnitude
+        let frac = String(a % 1_000_000_000)
+        return "\(sign)\(a / 1_000_000_000).\(String(repeating: "0", count: 9 - frac.count))\(frac)"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+enum NTPSampleMath {
+    static func nanoseconds(log2 p: Int8) -> Int64 {
+        Int64((1e9 * Double(sign: .plus, exponent: Int(p), significand: 1)).rounded(.up))
+    }
+}

@@ -1,0 +1,43 @@
+import Glibc
+import TockSockets
+
+/// Turns listener flags (`PORT`, `ADDR:PORT`, `[IPv6]:PORT`, `ADDR`) into socket addresses.
+enum ListenerFlag {
+    struct Error: Swift.Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The addresses for one service's flags. A bare port means every address: 0.0.0.0 and,
+    /// where the host has IPv6, [::].
+    static func addresses(_ flags: [String], defaultPort: UInt16, flag: String) throws(Error) -> [SocketEndpoint] {
+        var out: [SocketEndpoint] = []
+        for text in flags {
+            let parsed: HostAndPort
+            do {
+                parsed = try HostAndPort(parsing: text, bareNumberIsPort: true)
+            } catch {
+                throw Error(description: "\(flag) \(error.description); expected PORT, ADDR:PORT or [IPv6]:PORT")
+            }
+            let port = parsed.port ?? defaultPort
+            guard let host = parsed.host, host != "*" else {
+                out.append(SocketEndpoint(ip: "0.0.0.0", port: port)!)
+                if hostHasIPv6 { out.append(SocketEndpoint(ip: "::", port: port)!) }
+                continue
+            }
+            guard let address = SocketEndpoint(ip: host == "localhost" ? "127.0.0.1" : host, port: port) else {
+                throw Error(description: "\(flag) '\(text)': '\(host)' is not an IPv4 or IPv6 address (listeners take numeric addresses)")
+            }
+            out.append(address)
+        }
+        var seen = Set<SocketEndpoint>()
+        return out.filter { seen.insert($0).inserted }
+    }
+
+    /// Whether an IPv6 socket can be created here (containers often have none).
+    static var hostHasIPv6: Bool {
+        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        close(fd)
+        return true
+    }
+}
