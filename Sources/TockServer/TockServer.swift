@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 import NIOPosix
@@ -133,5 +134,3 @@ public final class TockServer: Service, @unchecked Sendable {
         logger.info("tockd stopped", metadata: ["ntp_received": "\(stats.received)", "ntp_replied": "\(stats.replied)", "ntp_dropped": "\(stats.dropped)"])
     }
 }
-
-import Glibc

@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import TockProtocol
 import TockSockets
 
@@ -51,6 +53,3 @@ public struct TockServerConfiguration: Sendable {
         System.coreCount
     }
 }
-
-import NIOCore
-import NIOPosix
