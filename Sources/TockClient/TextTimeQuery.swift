@@ -78,8 +78,10 @@ public struct TextTimeQuery: Sendable {
             }
             return TextTimeAnswer(server: server, payload: .time(instant), t1: t1, t4: t4)
         case .daytime:
-            var text = String(decoding: bytes, as: UTF8.self)
-            while let last = text.last, last == "\n" || last == "\r" || last == "\0" { text.removeLast() }
+            // Strip the line ending byte by byte ("\r\n" is one Character in Swift).
+            var end = bytes.endIndex
+            while end > bytes.startIndex, [UInt8(ascii: "\n"), UInt8(ascii: "\r"), 0].contains(bytes[end - 1]) { end -= 1 }
+            let text = String(decoding: bytes[..<end], as: UTF8.self)
             return TextTimeAnswer(server: server, payload: .daytime(text), t1: t1, t4: t4)
         }
     }

@@ -47,7 +47,11 @@ public final class TockServer: Service, @unchecked Sendable {
             let services: [(TextTimeProtocol, [SocketEndpoint])] = [(.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)]
             for (kind, addresses) in services {
                 let writer = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
-                for address in addresses {
+                for var address in addresses {
+                    if address.port == 0 {
+                        // UDP and TCP share the port, so choose one free for both.
+                        address.port = try ListenerSocket.freePort(on: address, alsoTCP: true)
+                    }
                     let udp = try DatagramListener(name: kind.rawValue, address: address, workers: 1) {
                         TextTimeDatagramResponder(writer: writer, clock: clockState)
                     }
@@ -57,9 +61,7 @@ public final class TockServer: Service, @unchecked Sendable {
                 }
             }
         } catch {
-            for l in ntp { l.stop() }
-            for (_, l) in datagramTime { l.stop() }
-            for (_, l) in streamTime { close(l.fd) }
+            // Listeners close their sockets when released.
             throw error
         }
         self.ntp = ntp

@@ -66,6 +66,7 @@ struct TextTimeServiceTests {
                         Issue.record("\(label): not a daytime answer")
                         continue
                     }
+                    #expect(!text.utf8.contains(13) && !text.utf8.contains(10), "\(label): TextTimeQuery did not remove the line ending: \(text.debugDescription)")
                     #expect(fullyMatches(text, #"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"#), "\(label): \(text.debugDescription)")
                     let date = parser.date(from: text)
                     #expect(date != nil, "\(label): \(text) does not parse")
@@ -93,9 +94,14 @@ struct TextTimeServiceTests {
                 let tcp = String(decoding: await blocking { tcpReadAll(from: address) }.bytes, as: UTF8.self)
                 #expect(tcp.hasSuffix("\r\n"), "TCP: \(tcp.debugDescription)")
                 #expect(fullyMatches(tcp, pattern), "TCP: \(tcp.debugDescription)")
-                let answer = try await blockingThrows { try TextTimeQuery(kind: .daytime, tcp: false).run(server: address) }
-                if case .daytime(let text) = answer.payload {
-                    #expect(!text.hasSuffix("\n") && !text.isEmpty)
+                // TextTimeQuery hands back the text without its line ending.
+                for tcp in [false, true] {
+                    let answer = try await blockingThrows { try TextTimeQuery(kind: .daytime, tcp: tcp).run(server: address) }
+                    if case .daytime(let text) = answer.payload {
+                        #expect(!text.isEmpty)
+                        #expect(!text.utf8.contains(13) && !text.utf8.contains(10), "\(tcp ? "TCP" : "UDP"): the line ending was not removed: \(text.debugDescription)")
+                        #expect(fullyMatches(text + "\r\n", pattern), "\(text.debugDescription)")
+                    }
                 }
             }
         }
@@ -222,25 +228,10 @@ struct TextTimeServiceTests {
         try #require(FileManager.default.fileExists(atPath: script), "the seed client is missing: expected it at \(script)")
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .hms)) { server in
             let address = try #require(server.daytimeAddresses.first { !$0.isIPv6 })
-            let (status, output, errors) = try await blockingThrows { () -> (Int32, String, String) in
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = ["python3", script, address.ipString, String(address.port)]
-                let out = Pipe()
-                let err = Pipe()
-                process.standardOutput = out
-                process.standardError = err
-                let done = DispatchSemaphore(value: 0)
-                process.terminationHandler = { _ in done.signal() }
-                try process.run()
-                if done.wait(timeout: .now() + 10) == .timedOut {
-                    process.terminate()
-                    process.waitUntilExit()
-                }
-                let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                return (process.terminationStatus, o, e)
-            }
+            let address4 = address
+            let result = await blocking { spawn("python3", [script, address4.ipString, String(address4.port)], searchPath: true) }
+            let (status, output, errors) = (result.status, result.output, result.errors)
+            #expect(!result.timedOut, "the seed client did not finish within 10 s")
             #expect(status == 0, "seed client exited \(status): \(errors)")
             #expect(fullyMatches(output, #"Time from Server:  \d\d:\d\d:\d\d\n"#), "output: \(output.debugDescription)")
         }

@@ -11,6 +11,7 @@ final class DatagramListener: @unchecked Sendable {
     private let fds: [Int32]
     private let start: [() -> WorkerThread]
     private var threads: [WorkerThread] = []
+    private var closed = false
     private let stopping = ManagedAtomic(false)
 
     /// Binds the sockets now, so that bind errors surface before anything starts.
@@ -18,13 +19,11 @@ final class DatagramListener: @unchecked Sendable {
         var fds: [Int32] = []
         var address = requested
         do {
+            if address.port == 0 {
+                address.port = try ListenerSocket.freePort(on: address, alsoTCP: false)
+            }
             for _ in 0..<max(1, workers) {
-                let fd = try ListenerSocket.udp(address)
-                fds.append(fd)
-                if address.port == 0 {
-                    // Further workers join the port the kernel picked.
-                    address = (try? Sockets.localAddress(fd)) ?? address
-                }
+                fds.append(try ListenerSocket.udp(address))
             }
         } catch {
             for fd in fds { close(fd) }
@@ -57,12 +56,19 @@ final class DatagramListener: @unchecked Sendable {
     }
 
     /// Stops and joins the workers (within the sockets' 200 ms receive timeout), then closes
-    /// the sockets.
+    /// the sockets. Idempotent.
     func stop() {
         stopping.store(true, ordering: .relaxed)
         for t in threads { t.join() }
         threads = []
-        for fd in fds { close(fd) }
+        if !closed {
+            for fd in fds { close(fd) }
+            closed = true
+        }
+    }
+
+    deinit {
+        stop()
     }
 
     /// Totals over all workers.

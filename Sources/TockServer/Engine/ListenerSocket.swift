@@ -65,6 +65,39 @@ enum ListenerSocket {
         return fd
     }
 
+    /// A port that is free on `address` for UDP (and TCP when `alsoTCP`), for a listener that
+    /// asked for port 0.
+    ///
+    /// SO_REUSEPORT sockets cannot let the kernel choose: Linux may hand a reuseport socket a
+    /// port that another reuseport socket of the same user already holds, and the two would
+    /// silently split the traffic. So the port is chosen by sockets without SO_REUSEPORT, which
+    /// the kernel only gives unused ports, and then closed for the listener to bind.
+    static func freePort(on address: SocketEndpoint, alsoTCP: Bool) throws(ListenerError) -> UInt16 {
+        var lastError: Int32 = EADDRINUSE
+        for _ in 0..<64 {
+            guard let udp = try? Sockets.open(family: address.family, type: Int32(SOCK_DGRAM.rawValue)) else { break }
+            defer { close(udp) }
+            do throws(SystemError) {
+                try Sockets.bind(udp, to: address)
+            } catch {
+                throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
+            }
+            guard let port = try? Sockets.localAddress(udp).port else { break }
+            guard alsoTCP else { return port }
+            var candidate = address
+            candidate.port = port
+            guard let tcp = try? Sockets.open(family: address.family, type: Int32(SOCK_STREAM.rawValue)) else { break }
+            defer { close(tcp) }
+            do throws(SystemError) {
+                try Sockets.bind(tcp, to: candidate)
+                return port
+            } catch {
+                lastError = error.errorNumber
+            }
+        }
+        throw ListenerError(transport: alsoTCP ? "UDP+TCP" : "UDP", address: address, errorNumber: lastError)
+    }
+
     /// A listening TCP socket bound to `address`.
     static func tcp(_ address: SocketEndpoint, backlog: Int32 = 1024) throws(ListenerError) -> Int32 {
         let fd: Int32

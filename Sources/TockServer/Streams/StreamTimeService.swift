@@ -69,6 +69,13 @@ final class StreamCounters: Sendable {
 
 /// A TCP listener for Daytime or Time on a NIO event loop group.
 final class StreamTimeListener: Sendable {
+    /// Whether NIO owns the socket (and closes it); if not, deinit does.
+    private let handedOver = ManagedAtomic(false)
+
+    deinit {
+        if !handedOver.load(ordering: .relaxed) { close(fd) }
+    }
+
     let address: SocketEndpoint
     let fd: Int32
     let writer: TextTimeReplyWriter
@@ -85,6 +92,7 @@ final class StreamTimeListener: Sendable {
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
         let writer = self.writer
         let counters = self.counters
+        handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.so_linger), value: 0)
