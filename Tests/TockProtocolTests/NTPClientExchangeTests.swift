@@ -90,7 +90,9 @@ struct NTPClientExchangeTests {
         #expect(Self.evaluate(kissWithoutAlarm) == .failure(.kissOfDeath(code)))
     }
 
-    @Test(arguments: [UInt32(0), 0x0102_0304])
+    /// NTPsec and ntpd answer with stratum 0 and `INIT` before their first synchronisation:
+    /// informational codes mean "unsynchronised", not a kiss-o'-death.
+    @Test(arguments: [UInt32(0), 0x0102_0304, ReferenceID.ascii("INIT"), ReferenceID.ascii("STEP")])
     func stratumZeroWithoutAKissCodeIsUnsynchronised(referenceID: UInt32) {
         let reply = Self.reply {
             $0.stratum = 0

@@ -9,10 +9,11 @@ public enum NTPReplyProblem: Error, Sendable, Hashable, CustomStringConvertible 
     /// The origin timestamp is not the transmit timestamp we sent: a stale, duplicated or forged
     /// reply (RFC 5905 §8, "bogus").
     case bogusOrigin
-    /// Stratum 0 with a kiss code (RFC 5905 §7.4).
+    /// Stratum 0 with a kiss code that demands action: RATE, DENY, RSTR (RFC 5905 §7.4) or
+    /// NTSN (RFC 8915 §5.7).
     case kissOfDeath(KissCode)
-    /// Leap indicator 3, or stratum 0 or ≥ 16 without a kiss code: the server says it is not
-    /// synchronised.
+    /// Leap indicator 3, stratum 16, or stratum 0 without an actionable kiss code (e.g. `INIT`):
+    /// the server says it has no usable time.
     case unsynchronized
     /// The transmit (or receive) timestamp is zero (RFC 4330 §5: the reply must be discarded).
     case zeroTimestamp
@@ -125,7 +126,7 @@ public struct NTPClientExchange: Sendable {
         guard packet.mode == .server else { return .failure(.wrongMode(packet.mode.rawValue)) }
         guard packet.originTimestamp == requestTransmit else { return .failure(.bogusOrigin) }
         if packet.stratum == 0 {
-            if let code = packet.kissCode, Self.isKissCode(code) { return .failure(.kissOfDeath(code)) }
+            if let code = packet.kissCode, Self.isActionableKissCode(code) { return .failure(.kissOfDeath(code)) }
             return .failure(.unsynchronized)
         }
         if packet.leap == .unsynchronized || packet.stratum >= 16 { return .failure(.unsynchronized) }
@@ -143,13 +144,11 @@ public struct NTPClientExchange: Sendable {
         return .success(sample)
     }
 
-    /// A kiss code is four printable ASCII characters (RFC 5905 §7.4); a zero or binary
-    /// reference ID at stratum 0 only means "unspecified".
-    static func isKissCode(_ code: KissCode) -> Bool {
-        for shift in stride(from: 24, through: 0, by: -8) {
-            let b = UInt8(truncatingIfNeeded: code.rawValue >> UInt32(shift))
-            guard (0x41...0x5A).contains(b) || (0x30...0x39).contains(b) else { return false }
-        }
-        return true
+    /// The kiss codes that tell a client to act (RFC 5905 §7.4: DENY and RSTR to stop, RATE
+    /// to slow down; RFC 8915 §5.7: NTSN to renew its cookies). Other codes at stratum 0, such
+    /// as NTPsec's and ntpd's `INIT` before their first synchronisation or `STEP`, only say the
+    /// server has no usable time: they are reported as unsynchronised.
+    static func isActionableKissCode(_ code: KissCode) -> Bool {
+        code == .rate || code == .deny || code == .restrict || code == .ntsNak
     }
 }
