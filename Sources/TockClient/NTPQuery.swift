@@ -68,7 +68,7 @@ public struct NTPQuery: Sendable {
         let name = server.description
         do throws(ClientError) {
             let exchange = NTPClientExchange(version: version, random: &random)
-            let socket = try ClientSocket(server: server, type: Int32(SOCK_DGRAM.rawValue))
+            let socket = try ClientSocket(server: server, type: Sockets.datagram)
             let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
             try socket.connect(deadline: deadline)
             let t1 = try socket.send(exchange.requestBytes)

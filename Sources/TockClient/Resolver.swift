@@ -9,7 +9,7 @@ public enum Resolver {
         if let literal = SocketEndpoint(ip: host, port: port) { return [literal] }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        hints.ai_socktype = Sockets.datagram
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, nil, &hints, &result)
         guard rc == 0, let first = result else {

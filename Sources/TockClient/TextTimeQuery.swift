@@ -46,16 +46,17 @@ public struct TextTimeQuery: Sendable {
     public func run(server: SocketEndpoint) throws(ClientError) -> TextTimeAnswer {
         let name = server.description
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
-        let socket = try ClientSocket(server: server, type: Int32(tcp ? SOCK_STREAM.rawValue : SOCK_DGRAM.rawValue))
+        let socket = try ClientSocket(server: server, type: tcp ? Sockets.stream : Sockets.datagram)
         let t1: UTCInstant
         var bytes: [UInt8] = []
         var t4 = SystemClock.now()
         if tcp {
             t1 = SystemClock.now()
-            do {
+            do throws(ClientError) {
                 try socket.connect(deadline: deadline)
-            } catch .timeout {
-                throw .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9)
+            } catch {
+                if case .timeout = error { throw .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9) }
+                throw error
             }
             while bytes.count < 512, let (chunk, time) = try socket.receive(deadline: deadline, capacity: 512) {
                 if chunk.isEmpty { break }

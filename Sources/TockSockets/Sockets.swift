@@ -3,6 +3,11 @@ import Glibc
 
 /// Small wrappers over the socket calls tock's transports and client share.
 public enum Sockets {
+    /// SOCK_DGRAM, as an `Int32`.
+    public static let datagram = Int32(SOCK_DGRAM.rawValue)
+    /// SOCK_STREAM, as an `Int32`.
+    public static let stream = Int32(SOCK_STREAM.rawValue)
+
     /// A new socket, close-on-exec.
     public static func open(family: Int32, type: Int32) throws(SystemError) -> Int32 {
         let fd = socket(family, type | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -35,7 +35,7 @@ enum ListenerFlag {
 
     /// Whether an IPv6 socket can be created here (containers often have none).
     static var hostHasIPv6: Bool {
-        let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        let fd = socket(AF_INET6, Sockets.datagram, 0)
         guard fd >= 0 else { return false }
         close(fd)
         return true

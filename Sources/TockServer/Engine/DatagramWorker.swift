@@ -15,8 +15,8 @@ import TockSockets
 /// - T2 (receive) is the kernel's software receive timestamp (`SO_TIMESTAMPNS`): taken when
 ///   the network stack received the packet, before it waited in the socket buffer, so a
 ///   backlog does not make T2 late. If the kernel supplies none, the time recvmmsg returned.
-/// - T3 (transmit) is read once per batch, after every reply in it is built and immediately
-///   before sendmmsg hands them to the kernel.
+/// - T3 (transmit) is read immediately before each sendmmsg call, which sends at most
+///   `sendChunk` replies, so no reply leaves long after its transmit time was taken.
 final class DatagramWorker<Responder: DatagramResponder>: @unchecked Sendable {
     static var batchSize: Int { 64 }
     /// Datagrams larger than this are counted as oversized and dropped; NTP requests with
@@ -24,6 +24,8 @@ final class DatagramWorker<Responder: DatagramResponder>: @unchecked Sendable {
     static var receiveBufferSize: Int { 2048 }
     static var controlSize: Int { 256 }
     static var replyControlSize: Int { 64 }
+    /// Replies sent per sendmmsg call, each chunk stamped with a fresh T3 just before it.
+    static var sendChunk: Int { 4 }
 
     let fd: Int32
     let isIPv6: Bool
@@ -143,24 +145,28 @@ final class DatagramWorker<Responder: DatagramResponder>: @unchecked Sendable {
                 }
             }
             totals[DatagramCounters.Slot.received.rawValue] &+= UInt64(received)
-            if replies > 0 {
-                let transmitTime = SystemClock.now()
-                for j in 0..<replies {
-                    responder.stampTransmitTime(transmitTime, reply: UnsafeMutableRawBufferPointer(start: sendIOV[j].iov_base, count: sendIOV[j].iov_len))
-                }
-                var sent = 0
-                while sent < replies {
-                    let rc = Int(tock_sendmmsg(fd, sendHeaders + sent, UInt32(replies - sent), 0))
-                    if rc > 0 {
-                        sent += rc
-                        totals[DatagramCounters.Slot.replied.rawValue] &+= UInt64(rc)
-                    } else {
-                        if rc < 0, errno == EINTR { continue }
-                        // The first remaining reply failed (ENOBUFS, EPERM from a firewall,
-                        // a vanished address): count it and go on with the rest.
-                        totals[DatagramCounters.Slot.sendErrors.rawValue] &+= 1
-                        sent += 1
+            var sent = 0
+            var stamped = 0
+            while sent < replies {
+                // T3 is read again for every chunk: a reply waits for at most one chunk's
+                // sends after its transmit time is taken, not the whole batch's.
+                if stamped == sent {
+                    stamped = min(replies, sent + Self.sendChunk)
+                    let transmitTime = SystemClock.now()
+                    for j in sent..<stamped {
+                        responder.stampTransmitTime(transmitTime, reply: UnsafeMutableRawBufferPointer(start: sendIOV[j].iov_base, count: sendIOV[j].iov_len))
                     }
+                }
+                let rc = Int(tock_sendmmsg(fd, sendHeaders + sent, UInt32(stamped - sent), 0))
+                if rc > 0 {
+                    sent += rc
+                    totals[DatagramCounters.Slot.replied.rawValue] &+= UInt64(rc)
+                } else {
+                    if rc < 0, errno == EINTR { continue }
+                    // The first remaining reply failed (ENOBUFS, EPERM from a firewall, a
+                    // vanished address): count it and go on with the rest.
+                    totals[DatagramCounters.Slot.sendErrors.rawValue] &+= 1
+                    sent += 1
                 }
             }
             counters.publish(totals)

@@ -41,7 +41,7 @@ enum ListenerSocket {
     static func udp(_ address: SocketEndpoint) throws(ListenerError) -> Int32 {
         let fd: Int32
         do {
-            fd = try Sockets.open(family: address.family, type: Int32(SOCK_DGRAM.rawValue))
+            fd = try Sockets.open(family: address.family, type: Sockets.datagram)
         } catch {
             throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
         }
@@ -75,7 +75,7 @@ enum ListenerSocket {
     static func freePort(on address: SocketEndpoint, alsoTCP: Bool) throws(ListenerError) -> UInt16 {
         var lastError: Int32 = EADDRINUSE
         for _ in 0..<64 {
-            guard let udp = try? Sockets.open(family: address.family, type: Int32(SOCK_DGRAM.rawValue)) else { break }
+            guard let udp = try? Sockets.open(family: address.family, type: Sockets.datagram) else { break }
             defer { close(udp) }
             do throws(SystemError) {
                 try Sockets.bind(udp, to: address)
@@ -86,7 +86,7 @@ enum ListenerSocket {
             guard alsoTCP else { return port }
             var candidate = address
             candidate.port = port
-            guard let tcp = try? Sockets.open(family: address.family, type: Int32(SOCK_STREAM.rawValue)) else { break }
+            guard let tcp = try? Sockets.open(family: address.family, type: Sockets.stream) else { break }
             defer { close(tcp) }
             do throws(SystemError) {
                 try Sockets.bind(tcp, to: candidate)
@@ -102,7 +102,7 @@ enum ListenerSocket {
     static func tcp(_ address: SocketEndpoint, backlog: Int32 = 1024) throws(ListenerError) -> Int32 {
         let fd: Int32
         do {
-            fd = try Sockets.open(family: address.family, type: Int32(SOCK_STREAM.rawValue))
+            fd = try Sockets.open(family: address.family, type: Sockets.stream)
         } catch {
             throw ListenerError(transport: "TCP", address: address, errorNumber: error.errorNumber)
         }

@@ -3,9 +3,9 @@ import Glibc
 
 /// A dedicated OS thread running one closure, joined on stop.
 ///
-/// The datagram workers need threads of their own: a blocking recvmmsg loop must not occupy a
-/// Swift concurrency or NIO event-loop thread.
-final class WorkerThread: @unchecked Sendable {
+/// The datagram workers and the load generator need threads of their own: a blocking
+/// recvmmsg loop must not occupy a Swift concurrency or NIO event-loop thread.
+public final class WorkerThread: @unchecked Sendable {
     private var thread: pthread_t = 0
     private let body: () -> Void
     private let name: String
@@ -16,7 +16,7 @@ final class WorkerThread: @unchecked Sendable {
     }
 
     /// Starts `body` on a new thread named `name` (at most 15 characters are kept).
-    static func start(name: String, _ body: @escaping () -> Void) -> WorkerThread {
+    public static func start(name: String, _ body: @escaping () -> Void) -> WorkerThread {
         let worker = WorkerThread(name: name, body: body)
         let context = Unmanaged.passRetained(worker).toOpaque()
         let rc = pthread_create(&worker.thread, nil, { raw in
@@ -30,7 +30,7 @@ final class WorkerThread: @unchecked Sendable {
     }
 
     /// Waits for the thread to finish.
-    func join() {
+    public func join() {
         pthread_join(thread, nil)
     }
 }

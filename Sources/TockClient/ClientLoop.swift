@@ -1,0 +1,250 @@
+import Atomics
+import CTockShims
+import Glibc
+import TockProtocol
+import TockSockets
+
+/// One load-generator thread: its client sockets, their in-flight requests, and its report.
+struct ClientLoop {
+    static let slotsPerClient = 1024
+    static let batch = 64
+
+    let configuration: LoadConfiguration
+    let fds: [Int32]
+    /// Requests per second for this thread (open loop), or nil (closed loop).
+    let rate: Int?
+    let sentCounter: ManagedAtomic<UInt64>
+    let answeredCounter: ManagedAtomic<UInt64>
+    var report = LoadReport()
+    var random = FastRandom()
+
+    /// Per client and slot: the transmit timestamp sent (0 = free) and T1.
+    var transmits: [UInt64]
+    var sendTimes: [Int64]
+    /// In-flight requests per client.
+    var inFlight: [Int]
+    /// For Time and Daytime, which carry no origin: the oldest in-flight slot per client.
+    var nextToMatch: [Int]
+    var nextSlot: [Int]
+
+    init(configuration: LoadConfiguration, fds: [Int32], rate: Int?, sent: ManagedAtomic<UInt64>, answered: ManagedAtomic<UInt64>) {
+        self.configuration = configuration
+        self.fds = fds
+        self.rate = rate
+        self.sentCounter = sent
+        self.answeredCounter = answered
+        transmits = [UInt64](repeating: 0, count: fds.count * Self.slotsPerClient)
+        sendTimes = [Int64](repeating: 0, count: fds.count * Self.slotsPerClient)
+        inFlight = [Int](repeating: 0, count: fds.count)
+        nextToMatch = [Int](repeating: 0, count: fds.count)
+        nextSlot = [Int](repeating: 0, count: fds.count)
+    }
+
+    mutating func run(until end: Int64) -> LoadReport {
+        let b = Self.batch
+        let sendBuffers = UnsafeMutableRawPointer.allocate(byteCount: b * 48, alignment: 64)
+        let receiveBuffers = UnsafeMutableRawPointer.allocate(byteCount: b * 512, alignment: 64)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: b * 128, alignment: 16)
+        let sendIOV = UnsafeMutablePointer<iovec>.allocate(capacity: b)
+        let receiveIOV = UnsafeMutablePointer<iovec>.allocate(capacity: b)
+        let sendHeaders = UnsafeMutablePointer<tock_mmsghdr>.allocate(capacity: b)
+        let receiveHeaders = UnsafeMutablePointer<tock_mmsghdr>.allocate(capacity: b)
+        let pollfds = UnsafeMutablePointer<pollfd>.allocate(capacity: fds.count)
+        defer {
+            sendBuffers.deallocate(); receiveBuffers.deallocate(); control.deallocate()
+            sendIOV.deallocate(); receiveIOV.deallocate(); sendHeaders.deallocate(); receiveHeaders.deallocate()
+            pollfds.deallocate()
+        }
+        for i in 0..<b {
+            sendIOV[i] = iovec(iov_base: sendBuffers + i * 48, iov_len: configuration.protocol == .ntp ? 48 : 0)
+            sendHeaders[i] = tock_mmsghdr()
+            sendHeaders[i].msg_hdr.msg_iov = sendIOV + i
+            sendHeaders[i].msg_hdr.msg_iovlen = 1
+            receiveIOV[i] = iovec(iov_base: receiveBuffers + i * 512, iov_len: 512)
+            receiveHeaders[i] = tock_mmsghdr()
+            receiveHeaders[i].msg_hdr.msg_iov = receiveIOV + i
+            receiveHeaders[i].msg_hdr.msg_iovlen = 1
+            receiveHeaders[i].msg_hdr.msg_control = control + i * 128
+        }
+        for (i, fd) in fds.enumerated() { pollfds[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
+
+        let window = min(configuration.window, Self.slotsPerClient - 1)
+        var credit = 0.0
+        var lastTick = SystemClock.monotonicNanoseconds()
+        var lastExpiry = lastTick
+        var openLoopClient = 0
+        while true {
+            let now = SystemClock.monotonicNanoseconds()
+            if now >= end { break }
+            if let rate {
+                // Open loop: send what the rate allows since the last tick, round-robin.
+                credit += Double(now - lastTick) * Double(rate) / 1e9
+                lastTick = now
+                var budget = Int(credit)
+                credit -= Double(budget)
+                while budget > 0 {
+                    let n = min(budget, b)
+                    send(client: openLoopClient, count: n, sendBuffers: sendBuffers, headers: sendHeaders)
+                    openLoopClient = (openLoopClient + 1) % fds.count
+                    budget -= n
+                }
+            } else {
+                for c in 0..<fds.count where inFlight[c] < window {
+                    send(client: c, count: window - inFlight[c], sendBuffers: sendBuffers, headers: sendHeaders)
+                }
+            }
+            let ready = poll(pollfds, nfds_t(fds.count), rate == nil ? 5 : 1)
+            if ready > 0 {
+                for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
+                    receive(client: c, headers: receiveHeaders, buffers: receiveBuffers)
+                }
+            }
+            if now - lastExpiry > 50_000_000 {
+                expire(now: now)
+                lastExpiry = now
+                sentCounter.store(report.sent, ordering: .relaxed)
+                answeredCounter.store(report.answered, ordering: .relaxed)
+            }
+        }
+        // Stop sending, collect the replies still on their way (up to the timeout), and count
+        // what never came as lost.
+        let drainEnd = SystemClock.monotonicNanoseconds() + min(configuration.timeoutNanoseconds, 500_000_000)
+        while inFlight.contains(where: { $0 > 0 }), SystemClock.monotonicNanoseconds() < drainEnd {
+            if poll(pollfds, nfds_t(fds.count), 5) > 0 {
+                for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
+                    receive(client: c, headers: receiveHeaders, buffers: receiveBuffers)
+                }
+            }
+        }
+        for c in 0..<fds.count { report.lost += UInt64(inFlight[c]) }
+        return report
+    }
+
+    /// Sends up to `count` requests from client `c` in one sendmmsg.
+    mutating func send(client c: Int, count: Int, sendBuffers: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<tock_mmsghdr>) {
+        var n = 0
+        var slots = (0, 0)
+        let base = c * Self.slotsPerClient
+        let t1 = SystemClock.now().nanosecondsSinceUnixEpoch
+        while n < min(count, Self.batch), inFlight[c] + n < Self.slotsPerClient - 1 {
+            let slot = nextSlot[c]
+            if transmits[base + slot] != 0 { break }
+            nextSlot[c] = (slot + 1) % Self.slotsPerClient
+            var transmit = random.next() & ~0xFFFF | UInt64(slot)
+            if transmit == 0 { transmit = 1 << 16 }
+            transmits[base + slot] = transmit
+            sendTimes[base + slot] = t1
+            if configuration.protocol == .ntp {
+                let packet = UnsafeMutableRawBufferPointer(start: sendBuffers + n * 48, count: 48)
+                packet.initializeMemory(as: UInt8.self, repeating: 0)
+                packet[0] = 0x23
+                packet.storeBytes(of: transmit.bigEndian, toByteOffset: 40, as: UInt64.self)
+            }
+            if n == 0 { slots.0 = slot }
+            n += 1
+        }
+        guard n > 0 else { return }
+        let rc = Int(tock_sendmmsg(fds[c], headers, UInt32(n), 0))
+        let sent = max(0, rc)
+        // Unsent requests give their slots back.
+        for k in sent..<n {
+            let slot = (slots.0 + k) % Self.slotsPerClient
+            transmits[base + slot] = 0
+        }
+        if sent < n { nextSlot[c] = (slots.0 + sent) % Self.slotsPerClient }
+        inFlight[c] += sent
+        report.sent += UInt64(sent)
+    }
+
+    mutating func receive(client c: Int, headers: UnsafeMutablePointer<tock_mmsghdr>, buffers: UnsafeMutableRawPointer) {
+        let base = c * Self.slotsPerClient
+        while true {
+            for i in 0..<Self.batch {
+                headers[i].msg_hdr.msg_controllen = 128
+                headers[i].msg_hdr.msg_flags = 0
+            }
+            let n = Int(tock_recvmmsg(fds[c], headers, UInt32(Self.batch), Int32(MSG_DONTWAIT)))
+            guard n > 0 else { return }
+            let wall = SystemClock.now()
+            for i in 0..<n {
+                var t4 = wall
+                var cmsg = tock_cmsg_firsthdr(&headers[i].msg_hdr)
+                while let m = cmsg {
+                    if m.pointee.cmsg_level == SOL_SOCKET, m.pointee.cmsg_type == tock_SCM_TIMESTAMPNS {
+                        let ts = UnsafeRawPointer(tock_cmsg_data(m)!).loadUnaligned(as: timespec.self)
+                        t4 = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+                    }
+                    cmsg = tock_cmsg_nxthdr(&headers[i].msg_hdr, m)
+                }
+                let reply = UnsafeRawBufferPointer(start: buffers + i * 512, count: Int(headers[i].msg_len))
+                handle(reply: reply, client: c, base: base, t4: t4)
+            }
+            if n < Self.batch { return }
+        }
+    }
+
+    mutating func handle(reply: UnsafeRawBufferPointer, client c: Int, base: Int, t4: UTCInstant) {
+        switch configuration.protocol {
+        case .ntp:
+            guard reply.count >= 48 else { report.invalid += 1; return }
+            let origin = UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            let slot = Int(origin & 0xFFFF)
+            guard slot < Self.slotsPerClient, transmits[base + slot] == origin, origin != 0 else {
+                report.invalid += 1  // bogus: not a request we have in flight
+                return
+            }
+            let t1 = UTCInstant(nanosecondsSinceUnixEpoch: sendTimes[base + slot])
+            transmits[base + slot] = 0
+            inFlight[c] -= 1
+            report.answered += 1
+            report.rtt.record(UInt64(max(1, t4.nanoseconds(since: t1))))
+            let first = reply[0]
+            let stratum = reply[1]
+            if stratum == 0, first >> 6 == 3, reply.loadUnaligned(fromByteOffset: 12, as: UInt32.self) != 0 {
+                report.kissOfDeath += 1
+                return
+            }
+            if first >> 6 == 3 { report.unsynchronized += 1 }
+            let t2 = NTPTimestamp(rawValue: UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 32, as: UInt64.self))).instant(near: t1)
+            let t3 = NTPTimestamp(rawValue: UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 40, as: UInt64.self))).instant(near: t1)
+            guard first & 7 == 4, t3 >= t2, abs(t2.nanoseconds(since: t1)) < 1_000_000_000, abs(t3.nanoseconds(since: t4)) < 1_000_000_000 else {
+                report.invalid += 1
+                return
+            }
+            let error = (t2.nanoseconds(since: t1) + t3.nanoseconds(since: t4)) / 2
+            report.timestampError.record(UInt64(max(1, abs(error))))
+        case .time, .daytime:
+            // No origin to match: the reply answers the oldest request in flight.
+            guard inFlight[c] > 0 else { report.invalid += 1; return }
+            var slot = nextToMatch[c]
+            while transmits[base + slot] == 0 { slot = (slot + 1) % Self.slotsPerClient }
+            let t1 = UTCInstant(nanosecondsSinceUnixEpoch: sendTimes[base + slot])
+            transmits[base + slot] = 0
+            nextToMatch[c] = (slot + 1) % Self.slotsPerClient
+            inFlight[c] -= 1
+            report.answered += 1
+            report.rtt.record(UInt64(max(1, t4.nanoseconds(since: t1))))
+            if configuration.protocol == .time {
+                guard reply.count == 4 else { report.invalid += 1; return }
+                let value = UInt32(bigEndian: reply.loadUnaligned(as: UInt32.self))
+                let instant = RFC868.instant(value, near: t4)
+                if abs(instant.nanoseconds(since: t4)) > 2_000_000_000 { report.invalid += 1 }
+            } else if reply.count == 0 {
+                report.invalid += 1
+            }
+        }
+    }
+
+    /// Frees the slots of requests older than the timeout and counts them lost.
+    mutating func expire(now: Int64) {
+        let limit = SystemClock.now().nanosecondsSinceUnixEpoch - configuration.timeoutNanoseconds
+        for c in 0..<fds.count where inFlight[c] > 0 {
+            let base = c * Self.slotsPerClient
+            for slot in 0..<Self.slotsPerClient where transmits[base + slot] != 0 && sendTimes[base + slot] < limit {
+                transmits[base + slot] = 0
+                inFlight[c] -= 1
+                report.lost += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import Atomics
+import CTockShims
+import Glibc
+import Histogram
+import TockProtocol
+import TockSockets
+
+/// What the load generator sends.
+public enum LoadProtocol: String, Sendable, CaseIterable {
+    case ntp, time, daytime
+}
+
+/// A load test's parameters.
+public struct LoadConfiguration: Sendable {
+    public var target: SocketEndpoint
+    public var `protocol`: LoadProtocol = .ntp
+    /// Client sockets (each with its own source port, and source address when the target is on
+    /// IPv4 loopback).
+    public var clients: Int = 64
+    /// Closed loop: requests in flight per client.
+    public var window: Int = 4
+    /// Open loop: requests per second in total, whatever the replies; nil for closed loop.
+    public var rate: Int?
+    /// Seconds to run.
+    public var durationSeconds: Double = 5
+    /// A request unanswered this long is lost.
+    public var timeoutNanoseconds: Int64 = 1_000_000_000
+    /// Sending and receiving threads.
+    public var threads: Int = 1
+
+    public init(target: SocketEndpoint) {
+        self.target = target
+    }
+}
+
+/// What a load test measured.
+public struct LoadReport: Sendable {
+    public var seconds: Double = 0
+    public var sent: UInt64 = 0
+    public var answered: UInt64 = 0
+    /// Replies that failed validation (wrong mode, origin, timestamps out of order or away from
+    /// our clock, unexpected length).
+    public var invalid: UInt64 = 0
+    /// Kiss-o'-death replies.
+    public var kissOfDeath: UInt64 = 0
+    /// Unsynchronised replies (leap 3).
+    public var unsynchronized: UInt64 = 0
+    /// Requests unanswered within the timeout, or still unanswered at the end.
+    public var lost: UInt64 = 0
+    /// Round-trip time T4 − T1, nanoseconds.
+    public var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// |((T2 − T1) + (T3 − T4)) / 2|, nanoseconds: on loopback client and server share a clock,
+    /// so this is how far the server's timestamps are from the truth.
+    public var timestampError = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+
+    public init() {}
+
+    public var answeredPerSecond: Double { seconds > 0 ? Double(answered) / seconds : 0 }
+    public var lossPercent: Double { sent > 0 ? 100 * Double(lost) / Double(sent) : 0 }
+
+    mutating func add(_ other: LoadReport) {
+        sent += other.sent
+        answered += other.answered
+        invalid += other.invalid
+        kissOfDeath += other.kissOfDeath
+        unsynchronized += other.unsynchronized
+        lost += other.lost
+        rtt.add(other.rtt)
+        timestampError.add(other.timestampError)
+    }
+}
+
+/// A load generator for NTP, Time and Daytime servers, modelled on ntpperf: many client
+/// sockets, batched sends and receives (sendmmsg/recvmmsg), every reply validated, kernel
+/// receive timestamps for T4.
+///
+/// Requests carry a random transmit timestamp whose low 16 bits index the client's slot table,
+/// so a reply is matched in constant time and a forged or stale one fails the full comparison.
+public final class LoadGenerator: @unchecked Sendable {
+    public let configuration: LoadConfiguration
+    private let progressSent = ManagedAtomic<UInt64>(0)
+    private let progressAnswered = ManagedAtomic<UInt64>(0)
+
+    public init(configuration: LoadConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Requests sent and answered so far, for a progress line.
+    public var progress: (sent: UInt64, answered: UInt64) {
+        (progressSent.load(ordering: .relaxed), progressAnswered.load(ordering: .relaxed))
+    }
+
+    /// Opens the client sockets. On IPv4 loopback each client gets its own source address in
+    /// 127.0.0.0/8 (127.0.1.0 upwards), so per-address limits on the server see many clients.
+    func openClients(count: Int) throws(ClientError) -> [Int32] {
+        let target = configuration.target
+        let spreadSources = !target.isIPv6 && target.ipString.hasPrefix("127.")
+        var fds: [Int32] = []
+        for i in 0..<count {
+            let fd: Int32
+            do {
+                fd = try Sockets.open(family: target.family, type: Sockets.datagram)
+                try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 1, "SO_TIMESTAMPNS")
+                try? Sockets.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: 1 << 20, "SO_RCVBUF")
+                if spreadSources {
+                    let source = SocketEndpoint(ip: "127.0.\(1 + i / 250).\(1 + i % 250)", port: 0)!
+                    try Sockets.bind(fd, to: source)
+                }
+            } catch {
+                for f in fds { close(f) }
+                throw .network(server: target.description, error)
+            }
+            let rc = target.withSockAddr { Glibc.connect(fd, $0, $1) }
+            guard rc == 0 else {
+                close(fd)
+                for f in fds { close(f) }
+                throw .network(server: target.description, SystemError("connect"))
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            fds.append(fd)
+        }
+        return fds
+    }
+
+    /// Runs the test and returns the merged report.
+    public func run() throws(ClientError) -> LoadReport {
+        let threads = max(1, min(configuration.threads, configuration.clients))
+        let fds = try openClients(count: configuration.clients)
+        defer { for fd in fds { close(fd) } }
+        let start = SystemClock.monotonicNanoseconds()
+        let end = start + Int64(configuration.durationSeconds * 1e9)
+        var reports = [LoadReport](repeating: LoadReport(), count: threads)
+        let box = ReportBox(count: threads)
+        var workers: [WorkerThread] = []
+        for t in 0..<threads {
+            let mine = stride(from: t, to: fds.count, by: threads).map { fds[$0] }
+            let rate = configuration.rate.map { max(1, $0 / threads) }
+            workers.append(WorkerThread.start(name: "bench-\(t)") { [self] in
+                var loop = ClientLoop(configuration: configuration, fds: mine, rate: rate, sent: progressSent, answered: progressAnswered)
+                box.set(t, loop.run(until: end))
+            })
+        }
+        for w in workers { w.join() }
+        reports = box.values
+        var total = LoadReport()
+        for r in reports { total.add(r) }
+        total.seconds = Double(SystemClock.monotonicNanoseconds() - start) / 1e9
+        return total
+    }
+}
+
+/// Collects per-thread reports.
+final class ReportBox: @unchecked Sendable {
+    private(set) var values: [LoadReport]
+    private let lock = NSLockLike()
+    init(count: Int) { values = [LoadReport](repeating: LoadReport(), count: count) }
+    func set(_ i: Int, _ r: LoadReport) {
+        lock.withLock { values[i] = r }
+    }
+}
+
+/// A pthread mutex.
+final class NSLockLike: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+}

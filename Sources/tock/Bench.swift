@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import Histogram
+import TockClient
+import TockSockets
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load-test an NTP, Time or Daytime server and validate every reply.",
+        discussion: """
+            Closed loop (default): --clients sockets each keep --window requests in flight; the \
+            result is the server's capacity at that concurrency. Open loop: --rate R sends R \
+            requests per second whatever the replies; with --step S it runs again at R+S, R+2S, \
+            ... (each for --duration) until loss exceeds --max-loss or --steps runs are done.
+
+            Every NTP reply is checked: mode 4, origin equal to the request's random transmit \
+            timestamp, T3 ≥ T2, T2 and T3 within 1 s of our clock. On loopback client and server \
+            share a clock, so the timestamp error |((T2−T1)+(T3−T4))/2| (T4 from the kernel's \
+            receive timestamp) measures how far the server's T2/T3 are from the truth. On IPv4 \
+            loopback each client has its own source address in 127.0.0.0/8.
+
+            Reports answered/s, loss, invalid and kiss-o'-death replies, RTT percentiles and the \
+            timestamp error. Use only against your own servers.
+            """
+    )
+
+    @Argument(help: "The server: HOST:PORT.")
+    var server: String
+
+    @Option(name: .long, help: "Protocol: ntp, time or daytime.")
+    var `protocol`: LoadProtocolName = .ntp
+
+    @Option(help: "Client sockets (1-4096).")
+    var clients: Int = 64
+
+    @Option(help: "Closed loop: requests in flight per client (1-1000).")
+    var window: Int = 4
+
+    @Option(help: "Open loop: requests per second.")
+    var rate: Int?
+
+    @Option(help: "Open loop: add this many requests per second after each step.")
+    var step: Int?
+
+    @Option(help: "Open loop with --step: most steps to run (1-100).")
+    var steps: Int = 10
+
+    @Option(help: "Open loop with --step: stop once loss exceeds this percentage.")
+    var maxLoss: Double = 0.1
+
+    @Option(help: "Seconds to run (each step, in open loop), 0.1-3600.")
+    var duration: Double = 5
+
+    @Option(help: "Seconds before an unanswered request counts as lost.")
+    var timeout: Double = 1
+
+    @Option(help: "Load-generator threads (1-64).")
+    var threads: Int = 1
+
+    @Flag(help: "Print JSON (one object per step) instead of text.")
+    var json = false
+
+    enum LoadProtocolName: String, ExpressibleByArgument, CaseIterable {
+        case ntp, time, daytime
+    }
+
+    func validate() throws {
+        guard (1...4096).contains(clients) else { throw ValidationError("--clients must be 1-4096") }
+        guard (1...1000).contains(window) else { throw ValidationError("--window must be 1-1000") }
+        guard (0.1...3600).contains(duration) else { throw ValidationError("--duration must be 0.1-3600 seconds") }
+        guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1-64") }
+        guard (1...100).contains(steps) else { throw ValidationError("--steps must be 1-100") }
+        if let rate, rate < 1 { throw ValidationError("--rate must be at least 1") }
+        if step != nil, rate == nil { throw ValidationError("--step needs --rate") }
+    }
+
+    func run() throws {
+        let parsed: HostAndPort
+        do {
+            parsed = try HostAndPort(parsing: server, bareNumberIsPort: false)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        guard let host = parsed.host, let port = parsed.port else { throw ValidationError("bench needs HOST:PORT, got '\(server)'") }
+        let target: SocketEndpoint
+        do {
+            target = try Resolver.resolve(host, port: port)[0]
+        } catch {
+            FileHandleStandardError.write("tock: \(error.description)\n")
+            throw ExitCode(QueryExit(error).rawValue)
+        }
+        var configuration = LoadConfiguration(target: target)
+        configuration.protocol = LoadProtocol(rawValue: `protocol`.rawValue)!
+        configuration.clients = clients
+        configuration.window = window
+        configuration.durationSeconds = duration
+        configuration.timeoutNanoseconds = Int64(timeout * 1e9)
+        configuration.threads = threads
+        if !json {
+            print("target \(target) (\(`protocol`.rawValue)), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop"))
+            print(BenchReport.header)
+        }
+        var currentRate = rate
+        for _ in 0..<(step == nil ? 1 : steps) {
+            configuration.rate = currentRate
+            let report = try measure(configuration)
+            print(json ? BenchReport.json(report, rate: currentRate) : BenchReport.row(report, rate: currentRate))
+            guard let s = step, let r = currentRate, report.lossPercent <= maxLoss else { break }
+            currentRate = r + s
+        }
+    }
+
+    func measure(_ configuration: LoadConfiguration) throws -> LoadReport {
+        let generator = LoadGenerator(configuration: configuration)
+        let interactive = isatty(2) != 0 && !json
+        let progress = interactive ? WorkerThread.start(name: "progress") {
+            let start = SystemClock.monotonicNanoseconds()
+            var last = (sent: UInt64(0), answered: UInt64(0))
+            var lastTime = start
+            while SystemClock.monotonicNanoseconds() - start < Int64(configuration.durationSeconds * 1e9) - 500_000_000 {
+                usleep(1_000_000)
+                let now = generator.progress
+                let t = SystemClock.monotonicNanoseconds()
+                let rate = Double(now.answered - last.answered) / (Double(t - lastTime) / 1e9)
+                FileHandleStandardError.write("\r\(Int(Double(t - start) / 1e9)) s: sent \(now.sent), answered \(now.answered), \(Int(rate))/s   ")
+                last = now
+                lastTime = t
+            }
+            FileHandleStandardError.write("\r\u{1B}[K")
+        } : nil
+        defer { progress?.join() }
+        do {
+            return try generator.run()
+        } catch {
+            FileHandleStandardError.write("tock: \(error.description)\n")
+            throw ExitCode(QueryExit(error).rawValue)
+        }
+    }
+}
+
+/// Renders load-test results.
+enum BenchReport {
+    static let widths = [10, 12, 8, 8, 6, 10, 10, 10, 12, 12]
+    static let header = line(["rate", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"])
+
+    static func line(_ columns: [String]) -> String {
+        zip(columns, widths).map { String(repeating: " ", count: max(0, $1 - $0.count)) + $0 }.joined(separator: " ")
+    }
+
+    static func microseconds(_ ns: Double) -> String {
+        String(format: "%.1fµs", ns / 1000)
+    }
+
+    static func row(_ r: LoadReport, rate: Int?) -> String {
+        let columns: [String] = [
+            rate.map(String.init) ?? "closed",
+            String(format: "%.0f", r.answeredPerSecond),
+            String(format: "%.3f", r.lossPercent),
+            String(r.invalid),
+            String(r.kissOfDeath),
+            microseconds(Double(r.rtt.valueAtPercentile(50))),
+            microseconds(Double(r.rtt.valueAtPercentile(99))),
+            microseconds(Double(r.rtt.valueAtPercentile(99.9))),
+            r.timestampError.totalCount > 0 ? microseconds(r.timestampError.mean) : "-",
+            r.timestampError.totalCount > 0 ? microseconds(Double(r.timestampError.valueAtPercentile(99))) : "-",
+        ]
+        return line(columns)
+    }
+
+    static func json(_ r: LoadReport, rate: Int?) -> String {
+        let fields: [(String, String)] = [
+            ("rate", rate.map(String.init) ?? "null"),
+            ("seconds", String(format: "%.3f", r.seconds)),
+            ("sent", "\(r.sent)"),
+            ("answered", "\(r.answered)"),
+            ("answered_per_second", String(format: "%.1f", r.answeredPerSecond)),
+            ("loss_percent", String(format: "%.4f", r.lossPercent)),
+            ("lost", "\(r.lost)"),
+            ("invalid", "\(r.invalid)"),
+            ("kiss_of_death", "\(r.kissOfDeath)"),
+            ("unsynchronized", "\(r.unsynchronized)"),
+            ("rtt_p50_us", String(format: "%.2f", Double(r.rtt.valueAtPercentile(50)) / 1000)),
+            ("rtt_p99_us", String(format: "%.2f", Double(r.rtt.valueAtPercentile(99)) / 1000)),
+            ("rtt_p999_us", String(format: "%.2f", Double(r.rtt.valueAtPercentile(99.9)) / 1000)),
+            ("timestamp_error_mean_us", String(format: "%.3f", r.timestampError.totalCount > 0 ? r.timestampError.mean / 1000 : 0)),
+            ("timestamp_error_p99_us", String(format: "%.3f", Double(r.timestampError.valueAtPercentile(99)) / 1000)),
+        ]
+        return QueryReport.object(fields)
+    }
+}
+
