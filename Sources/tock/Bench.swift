@@ -141,8 +141,8 @@ struct Bench: ParsableCommand {
 
 /// Renders load-test results.
 enum BenchReport {
-    static let widths = [10, 12, 8, 8, 6, 10, 10, 10, 12, 12]
-    static let header = line(["rate", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"])
+    static let widths = [10, 10, 12, 8, 8, 6, 10, 10, 10, 12, 12]
+    static let header = line(["rate", "sent/s", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"])
 
     static func line(_ columns: [String]) -> String {
         zip(columns, widths).map { String(repeating: " ", count: max(0, $1 - $0.count)) + $0 }.joined(separator: " ")
@@ -155,6 +155,7 @@ enum BenchReport {
     static func row(_ r: LoadReport, rate: Int?) -> String {
         let columns: [String] = [
             rate.map(String.init) ?? "closed",
+            String(format: "%.0f", r.seconds > 0 ? Double(r.sent) / r.seconds : 0),
             String(format: "%.0f", r.answeredPerSecond),
             String(format: "%.3f", r.lossPercent),
             String(r.invalid),
