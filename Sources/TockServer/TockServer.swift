@@ -1,3 +1,4 @@
+import Atomics
 import Glibc
 import Logging
 import NIOCore
@@ -23,6 +24,8 @@ public final class TockServer: Service, @unchecked Sendable {
     private let datagramTime: [(TextTimeProtocol, DatagramListener)]
     private let streamTime: [(TextTimeProtocol, StreamTimeListener)]
     private let precisionNanoseconds: Int64
+    /// Rate-limit tables by service name ("ntp", "daytime", "time"), when limiting is on.
+    public let limiters: [String: ClientLimiter]
 
     /// Binds every listener in `configuration`.
     public init(configuration: TockServerConfiguration, logger: Logger) throws(ListenerError) {
@@ -38,26 +41,37 @@ public final class TockServer: Service, @unchecked Sendable {
         var ntp: [DatagramListener] = []
         var datagramTime: [(TextTimeProtocol, DatagramListener)] = []
         var streamTime: [(TextTimeProtocol, StreamTimeListener)] = []
+        var limiters: [String: ClientLimiter] = [:]
         do throws(ListenerError) {
+            let policy = configuration.policy
+            // One table per service, shared by its listeners and workers, so a client's limit
+            // holds across addresses, workers and source ports.
+            func makeLimiter() -> ClientLimiter? {
+                policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: configuration.clientTableBytes) }
+            }
+            let ntpLimiter = makeLimiter()
+            limiters["ntp"] = ntpLimiter
             for address in configuration.ntpListeners {
                 ntp.append(try DatagramListener(name: "ntp", address: address, workers: configuration.ntpWorkers) {
-                    NTPDatagramResponder(precision: precision, clock: clockState)
+                    NTPDatagramResponder(precision: precision, clock: clockState, policy: policy, limiter: ntpLimiter)
                 })
             }
             let services: [(TextTimeProtocol, [SocketEndpoint])] = [(.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)]
             for (kind, addresses) in services {
                 let writer = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
+                let limiter = makeLimiter()
+                limiters[kind.rawValue] = limiter
                 for var address in addresses {
                     if address.port == 0 {
                         // UDP and TCP share the port, so choose one free for both.
                         address.port = try ListenerSocket.freePort(on: address, alsoTCP: true)
                     }
                     let udp = try DatagramListener(name: kind.rawValue, address: address, workers: 1) {
-                        TextTimeDatagramResponder(writer: writer, clock: clockState)
+                        TextTimeDatagramResponder(writer: writer, clock: clockState, policy: policy, limiter: limiter)
                     }
                     datagramTime.append((kind, udp))
                     // TCP takes the same port as UDP (which may have been chosen by the kernel).
-                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writer)))
+                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writer, policy: policy, limiter: limiter, maxConnections: configuration.tcpMaxConnections)))
                 }
             }
         } catch {
@@ -65,6 +79,7 @@ public final class TockServer: Service, @unchecked Sendable {
             throw error
         }
         self.ntp = ntp
+        self.limiters = limiters
         self.datagramTime = datagramTime
         self.streamTime = streamTime
     }
@@ -87,6 +102,19 @@ public final class TockServer: Service, @unchecked Sendable {
     public func datagramStatistics(_ kind: TextTimeProtocol) -> DatagramStatistics {
         var total = DatagramStatistics()
         for (k, l) in datagramTime where k == kind { total.add(l.statistics) }
+        return total
+    }
+
+    /// TCP totals for Daytime or Time: connections, replies, and connections closed unanswered
+    /// by reason.
+    public func streamStatistics(_ kind: TextTimeProtocol) -> (connections: UInt64, replied: UInt64, silent: UInt64, refused: UInt64) {
+        var total: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for (k, l) in streamTime where k == kind {
+            total.0 += l.counters.connections.load(ordering: .relaxed)
+            total.1 += l.counters.replied.load(ordering: .relaxed)
+            total.2 += l.counters.silent.load(ordering: .relaxed)
+            total.3 += l.counters.refused.load(ordering: .relaxed)
+        }
         return total
     }
 

@@ -22,6 +22,13 @@ public struct TockServerConfiguration: Sendable {
     public var ntpWorkers: Int
     /// How long a TCP Daytime/Time connection may stay open. Default: 5 s.
     public var tcpConnectionTimeout: Duration
+    /// Open TCP connections per listener beyond which new ones are closed at once. Default: 1024.
+    public var tcpMaxConnections: Int
+    /// Access list, rate limit and kiss-o'-death choices, applied to every service.
+    public var policy: ServicePolicy
+    /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 524,288
+    /// clients per service.
+    public var clientTableBytes: Int
 
     /// The default ports: NTP 123, Daytime 13, Time 37.
     public static let defaultNTPPort: UInt16 = 123
@@ -36,8 +43,14 @@ public struct TockServerConfiguration: Sendable {
         daytimeZone: DaytimeZone = .local,
         clockSource: ClockSource = .kernel(stratum: ClockSource.defaultKernelStratum),
         ntpWorkers: Int = TockServerConfiguration.coreCount,
-        tcpConnectionTimeout: Duration = .seconds(5)
+        tcpConnectionTimeout: Duration = .seconds(5),
+        tcpMaxConnections: Int = 1024,
+        policy: ServicePolicy = ServicePolicy(),
+        clientTableBytes: Int = 4 << 20
     ) {
+        self.tcpMaxConnections = tcpMaxConnections
+        self.policy = policy
+        self.clientTableBytes = clientTableBytes
         self.ntpListeners = ntpListeners
         self.daytimeListeners = daytimeListeners
         self.timeListeners = timeListeners

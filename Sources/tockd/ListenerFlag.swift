@@ -33,6 +33,15 @@ enum ListenerFlag {
         return out.filter { seen.insert($0).inserted }
     }
 
+    /// The 4 or 16 bytes of a numeric IPv4 or IPv6 address, or nil.
+    static func addressBytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
+    }
+
     /// Whether an IPv6 socket can be created here (containers often have none).
     static var hostHasIPv6: Bool {
         let fd = socket(AF_INET6, Sockets.datagram, 0)

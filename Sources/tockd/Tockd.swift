@@ -59,6 +59,42 @@ struct Tockd: AsyncParsableCommand {
     @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300.")
     var tcpTimeout: Double = 5
 
+    @Option(help: "Most open TCP Daytime/Time connections per listener; more are closed at once (1-1000000).")
+    var tcpMaxConnections: Int = 1024
+
+    @Option(name: .customLong("allow"), help: ArgumentHelp("Serve only clients in PREFIX (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32; repeatable). Default: everyone.", valueName: "prefix"))
+    var allow: [String] = []
+
+    @Option(name: .customLong("deny"), help: ArgumentHelp("Never serve clients in PREFIX (repeatable); deny wins over allow.", valueName: "prefix"))
+    var deny: [String] = []
+
+    @Flag(help: "Send denied NTP clients a DENY kiss-o'-death instead of nothing.")
+    var denyKod = false
+
+    @Flag(help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
+    var rateLimit = false
+
+    @Option(help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (3 = one per 8 s).")
+    var rateLimitInterval: Int = 3
+
+    @Option(help: "With --rate-limit: responses a client may take in a burst, 1-255.")
+    var rateLimitBurst: Int = 8
+
+    @Option(help: "With --rate-limit: answer 1 in 2^LEAK limited requests anyway, 0-4, so spoofed floods cannot silence a victim.")
+    var rateLimitLeak: Int = 2
+
+    @Flag(help: "With --rate-limit: send limited NTP clients a RATE kiss-o'-death (at most one per emptied bucket) instead of nothing.")
+    var rateLimitKod = false
+
+    @Option(help: "With --rate-limit: IPv4 prefix length that makes one client, 0-32.")
+    var rateLimitIpv4Prefix: Int = 32
+
+    @Option(help: "With --rate-limit: IPv6 prefix length that makes one client, 0-128.")
+    var rateLimitIpv6Prefix: Int = 64
+
+    @Option(help: "With --rate-limit: MiB of memory for each service's client table, fixed at start (1-1024; 4 MiB holds 524,288 clients).")
+    var clientTableSize: Int = 4
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -75,6 +111,10 @@ struct Tockd: AsyncParsableCommand {
         }
         guard (1...1024).contains(workers) else { throw ValidationError("--workers must be 1-1024, got \(workers)") }
         guard tcpTimeout >= 0.1, tcpTimeout <= 300 else { throw ValidationError("--tcp-timeout must be 0.1-300 seconds, got \(tcpTimeout)") }
+        guard (1...1_000_000).contains(tcpMaxConnections) else { throw ValidationError("--tcp-max-connections must be 1-1000000, got \(tcpMaxConnections)") }
+        guard (1...1024).contains(clientTableSize) else { throw ValidationError("--client-table-size must be 1-1024 MiB, got \(clientTableSize)") }
+        if let problem = rateLimitPolicy.problems.first { throw ValidationError("--rate-limit: \(problem)") }
+        _ = try accessList()
     }
 
     func run() async throws {
@@ -122,8 +162,37 @@ struct Tockd: AsyncParsableCommand {
             daytimeZone: daytimeZone,
             clockSource: clockSourceValue,
             ntpWorkers: workers,
-            tcpConnectionTimeout: .milliseconds(Int64(tcpTimeout * 1000))
+            tcpConnectionTimeout: .milliseconds(Int64(tcpTimeout * 1000)),
+            tcpMaxConnections: tcpMaxConnections,
+            policy: ServicePolicy(access: try accessList(), rateLimit: rateLimit ? rateLimitPolicy : nil, denyWithKissOfDeath: denyKod),
+            clientTableBytes: clientTableSize << 20
         )
+    }
+
+    var rateLimitPolicy: RateLimitPolicy {
+        RateLimitPolicy(
+            intervalLog2: rateLimitInterval,
+            burst: rateLimitBurst,
+            leakLog2: rateLimitLeak,
+            kissOfDeath: rateLimitKod,
+            ipv4PrefixLength: rateLimitIpv4Prefix,
+            ipv6PrefixLength: rateLimitIpv6Prefix
+        )
+    }
+
+    func accessList() throws -> AccessList {
+        func parse(_ texts: [String], _ flag: String) throws -> [AddressPrefix] {
+            var prefixes: [AddressPrefix] = []
+            for text in texts {
+                do {
+                    prefixes.append(try AddressPrefix(parsing: text, parseAddress: ListenerFlag.addressBytes))
+                } catch {
+                    throw ValidationError("\(flag) \(error.description)")
+                }
+            }
+            return prefixes
+        }
+        return AccessList(allow: try parse(allow, "--allow"), deny: try parse(deny, "--deny"))
     }
 
     var clockSourceValue: ClockSource {

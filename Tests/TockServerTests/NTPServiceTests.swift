@@ -137,7 +137,7 @@ struct NTPServiceTests {
             var expected: [String: UInt64] = [:]
             for d in bad { expected[d.reason, default: 0] += 1 }
             let expectedOversized = expected.removeValue(forKey: "oversized") ?? 0
-            for reason in ["too_short", "bad_version", "not_client_mode", "malformed"] { expected[reason, default: 0] += 0 }
+            for reason in ["too_short", "bad_version", "not_client_mode", "malformed", "denied", "rate_limited"] { expected[reason, default: 0] += 0 }
             let counted = await eventually {
                 let s = server.ntpStatistics
                 return s.drops == expected && s.oversized == expectedOversized

@@ -9,6 +9,10 @@ public enum NTPDropReason: Int, Sendable, CaseIterable, CustomStringConvertible 
     case notClientMode
     /// Extension fields or MAC that do not parse (RFC 7822).
     case malformed
+    /// The client's address is not allowed by the access list.
+    case denied
+    /// The client exceeded its rate limit.
+    case rateLimited
 
     public var description: String {
         switch self {
@@ -16,6 +20,8 @@ public enum NTPDropReason: Int, Sendable, CaseIterable, CustomStringConvertible 
         case .badVersion: "bad_version"
         case .notClientMode: "not_client_mode"
         case .malformed: "malformed"
+        case .denied: "denied"
+        case .rateLimited: "rate_limited"
         }
     }
 }
@@ -115,6 +121,29 @@ public struct NTPResponder: Sendable {
         return .respond(length: NTPPacket.headerLength)
     }
 
+    /// Turns a reply built by `respond` into a kiss-o'-death (RFC 5905 §7.4): leap 3, stratum 0,
+    /// the kiss code as reference ID, the origin still echoed so the client can trust it, and no
+    /// usable timestamps (receive and transmit zero, which RFC 4330 clients reject as time).
+    @inlinable
+    public static func convertToKissOfDeath(_ code: KissCode, reply: UnsafeMutableRawBufferPointer) {
+        let version = (reply[0] >> 3) & 0x7
+        reply[0] = LeapIndicator.unsynchronized.rawValue << 6 | version << 3 | NTPMode.server.rawValue
+        reply[1] = 0
+        NTPWire.store32(0, reply, 4)
+        NTPWire.store32(0, reply, 8)
+        NTPWire.store32(code.rawValue, reply, 12)
+        NTPWire.store64(0, reply, 16)
+        NTPWire.store64(0, reply, 32)
+        NTPWire.store64(0, reply, 40)
+    }
+
+    /// Whether a reply is a kiss-o'-death (stratum 0 with a non-zero reference ID), which
+    /// carries no transmit timestamp.
+    @inlinable
+    public static func isKissOfDeath(_ reply: UnsafeRawBufferPointer) -> Bool {
+        reply[1] == 0 && NTPWire.load32(reply, 12) != 0
+    }
+
     /// Writes the transmit timestamp (T3) into a reply built by `respond`.
     ///
     /// T3 is made strictly later than T2 and different from the origin, whatever the clock did
@@ -122,6 +151,7 @@ public struct NTPResponder: Sendable {
     /// (RFC 5905 §8) misfire, and an earlier T3 would be a negative server processing time.
     @inlinable
     public func stampTransmitTime(_ transmitTime: UTCInstant, reply: UnsafeMutableRawBufferPointer, random: inout FastRandom) {
+        if Self.isKissOfDeath(UnsafeRawBufferPointer(reply)) { return }
         let receive = NTPWire.load64(UnsafeRawBufferPointer(reply), 32)
         let origin = NTPWire.load64(UnsafeRawBufferPointer(reply), 24)
         var transmit = NTPTimestamp(transmitTime).rawValue & ~randomMask | random.next() & randomMask

@@ -15,6 +15,8 @@ public final class DatagramCounters: Sendable {
         case receiveErrors
         /// sendmmsg failures (ECONNREFUSED from an ICMP error, ENOBUFS, ...).
         case sendErrors
+        /// Kiss-o'-death replies sent (RATE, DENY).
+        case kissesSent
     }
 
     /// Number of fixed slots before the drop reasons.
@@ -58,6 +60,7 @@ public struct DatagramStatistics: Sendable, Hashable {
     public var oversized: UInt64 = 0
     public var receiveErrors: UInt64 = 0
     public var sendErrors: UInt64 = 0
+    public var kissesSent: UInt64 = 0
     /// Drops by reason name.
     public var drops: [String: UInt64] = [:]
 
@@ -73,6 +76,7 @@ public struct DatagramStatistics: Sendable, Hashable {
         oversized += other.oversized
         receiveErrors += other.receiveErrors
         sendErrors += other.sendErrors
+        kissesSent += other.kissesSent
         for (k, v) in other.drops { drops[k, default: 0] += v }
     }
 
@@ -82,6 +86,7 @@ public struct DatagramStatistics: Sendable, Hashable {
         oversized = counters.value(.oversized)
         receiveErrors = counters.value(.receiveErrors)
         sendErrors = counters.value(.sendErrors)
+        kissesSent = counters.value(.kissesSent)
         for (i, name) in counters.dropReasons.enumerated() {
             drops[name] = counters.drops(reason: i)
         }

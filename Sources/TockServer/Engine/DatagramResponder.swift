@@ -6,6 +6,8 @@ import TockSockets
 public enum DatagramVerdict: Sendable, Hashable {
     /// Send the first `length` bytes of the reply buffer.
     case reply(length: Int)
+    /// Send the first `length` bytes: a kiss-o'-death (counted apart from replies).
+    case kiss(length: Int)
     /// Send nothing; `reason` indexes the responder's `dropReasons`.
     case drop(reason: Int)
 }

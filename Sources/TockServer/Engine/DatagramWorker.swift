@@ -125,7 +125,8 @@ final class DatagramWorker<Responder: DatagramResponder>: @unchecked Sendable {
                 switch verdict {
                 case .drop(let reason):
                     totals[DatagramCounters.fixedSlots + reason] &+= 1
-                case .reply(let replyLength):
+                case .reply(let replyLength), .kiss(let replyLength):
+                    if case .kiss = verdict { totals[DatagramCounters.Slot.kissesSent.rawValue] &+= 1 }
                     sendIOV[replies] = iovec(iov_base: reply.baseAddress, iov_len: replyLength)
                     let out = sendHeaders + replies
                     out.pointee.msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)

@@ -1,4 +1,5 @@
 import TockProtocol
+import TockSockets
 
 /// The NTP service on the datagram engine: the protocol core's `NTPResponder` with this
 /// worker's random generator and cached clock state.
@@ -9,22 +10,48 @@ struct NTPDatagramResponder: DatagramResponder {
     let core: NTPResponder
     var clock: CachedClockState
     var random = FastRandom()
+    let policy: ServicePolicy
+    let limiter: ClientLimiter?
+    var monotonicNow: Int64 = 0
 
-    init(precision: Int8, clock: ClockStateCell) {
+    init(precision: Int8, clock: ClockStateCell, policy: ServicePolicy = ServicePolicy(), limiter: ClientLimiter? = nil) {
         self.core = NTPResponder(precision: precision)
         self.clock = CachedClockState(clock)
+        self.policy = policy
+        self.limiter = limiter
     }
 
     mutating func beginBatch(now: UTCInstant) {
         clock.refresh()
+        if limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
     }
 
+    /// The protocol decision first (so malformed and non-client packets are counted as such
+    /// and only valid requests can be kissed), then the access list, then the rate limit.
     @inline(__always)
     mutating func respond(to request: UnsafeRawBufferPointer, from source: DatagramSource, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
+        let length: Int
         switch core.respond(to: request, sourcePort: source.port, receiveTime: receiveTime, clock: clock.state, reply: reply, random: &random) {
-        case .respond(let length): .reply(length: length)
-        case .drop(let reason): .drop(reason: reason.rawValue)
+        case .respond(let n): length = n
+        case .drop(let reason): return .drop(reason: reason.rawValue)
         }
+        if !policy.permits(source) {
+            guard policy.denyWithKissOfDeath else { return .drop(reason: NTPDropReason.denied.rawValue) }
+            NTPResponder.convertToKissOfDeath(.deny, reply: reply)
+            return .kiss(length: NTPPacket.headerLength)
+        }
+        if let limiter {
+            switch limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) {
+            case .allow:
+                break
+            case .kiss:
+                NTPResponder.convertToKissOfDeath(.rate, reply: reply)
+                return .kiss(length: NTPPacket.headerLength)
+            case .drop:
+                return .drop(reason: NTPDropReason.rateLimited.rawValue)
+            }
+        }
+        return .reply(length: length)
     }
 
     @inline(__always)

@@ -1,5 +1,6 @@
 import Glibc
 import TockProtocol
+import TockSockets
 
 /// Which classic time service a listener offers.
 public enum TextTimeProtocol: String, Sendable, Hashable {
@@ -73,23 +74,43 @@ struct TextTimeReplyWriter: Sendable {
 /// Daytime or Time over UDP on the datagram engine.
 struct TextTimeDatagramResponder: DatagramResponder {
     static var replyCapacity: Int { TextTimeReplyWriter.capacity }
-    static var dropReasons: [String] { ["unsynchronized"] }
+    static var dropReasons: [String] { DropReason.allCases.map(\.rawValue) }
+
+    enum DropReason: String, CaseIterable {
+        case unsynchronized
+        /// From a port whose service answers anything (echo, chargen, ...): a reflection loop.
+        case reflection_port
+        case denied
+        case rate_limited
+    }
 
     let writer: TextTimeReplyWriter
     var clock: CachedClockState
     var zone = TextTimeReplyWriter.ZoneInfo()
+    let policy: ServicePolicy
+    let limiter: ClientLimiter?
+    var random = FastRandom()
+    var monotonicNow: Int64 = 0
 
-    init(writer: TextTimeReplyWriter, clock: ClockStateCell) {
+    init(writer: TextTimeReplyWriter, clock: ClockStateCell, policy: ServicePolicy = ServicePolicy(), limiter: ClientLimiter? = nil) {
         self.writer = writer
         self.clock = CachedClockState(clock)
+        self.policy = policy
+        self.limiter = limiter
     }
 
     mutating func beginBatch(now: UTCInstant) {
         clock.refresh()
         zone = writer.zoneInfo(at: now)
+        if limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
     }
 
     mutating func respond(to request: UnsafeRawBufferPointer, from source: DatagramSource, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
+        if ReflectionPorts.isReflectionRisk(source.port) { return .drop(reason: 1) }
+        if !policy.permits(source) { return .drop(reason: 2) }
+        if let limiter, limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) != .allow {
+            return .drop(reason: 3)
+        }
         let length = writer.write(now: receiveTime, zone: zone, synchronized: clock.state.isSynchronized, into: reply)
         return length > 0 ? .reply(length: length) : .drop(reason: 0)
     }

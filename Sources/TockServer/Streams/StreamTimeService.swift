@@ -19,17 +19,59 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     let clock: ClockStateCell
     let connectionTimeout: TimeAmount
     let counters: StreamCounters
+    let policy: ServicePolicy
+    let limiter: ClientLimiter?
+    let maxConnections: Int
+    /// Whether this connection holds one of the `maxConnections` places.
+    let holdsPlace = ManagedAtomic(false)
 
-    init(writer: TextTimeReplyWriter, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters) {
+    init(writer: TextTimeReplyWriter, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) {
         self.writer = writer
         self.clock = clock
         self.connectionTimeout = connectionTimeout
         self.counters = counters
+        self.policy = policy
+        self.limiter = limiter
+        self.maxConnections = maxConnections
+    }
+
+    /// Whether the peer passes the access list and its rate limit.
+    func admits(_ remote: NIOCore.SocketAddress?) -> Bool {
+        guard !policy.access.isOpen || limiter != nil else { return true }
+        var storage = sockaddr_storage()
+        switch remote {
+        case .v4(let a)?:
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: a.address, as: sockaddr_in.self) }
+        case .v6(let a)?:
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: a.address, as: sockaddr_in6.self) }
+        default:
+            return false
+        }
+        return withUnsafePointer(to: &storage) { pointer in
+            let source = DatagramSource(address: pointer)
+            guard policy.permits(source) else { return false }
+            guard let limiter else { return true }
+            var random = SystemRandomNumberGenerator()
+            return limiter.decide(source, nowNanoseconds: SystemClock.monotonicNanoseconds(), random: random.next()) == .allow
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         counters.connections.wrappingIncrement(ordering: .relaxed)
         let channel = context.channel
+        // Past the cap, close at once: the kernel's backlog and NIO's accept loop stay free.
+        if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= maxConnections {
+            counters.active.wrappingDecrement(ordering: .relaxed)
+            counters.refused.wrappingIncrement(ordering: .relaxed)
+            context.close(promise: nil)
+            return
+        }
+        holdsPlace.store(true, ordering: .relaxed)
+        guard admits(channel.remoteAddress) else {
+            counters.refused.wrappingIncrement(ordering: .relaxed)
+            context.close(promise: nil)
+            return
+        }
         context.eventLoop.scheduleTask(in: connectionTimeout) {
             channel.close(promise: nil)
         }
@@ -49,6 +91,13 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        if holdsPlace.exchange(false, ordering: .relaxed) {
+            counters.active.wrappingDecrement(ordering: .relaxed)
+        }
+        context.fireChannelInactive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // RFC 867/868: whatever the client sends is ignored.
     }
@@ -64,6 +113,10 @@ final class StreamCounters: Sendable {
     let replied = ManagedAtomic<UInt64>(0)
     /// Connections closed without a reply because the clock was unsynchronised.
     let silent = ManagedAtomic<UInt64>(0)
+    /// Connections closed at once: over the cap, denied, or rate-limited.
+    let refused = ManagedAtomic<UInt64>(0)
+    /// Connections open now.
+    let active = ManagedAtomic<Int>(0)
 }
 
 
@@ -80,8 +133,14 @@ final class StreamTimeListener: Sendable {
     let fd: Int32
     let writer: TextTimeReplyWriter
     let counters = StreamCounters()
+    let policy: ServicePolicy
+    let limiter: ClientLimiter?
+    let maxConnections: Int
 
-    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter) throws(ListenerError) {
+    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) throws(ListenerError) {
+        self.policy = policy
+        self.limiter = limiter
+        self.maxConnections = maxConnections
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
@@ -92,6 +151,9 @@ final class StreamTimeListener: Sendable {
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
         let writer = self.writer
         let counters = self.counters
+        let policy = self.policy
+        let limiter = self.limiter
+        let maxConnections = self.maxConnections
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -99,7 +161,7 @@ final class StreamTimeListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        StreamTimeHandler(writer: writer, clock: clock, connectionTimeout: connectionTimeout, counters: counters)
+                        StreamTimeHandler(writer: writer, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
                     )
                 }
             }

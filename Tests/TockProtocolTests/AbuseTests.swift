@@ -1,0 +1,151 @@
+import Testing
+import TockProtocol
+
+@Suite struct RateLimitBucketTests {
+    static let second: Int64 = 1_000_000_000
+
+    /// Runs `count` requests `spacing` apart from one client and returns the decisions.
+    static func run(_ policy: RateLimitPolicy, count: Int, spacing: Int64, start: Int64 = 1_000 * second, random: UInt64 = 1) -> [RateLimitDecision] {
+        var bucket = RateLimitBucket(rawValue: 0)
+        var out: [RateLimitDecision] = []
+        for i in 0..<count {
+            let (next, decision) = RateLimitBucket.decide(bucket, fingerprint: 0xABCDEF, nowNanoseconds: start + Int64(i) * spacing, policy: policy, random: random)
+            bucket = next
+            out.append(decision)
+        }
+        return out
+    }
+
+    @Test func burstThenDrop() {
+        let policy = RateLimitPolicy(intervalLog2: 3, burst: 4, leakLog2: 0)
+        let decisions = Self.run(policy, count: 10, spacing: 1_000_000)
+        #expect(decisions.prefix(4).allSatisfy { $0 == .allow })
+        #expect(decisions.dropFirst(4).allSatisfy { $0 == .drop })
+    }
+
+    @Test func tokensAreEarnedOnePerInterval() {
+        // One request per second against one response per 2 s, burst 1: every other is answered.
+        let policy = RateLimitPolicy(intervalLog2: 1, burst: 1, leakLog2: 0)
+        let decisions = Self.run(policy, count: 20, spacing: Self.second)
+        let allowed = decisions.filter { $0 == .allow }.count
+        #expect(allowed == 10)
+    }
+
+    @Test func leakAnswersOneInTwoToTheLeak() {
+        let policy = RateLimitPolicy(intervalLog2: 10, burst: 1, leakLog2: 2)
+        var bucket = RateLimitBucket(rawValue: 0)
+        var random = FastRandom(seed: 3)
+        var allowed = 0
+        for i in 0..<4000 {
+            let (next, d) = RateLimitBucket.decide(bucket, fingerprint: 1, nowNanoseconds: Self.second * 100 + Int64(i) * 1000, policy: policy, random: random.next())
+            bucket = next
+            if d == .allow { allowed += 1 }
+        }
+        // 1 from the burst, then about 1 in 4 of 3999.
+        #expect((900...1100).contains(allowed))
+    }
+
+    @Test func oneKissPerEmptiedBucket() {
+        let policy = RateLimitPolicy(intervalLog2: 3, burst: 2, leakLog2: 0, kissOfDeath: true)
+        let decisions = Self.run(policy, count: 6, spacing: 1_000_000)
+        #expect(decisions == [.allow, .allow, .kiss, .drop, .drop, .drop])
+        // After an interval the bucket has a token again, and may kiss again once it is empty.
+        let later = Self.run(policy, count: 12, spacing: Self.second * 2)
+        #expect(later.contains(.kiss))
+    }
+
+    @Test func anotherClientInTheSlotStartsAFullBucket() {
+        let policy = RateLimitPolicy(intervalLog2: 3, burst: 1, leakLog2: 0)
+        let (afterA, first) = RateLimitBucket.decide(RateLimitBucket(rawValue: 0), fingerprint: 1, nowNanoseconds: Self.second, policy: policy, random: 1)
+        #expect(first == .allow)
+        #expect(RateLimitBucket.decide(afterA, fingerprint: 1, nowNanoseconds: Self.second + 1000, policy: policy, random: 1).1 == .drop)
+        #expect(RateLimitBucket.decide(afterA, fingerprint: 2, nowNanoseconds: Self.second + 1000, policy: policy, random: 1).1 == .allow)
+    }
+
+    @Test func aLongSilenceRefillsAndTheClockWrapsHarmlessly() {
+        let policy = RateLimitPolicy(intervalLog2: 3, burst: 2, leakLog2: 0)
+        var bucket = RateLimitBucket(rawValue: 0)
+        for i in 0..<3 { bucket = RateLimitBucket.decide(bucket, fingerprint: 9, nowNanoseconds: Self.second + Int64(i), policy: policy, random: 1).0 }
+        #expect(bucket.tokens == 0)
+        // 30 days later (past the packed clock's span): full again.
+        let later = Self.second + 30 * 86_400 * Self.second
+        #expect(RateLimitBucket.decide(bucket, fingerprint: 9, nowNanoseconds: later, policy: policy, random: 1).1 == .allow)
+    }
+
+    @Test func policyRangesAreChecked() {
+        #expect(RateLimitPolicy().problems.isEmpty)
+        #expect(!RateLimitPolicy(intervalLog2: 13).problems.isEmpty)
+        #expect(!RateLimitPolicy(burst: 0).problems.isEmpty)
+        #expect(!RateLimitPolicy(leakLog2: 5).problems.isEmpty)
+        #expect(!RateLimitPolicy(ipv6PrefixLength: 129).problems.isEmpty)
+    }
+}
+
+@Suite struct AccessListTests {
+    static func v4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> [UInt8] { [a, b, c, d] }
+    static func parse(_ text: String) throws -> AddressPrefix {
+        try AddressPrefix(parsing: text) { s in
+            let parts = s.split(separator: ".").compactMap { UInt8($0) }
+            if parts.count == 4 { return parts }
+            if s == "2001:db8::" { return [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 12) }
+            return nil
+        }
+    }
+
+    @Test func prefixesMatch() throws {
+        let p = try Self.parse("192.0.2.0/24")
+        #expect(Self.v4(192, 0, 2, 77).withUnsafeBytes { p.contains($0) })
+        #expect(!Self.v4(192, 0, 3, 1).withUnsafeBytes { p.contains($0) })
+        let odd = try Self.parse("10.128.0.0/9")
+        #expect(Self.v4(10, 200, 1, 1).withUnsafeBytes { odd.contains($0) })
+        #expect(!Self.v4(10, 127, 1, 1).withUnsafeBytes { odd.contains($0) })
+        let v6 = try Self.parse("2001:db8::/32")
+        let inside: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 9, 9] + [UInt8](repeating: 1, count: 10)
+        #expect(inside.withUnsafeBytes { v6.contains($0) })
+        #expect(!Self.v4(192, 0, 2, 1).withUnsafeBytes { v6.contains($0) })  // families never match
+        #expect((try Self.parse("0.0.0.0/0")).length == 0)
+    }
+
+    @Test func badPrefixesAreRejected() {
+        #expect(throws: AddressPrefix.ParseError.self) { try Self.parse("192.0.2.0/33") }
+        #expect(throws: AddressPrefix.ParseError.self) { try Self.parse("not-an-address/8") }
+        #expect(throws: AddressPrefix.ParseError.self) { try Self.parse("192.0.2.0/8/1") }
+    }
+
+    @Test func denyWinsAndAllowRestricts() throws {
+        let list = AccessList(allow: [try Self.parse("10.0.0.0/8")], deny: [try Self.parse("10.9.0.0/16")])
+        #expect(Self.v4(10, 1, 1, 1).withUnsafeBytes { list.permits($0) })
+        #expect(!Self.v4(10, 9, 1, 1).withUnsafeBytes { list.permits($0) })
+        #expect(!Self.v4(192, 0, 2, 1).withUnsafeBytes { list.permits($0) })
+        #expect(Self.v4(192, 0, 2, 1).withUnsafeBytes { AccessList().permits($0) })
+    }
+
+    @Test func reflectionPorts() {
+        for port: UInt16 in [0, 7, 13, 19, 37, 123, 1900, 5353, 11211] { #expect(ReflectionPorts.isReflectionRisk(port)) }
+        for port: UInt16 in [1024, 40000, 65535, 8080] { #expect(!ReflectionPorts.isReflectionRisk(port)) }
+    }
+}
+
+@Suite struct KissOfDeathReplyTests {
+    @Test func convertedReplyIsAKissWithTheOriginEchoed() throws {
+        let responder = NTPResponder(precision: -20)
+        var random = FastRandom(seed: 1)
+        let request = NTPClientExchange(version: 3, requestTransmit: NTPTimestamp(rawValue: 0x1122_3344_5566_7788)).requestBytes
+        var reply = [UInt8](repeating: 0, count: NTPResponder.maximumReplyLength)
+        let now = UTCInstant(secondsSinceUnixEpoch: 1_795_546_000)
+        request.withUnsafeBytes { req in
+            reply.withUnsafeMutableBytes { out in
+                _ = responder.respond(to: req, sourcePort: 40000, receiveTime: now, clock: .local(stratum: 2, now: now, precisionNanoseconds: 1), reply: out, random: &random)
+                NTPResponder.convertToKissOfDeath(.rate, reply: out)
+                responder.stampTransmitTime(now, reply: out, random: &random)
+            }
+        }
+        let p = try NTPPacket(decoding: reply)
+        #expect(p.leap == .unsynchronized && p.stratum == 0 && p.version == 3 && p.mode == .server)
+        #expect(p.kissCode == .rate)
+        #expect(p.originTimestamp.rawValue == 0x1122_3344_5566_7788)
+        #expect(p.receiveTimestamp.isZero && p.transmitTimestamp.isZero)
+        let exchange = NTPClientExchange(version: 3, requestTransmit: NTPTimestamp(rawValue: 0x1122_3344_5566_7788))
+        #expect(exchange.evaluate(reply: Array(reply[..<48]), t1: now, t4: now) == .failure(.kissOfDeath(.rate)))
+    }
+}
