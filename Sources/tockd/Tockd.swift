@@ -1,4 +1,6 @@
 import ArgumentParser
+import Dispatch
+import Glibc
 import Logging
 import ServiceLifecycle
 import TockProtocol
@@ -6,7 +8,7 @@ import TockServer
 import TockSockets
 
 @main
-struct Tockd: AsyncParsableCommand {
+struct Tockd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tockd",
         abstract: "Serve the time: NTPv4 (RFC 5905), Daytime (RFC 867) and Time (RFC 868) over UDP and TCP.",
@@ -95,6 +97,9 @@ struct Tockd: AsyncParsableCommand {
     @Option(help: "With --rate-limit: MiB of memory for each service's client table, fixed at start (1-1024; 4 MiB holds 524,288 clients).")
     var clientTableSize: Int = 4
 
+    @Option(help: "After binding every socket as root, drop to this user (no groups, no capabilities). Without it, a non-root tockd needs CAP_NET_BIND_SERVICE for ports below 1024.")
+    var user: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -117,7 +122,10 @@ struct Tockd: AsyncParsableCommand {
         _ = try accessList()
     }
 
-    func run() async throws {
+    /// Binds every socket and drops privileges on the main thread, before any other thread
+    /// exists (a uid change made later from one thread does not reach a main thread parked by
+    /// the async runtime), then runs the services.
+    func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = logLevel
@@ -134,12 +142,36 @@ struct Tockd: AsyncParsableCommand {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         }
+        if let user {
+            do {
+                let capabilities = try Privileges.drop(to: user)
+                logger.info("dropped privileges", metadata: ["user": "\(user)", "uid": "\(getuid())", "capabilities": "\(capabilities)"])
+            } catch {
+                logger.critical("\(error.description)")
+                throw ExitCode(1)
+            }
+        }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
-        try await group.run()
+        try Tockd.runBlocking { try await group.run() }
+    }
+
+    /// Runs `body` on the concurrency runtime and waits for it on this thread.
+    static func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
+        final class Outcome: @unchecked Sendable {
+            var error: Error?
+        }
+        let outcome = Outcome()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do { try await body() } catch { outcome.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error { throw error }
     }
 
     /// The server configuration the flags describe.
