@@ -149,3 +149,23 @@ import TockProtocol
         #expect(exchange.evaluate(reply: Array(reply[..<48]), t1: now, t4: now) == .failure(.kissOfDeath(.rate)))
     }
 }
+
+@Suite struct LeapSecondTests {
+    @Test func kernelLeapInProgressIsPassedOn() {
+        let now = UTCInstant(secondsSinceUnixEpoch: 1_483_228_799)
+        let oop = KernelClockReading(status: KernelClockReading.statusInsertLeap, state: KernelClockReading.stateLeapInProgress, maxErrorMicroseconds: 1000, estimatedErrorMicroseconds: 1)
+        let state = oop.serverState(stratum: 2, referenceID: 0, now: now)
+        #expect(state.leap == .insertSecond)
+        #expect(state.leapSecondInProgress)
+        let ok = KernelClockReading(status: 0, state: 0, maxErrorMicroseconds: 1000, estimatedErrorMicroseconds: 1)
+        #expect(!ok.serverState(stratum: 2, referenceID: 0, now: now).leapSecondInProgress)
+    }
+
+    @Test func daytimeShowsSecondSixtyDuringTheLeap() {
+        // 2016-12-31 23:59:59 UTC, repeated by the kernel during the inserted second.
+        let instant = UTCInstant(secondsSinceUnixEpoch: 1_483_228_799)
+        var out = [UInt8](repeating: 0, count: Daytime.maximumReplyLength)
+        let n = out.withUnsafeMutableBytes { Daytime.write(instant, format: .iso8601, utcOffsetSeconds: 0, zoneAbbreviation: nil, leapSecond: true, into: $0) }
+        #expect(String(decoding: out[..<n], as: UTF8.self) == "2016-12-31T23:59:60Z\r\n")
+    }
+}

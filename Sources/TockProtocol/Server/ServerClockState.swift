@@ -16,6 +16,9 @@ public struct ServerClockState: Sendable, Hashable {
     public var rootDelayNanoseconds: Int64
     /// Total dispersion to the primary reference, in nanoseconds.
     public var rootDispersionNanoseconds: Int64
+    /// Whether an inserted leap second is being counted now (the kernel's TIME_OOP): the wall
+    /// clock repeats 23:59:59, and Daytime shows 23:59:60.
+    public var leapSecondInProgress: Bool = false
 
     /// Creates a state from its fields.
     public init(
@@ -75,6 +78,8 @@ public struct KernelClockReading: Sendable, Hashable {
     public static let statusUnsynchronized: Int32 = 0x0040
     /// `TIME_ERROR`: the return value of adjtimex for an unsynchronised clock.
     public static let stateError: Int32 = 5
+    /// `TIME_OOP`: an inserted leap second is in progress.
+    public static let stateLeapInProgress: Int32 = 3
 
     /// `timex.status`.
     public var status: Int32
@@ -108,6 +113,10 @@ public struct KernelClockReading: Sendable, Hashable {
     /// The state to serve: unsynchronised when the kernel says so; else `stratum`, the pending
     /// leap passed through, and a root dispersion of the kernel's maximum error.
     ///
+    /// The kernel applies STA_INS/STA_DEL at the end of the current UTC day, and disciplines set
+    /// them only on that day, so passing them through announces a leap on its last day only
+    /// (RFC 8633: no smearing on a public server; the leap is announced, then inserted).
+    ///
     /// The kernel does not know the root delay; its maxerror is the discipline's bound on the
     /// whole error (ntpd and chronyd write root delay/2 + root dispersion into it), so it is
     /// served as the root dispersion with a root delay of zero.
@@ -121,7 +130,7 @@ public struct KernelClockReading: Sendable, Hashable {
         } else {
             leap = .noWarning
         }
-        return ServerClockState(
+        var state = ServerClockState(
             leap: leap,
             stratum: stratum,
             referenceID: referenceID,
@@ -129,5 +138,7 @@ public struct KernelClockReading: Sendable, Hashable {
             rootDelayNanoseconds: 0,
             rootDispersionNanoseconds: maxErrorMicroseconds * 1000
         )
+        state.leapSecondInProgress = self.state == KernelClockReading.stateLeapInProgress
+        return state
     }
 }

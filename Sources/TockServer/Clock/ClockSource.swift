@@ -16,6 +16,9 @@ public enum ClockSource: Sendable, Hashable, CustomStringConvertible {
     /// Always unsynchronised (leap 3, stratum 0): for testing clients and for draining a server
     /// out of a pool without stopping it.
     case unsynchronized
+    /// Published by the embedding program through `TockServer.clockState` (tests inject
+    /// states this way); starts unsynchronised and is never re-read.
+    case external
 
     /// The default stratum for a kernel-disciplined clock: the kernel does not know its distance
     /// from a reference clock, and 2 is right for a host synchronised to a stratum-1 server.
@@ -28,6 +31,7 @@ public enum ClockSource: Sendable, Hashable, CustomStringConvertible {
         case .kernel(let s): "kernel (stratum \(s) when synchronised)"
         case .local(let s): "local clock, stratum \(s)"
         case .unsynchronized: "unsynchronised (declared)"
+        case .external: "external (published by the embedding program)"
         }
     }
 
@@ -46,7 +50,7 @@ public enum ClockSource: Sendable, Hashable, CustomStringConvertible {
             return reading.serverState(stratum: stratum, referenceID: ReferenceID.localClock(stratum: stratum), now: now)
         case .local(let stratum):
             return .local(stratum: stratum, now: now, precisionNanoseconds: precisionNanoseconds)
-        case .unsynchronized:
+        case .unsynchronized, .external:
             return .unsynchronized
         }
     }
@@ -63,6 +67,7 @@ struct ClockStateService: Service {
     let now: @Sendable () -> UTCInstant
 
     func run() async throws {
+        if source == .external { return }
         var last = cell.read().state
         while !Task.isCancelled {
             do {

@@ -51,8 +51,8 @@ struct TextTimeReplyWriter: Sendable {
     }
 
     /// Writes the reply for `now`, or returns 0 when the service must stay silent.
-    func write(now: UTCInstant, zone info: ZoneInfo, synchronized: Bool, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        guard synchronized else { return 0 }
+    func write(now: UTCInstant, zone info: ZoneInfo, clock: ServerClockState, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard clock.isSynchronized else { return 0 }
         switch kind {
         case .time:
             return RFC868.encode(now, into: buffer)
@@ -64,6 +64,7 @@ struct TextTimeReplyWriter: Sendable {
                     format: format,
                     utcOffsetSeconds: info.offsetSeconds,
                     zoneAbbreviation: UnsafeRawBufferPointer(rebasing: raw.prefix(info.abbreviation.1)),
+                    leapSecond: clock.leapSecondInProgress,
                     into: buffer
                 )
             }
@@ -111,7 +112,7 @@ struct TextTimeDatagramResponder: DatagramResponder {
         if let limiter, limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) != .allow {
             return .drop(reason: 3)
         }
-        let length = writer.write(now: receiveTime, zone: zone, synchronized: clock.state.isSynchronized, into: reply)
+        let length = writer.write(now: receiveTime, zone: zone, clock: clock.state, into: reply)
         return length > 0 ? .reply(length: length) : .drop(reason: 0)
     }
 }

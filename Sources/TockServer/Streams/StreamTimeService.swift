@@ -78,7 +78,7 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         let now = SystemClock.now()
         var buffer = context.channel.allocator.buffer(capacity: TextTimeReplyWriter.capacity)
         let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TextTimeReplyWriter.capacity) { raw in
-            writer.write(now: now, zone: writer.zoneInfo(at: now), synchronized: clock.read().state.isSynchronized, into: raw)
+            writer.write(now: now, zone: writer.zoneInfo(at: now), clock: clock.read().state, into: raw)
         }
         guard written > 0 else {
             counters.silent.wrappingIncrement(ordering: .relaxed)
