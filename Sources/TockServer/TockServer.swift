@@ -43,23 +43,24 @@ public final class TockServer: Service, @unchecked Sendable {
         var streamTime: [(TextTimeProtocol, StreamTimeListener)] = []
         var limiters: [String: ClientLimiter] = [:]
         do throws(ListenerError) {
-            let policy = configuration.policy
             // One table per service, shared by its listeners and workers, so a client's limit
             // holds across addresses, workers and source ports.
-            func makeLimiter() -> ClientLimiter? {
+            func makeLimiter(_ policy: ServicePolicy) -> ClientLimiter? {
                 policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: configuration.clientTableBytes) }
             }
-            let ntpLimiter = makeLimiter()
+            let ntpPolicy = configuration.ntpPolicy
+            let ntpLimiter = makeLimiter(ntpPolicy)
             limiters["ntp"] = ntpLimiter
             for address in configuration.ntpListeners {
                 ntp.append(try DatagramListener(name: "ntp", address: address, workers: configuration.ntpWorkers) {
-                    NTPDatagramResponder(precision: precision, clock: clockState, policy: policy, limiter: ntpLimiter)
+                    NTPDatagramResponder(precision: precision, clock: clockState, policy: ntpPolicy, limiter: ntpLimiter)
                 })
             }
             let services: [(TextTimeProtocol, [SocketEndpoint])] = [(.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)]
             for (kind, addresses) in services {
                 let writer = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
-                let limiter = makeLimiter()
+                let policy = kind == .daytime ? configuration.daytimePolicy : configuration.timePolicy
+                let limiter = makeLimiter(policy)
                 limiters[kind.rawValue] = limiter
                 for var address in addresses {
                     if address.port == 0 {

@@ -24,8 +24,12 @@ public struct TockServerConfiguration: Sendable {
     public var tcpConnectionTimeout: Duration
     /// Open TCP connections per listener beyond which new ones are closed at once. Default: 1024.
     public var tcpMaxConnections: Int
-    /// Access list, rate limit and kiss-o'-death choices, applied to every service.
-    public var policy: ServicePolicy
+    /// Access list, rate limit and kiss-o'-death choices for NTP.
+    public var ntpPolicy: ServicePolicy
+    /// The same for Daytime (UDP and TCP).
+    public var daytimePolicy: ServicePolicy
+    /// The same for Time (UDP and TCP).
+    public var timePolicy: ServicePolicy
     /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 524,288
     /// clients per service.
     public var clientTableBytes: Int
@@ -46,10 +50,14 @@ public struct TockServerConfiguration: Sendable {
         tcpConnectionTimeout: Duration = .seconds(5),
         tcpMaxConnections: Int = 1024,
         policy: ServicePolicy = ServicePolicy(),
+        daytimePolicy: ServicePolicy? = nil,
+        timePolicy: ServicePolicy? = nil,
         clientTableBytes: Int = 4 << 20
     ) {
         self.tcpMaxConnections = tcpMaxConnections
-        self.policy = policy
+        self.ntpPolicy = policy
+        self.daytimePolicy = daytimePolicy ?? policy
+        self.timePolicy = timePolicy ?? policy
         self.clientTableBytes = clientTableBytes
         self.ntpListeners = ntpListeners
         self.daytimeListeners = daytimeListeners

@@ -64,14 +64,19 @@ struct Tockd: ParsableCommand {
     @Option(help: "Most open TCP Daytime/Time connections per listener; more are closed at once (1-1000000).")
     var tcpMaxConnections: Int = 1024
 
-    @Option(name: .customLong("allow"), help: ArgumentHelp("Serve only clients in PREFIX (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32; repeatable). Default: everyone.", valueName: "prefix"))
+    @Option(name: .customLong("allow"), help: ArgumentHelp("Serve only clients in PREFIX (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32), for every service or, as ntp=PREFIX, daytime=PREFIX or time=PREFIX, for one (repeatable). Default: everyone.", valueName: "[service=]prefix"))
     var allow: [String] = []
 
-    @Option(name: .customLong("deny"), help: ArgumentHelp("Never serve clients in PREFIX (repeatable); deny wins over allow.", valueName: "prefix"))
+    @Option(name: .customLong("deny"), help: ArgumentHelp("Never serve clients in PREFIX, for every service or one (repeatable); deny wins over allow.", valueName: "[service=]prefix"))
     var deny: [String] = []
 
-    @Flag(help: "Send denied NTP clients a DENY kiss-o'-death instead of nothing.")
-    var denyKod = false
+    @Option(help: "Send denied NTP clients this kiss-o'-death, DENY or RSTR, instead of nothing.")
+    var denyKiss: DenyKiss?
+
+    enum DenyKiss: String, ExpressibleByArgument, CaseIterable {
+        case DENY, RSTR
+        var code: KissCode { self == .DENY ? .deny : .restrict }
+    }
 
     @Flag(help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
     var rateLimit = false
@@ -119,7 +124,7 @@ struct Tockd: ParsableCommand {
         guard (1...1_000_000).contains(tcpMaxConnections) else { throw ValidationError("--tcp-max-connections must be 1-1000000, got \(tcpMaxConnections)") }
         guard (1...1024).contains(clientTableSize) else { throw ValidationError("--client-table-size must be 1-1024 MiB, got \(clientTableSize)") }
         if let problem = rateLimitPolicy.problems.first { throw ValidationError("--rate-limit: \(problem)") }
-        _ = try accessList()
+        for service in ["ntp", "daytime", "time"] { _ = try accessList(for: service) }
     }
 
     /// Binds every socket and drops privileges on the main thread, before any other thread
@@ -196,7 +201,9 @@ struct Tockd: ParsableCommand {
             ntpWorkers: workers,
             tcpConnectionTimeout: .milliseconds(Int64(tcpTimeout * 1000)),
             tcpMaxConnections: tcpMaxConnections,
-            policy: ServicePolicy(access: try accessList(), rateLimit: rateLimit ? rateLimitPolicy : nil, denyWithKissOfDeath: denyKod),
+            policy: try servicePolicy("ntp"),
+            daytimePolicy: try servicePolicy("daytime"),
+            timePolicy: try servicePolicy("time"),
             clientTableBytes: clientTableSize << 20
         )
     }
@@ -212,10 +219,24 @@ struct Tockd: ParsableCommand {
         )
     }
 
-    func accessList() throws -> AccessList {
-        func parse(_ texts: [String], _ flag: String) throws -> [AddressPrefix] {
+    func servicePolicy(_ service: String) throws -> ServicePolicy {
+        ServicePolicy(access: try accessList(for: service), rateLimit: rateLimit ? rateLimitPolicy : nil, denyKissCode: denyKiss?.code)
+    }
+
+    /// The access list for `service`: flag values without a `service=` part apply to all.
+    func accessList(for service: String) throws -> AccessList {
+        func parse(_ values: [String], _ flag: String) throws -> [AddressPrefix] {
             var prefixes: [AddressPrefix] = []
-            for text in texts {
+            for value in values {
+                var text = value
+                if let eq = value.firstIndex(of: "=") {
+                    let name = String(value[..<eq])
+                    guard ["ntp", "daytime", "time"].contains(name) else {
+                        throw ValidationError("\(flag) \(value): unknown service '\(name)'; use ntp, daytime or time")
+                    }
+                    guard name == service else { continue }
+                    text = String(value[value.index(after: eq)...])
+                }
                 do {
                     prefixes.append(try AddressPrefix(parsing: text, parseAddress: ListenerFlag.addressBytes))
                 } catch {

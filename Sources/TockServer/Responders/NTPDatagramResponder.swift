@@ -36,8 +36,8 @@ struct NTPDatagramResponder: DatagramResponder {
         case .drop(let reason): return .drop(reason: reason.rawValue)
         }
         if !policy.permits(source) {
-            guard policy.denyWithKissOfDeath else { return .drop(reason: NTPDropReason.denied.rawValue) }
-            NTPResponder.convertToKissOfDeath(.deny, reply: reply)
+            guard let code = policy.denyKissCode else { return .drop(reason: NTPDropReason.denied.rawValue) }
+            NTPResponder.convertToKissOfDeath(code, reply: reply)
             return .kiss(length: NTPPacket.headerLength)
         }
         if let limiter {
