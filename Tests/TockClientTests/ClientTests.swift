@@ -108,7 +108,7 @@ struct NTPQueryTests {
             #expect(result.sent == 1)
             #expect(describe(result.lastError) == "timeout")
             #expect(elapsed >= .milliseconds(200))
-            #expect(elapsed < .seconds(1))
+            #expect(elapsed < .seconds(3), "bounded by the timeout, with slack for loaded (sanitizer) runs")
             #expect(server.requests.count == 1)
             // The request: 48 bytes, mode 3, version 4, everything zero except the transmit timestamp.
             if let request = server.requests.first {
@@ -194,8 +194,8 @@ struct NTPQueryTests {
     func refused() async {
         let address = SocketEndpoint(ip: "127.0.0.1", port: unusedUDPPort())!
         let start = ContinuousClock.now
-        let result = await blocking { NTPQuery(samples: 1, timeoutNanoseconds: 1_000_000_000).run(server: address) }
-        #expect(ContinuousClock.now - start < .milliseconds(900), "should fail at once, not time out")
+        let result = await blocking { NTPQuery(samples: 1, timeoutNanoseconds: 10_000_000_000).run(server: address) }
+        #expect(ContinuousClock.now - start < .seconds(5), "should fail at once, not after the 10 s timeout")
         guard case .network(_, let error) = result.lastError else {
             Issue.record("expected .network, got \(describe(result.lastError))")
             return
