@@ -71,7 +71,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "TockProtocolTests", dependencies: ["TockProtocol"]),
-        .testTarget(name: "TockServerTests", dependencies: ["TockServer", "TockClient", "TockProtocol"]),
+        .testTarget(
+            name: "TockServerTests",
+            dependencies: [
+                "TockServer", "TockClient", "TockProtocol",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol"]),
     ],
     swiftLanguageModes: [.v6]
