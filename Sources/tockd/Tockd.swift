@@ -81,7 +81,7 @@ struct Tockd: ParsableCommand {
     @Flag(help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
     var rateLimit = false
 
-    @Option(help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (3 = one per 8 s).")
+    @Option(parsing: .unconditional, help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (3 = one per 8 s; negative values allowed, e.g. -4 for 16 per second).")
     var rateLimitInterval: Int = 3
 
     @Option(help: "With --rate-limit: responses a client may take in a burst, 1-255.")
