@@ -26,16 +26,24 @@ import TockProtocol
         return channel
     }
 
+    /// Runs the connection deadline and closes the channel, so nothing outlives the test.
+    static func finish(_ channel: EmbeddedChannel) {
+        channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
     @Test("Below the cap a connection gets 4 bytes and is closed; at the cap it is closed unanswered")
     func connectionCap() throws {
         let counters = StreamCounters()
         let first = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
+        defer { Self.finish(first) }
         let reply = try first.readOutbound(as: ByteBuffer.self)
         #expect(reply?.readableBytes == 4)
 
         // Two connections hold the places (as slow clients would)...
         counters.active.store(2, ordering: .relaxed)
         let refused = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
+        defer { Self.finish(refused) }
         #expect(try refused.readOutbound(as: ByteBuffer.self) == nil)
         #expect(!refused.isActive)
         #expect(counters.refused.load(ordering: .relaxed) == 1)
@@ -44,6 +52,7 @@ import TockProtocol
         // ...and once one goes, a new connection is served again.
         counters.active.store(1, ordering: .relaxed)
         let served = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
+        defer { Self.finish(served) }
         #expect(try served.readOutbound(as: ByteBuffer.self)?.readableBytes == 4)
     }
 
@@ -52,9 +61,11 @@ import TockProtocol
         let counters = StreamCounters()
         let policy = ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]))
         let denied = try Self.connect(Self.handler(maxConnections: 10, counters: counters, policy: policy), from: "192.0.2.7")
+        defer { Self.finish(denied) }
         #expect(try denied.readOutbound(as: ByteBuffer.self) == nil)
         #expect(counters.refused.load(ordering: .relaxed) == 1)
         let allowed = try Self.connect(Self.handler(maxConnections: 10, counters: counters, policy: policy), from: "198.51.100.1")
+        defer { Self.finish(allowed) }
         #expect(try allowed.readOutbound(as: ByteBuffer.self)?.readableBytes == 4)
     }
 }
