@@ -148,6 +148,8 @@ public final class TockServer: Service, @unchecked Sendable {
             logger.warning("the clock is not synchronised: NTP replies carry leap indicator 3 and stratum 0, Daytime and Time stay silent; use --clock-source local to serve this clock anyway")
         }
 
+        SystemdNotifier.notify("READY=1\nSTATUS=serving \(ntp.count) NTP, \(datagramTime.count) Daytime/Time addresses; \(state.isSynchronized ? "synchronised" : "unsynchronised")\nMAINPID=\(getpid())")
+
         let refresher = ClockStateService(source: configuration.clockSource, cell: clockState, precisionNanoseconds: precisionNanoseconds, logger: logger, now: { SystemClock.now() })
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await refresher.run() }
@@ -157,6 +159,7 @@ public final class TockServer: Service, @unchecked Sendable {
         }
 
         logger.info("tockd stopping")
+        SystemdNotifier.notify("STOPPING=1")
         for l in ntp { l.stop() }
         for (_, l) in datagramTime { l.stop() }
         for c in channels { try? await c.close() }
