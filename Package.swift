@@ -70,16 +70,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(name: "TockTestSupport", dependencies: ["TockSockets"], path: "Tests/TockTestSupport"),
         .testTarget(name: "TockProtocolTests", dependencies: ["TockProtocol"]),
         .testTarget(
             name: "TockServerTests",
             dependencies: [
-                "TockServer", "TockClient", "TockProtocol",
+                "TockServer", "TockClient", "TockProtocol", "TockTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol"]),
+        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

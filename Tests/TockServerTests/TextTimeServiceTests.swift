@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TockTestSupport
 import TockClient
 import TockProtocol
 import TockServer
