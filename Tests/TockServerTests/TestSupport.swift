@@ -213,6 +213,9 @@ final class UDPProbe: @unchecked Sendable {
         // On failure (EMFILE) fd stays -1: sends fail and nothing is received, so the test
         // fails instead of the process crashing.
         fd = socket(target.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // Connected, so only the target's datagrams are received: tests run in parallel, and a
+        // late reply from another test's server to a reused ephemeral port must not count.
+        if fd >= 0 { _ = target.withSockAddr { connect(fd, $0, $1) } }
     }
 
     deinit { if fd >= 0 { close(fd) } }
