@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -37,9 +40,25 @@ let package = Package(
                 "CTockShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .target(
+            name: "TockConfig",
+            dependencies: [
+                "TockServer",
+                "TockProtocol",
+                "TockSockets",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -56,6 +75,7 @@ let package = Package(
             name: "tockd",
             dependencies: [
                 "TockServer",
+                "TockConfig",
                 "TockProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,11 +95,15 @@ let package = Package(
         .testTarget(
             name: "TockServerTests",
             dependencies: [
-                "TockServer", "TockClient", "TockProtocol", "TockTestSupport",
+                "TockServer", "TockClient", "TockProtocol", "TockTestSupport", "TockConfig",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "TockConfigTests", dependencies: [
+            "TockConfig", "TockServer", "TockProtocol", "TockSockets",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -24,8 +24,10 @@ public final class TockServer: Service, @unchecked Sendable {
     private let datagramTime: [(TextTimeProtocol, DatagramListener)]
     private let streamTime: [(TextTimeProtocol, StreamTimeListener)]
     private let precisionNanoseconds: Int64
-    /// Rate-limit tables by service name ("ntp", "daytime", "time"), when limiting is on.
-    public let limiters: [String: ClientLimiter]
+    /// Live policies by service name ("ntp", "daytime", "time"); `reload` replaces them.
+    public let policies: [String: PolicyCell]
+    /// Rate-limit tables by service name, for the services that limit rates now.
+    public var limiters: [String: ClientLimiter] { policies.compactMapValues(\.limiter) }
 
     /// Binds every listener in `configuration`.
     public init(configuration: TockServerConfiguration, logger: Logger) throws(ListenerError) {
@@ -41,38 +43,35 @@ public final class TockServer: Service, @unchecked Sendable {
         var ntp: [DatagramListener] = []
         var datagramTime: [(TextTimeProtocol, DatagramListener)] = []
         var streamTime: [(TextTimeProtocol, StreamTimeListener)] = []
-        var limiters: [String: ClientLimiter] = [:]
+        // One policy and rate-limit table per service, shared by its listeners and workers, so
+        // a client's limit holds across addresses, workers and source ports.
+        let policies = [
+            "ntp": PolicyCell(configuration.ntpPolicy, tableBytes: configuration.clientTableBytes),
+            "daytime": PolicyCell(configuration.daytimePolicy, tableBytes: configuration.clientTableBytes),
+            "time": PolicyCell(configuration.timePolicy, tableBytes: configuration.clientTableBytes),
+        ]
+        self.policies = policies
         do throws(ListenerError) {
-            // One table per service, shared by its listeners and workers, so a client's limit
-            // holds across addresses, workers and source ports.
-            func makeLimiter(_ policy: ServicePolicy) -> ClientLimiter? {
-                policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: configuration.clientTableBytes) }
-            }
-            let ntpPolicy = configuration.ntpPolicy
-            let ntpLimiter = makeLimiter(ntpPolicy)
-            limiters["ntp"] = ntpLimiter
             for address in configuration.ntpListeners {
                 ntp.append(try DatagramListener(name: "ntp", address: address, workers: configuration.ntpWorkers) {
-                    NTPDatagramResponder(precision: precision, clock: clockState, policy: ntpPolicy, limiter: ntpLimiter)
+                    NTPDatagramResponder(precision: precision, clock: clockState, policy: policies["ntp"]!)
                 })
             }
             let services: [(TextTimeProtocol, [SocketEndpoint])] = [(.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)]
             for (kind, addresses) in services {
                 let writer = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
-                let policy = kind == .daytime ? configuration.daytimePolicy : configuration.timePolicy
-                let limiter = makeLimiter(policy)
-                limiters[kind.rawValue] = limiter
+                let policy = policies[kind.rawValue]!
                 for var address in addresses {
                     if address.port == 0 {
                         // UDP and TCP share the port, so choose one free for both.
                         address.port = try ListenerSocket.freePort(on: address, alsoTCP: true)
                     }
                     let udp = try DatagramListener(name: kind.rawValue, address: address, workers: 1) {
-                        TextTimeDatagramResponder(writer: writer, clock: clockState, policy: policy, limiter: limiter)
+                        TextTimeDatagramResponder(writer: writer, clock: clockState, policy: policy)
                     }
                     datagramTime.append((kind, udp))
                     // TCP takes the same port as UDP (which may have been chosen by the kernel).
-                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writer, policy: policy, limiter: limiter, maxConnections: configuration.tcpMaxConnections)))
+                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writer, policy: policy, maxConnections: configuration.tcpMaxConnections)))
                 }
             }
         } catch {
@@ -80,7 +79,6 @@ public final class TockServer: Service, @unchecked Sendable {
             throw error
         }
         self.ntp = ntp
-        self.limiters = limiters
         self.datagramTime = datagramTime
         self.streamTime = streamTime
     }
@@ -117,6 +115,20 @@ public final class TockServer: Service, @unchecked Sendable {
             total.3 += l.counters.refused.load(ordering: .relaxed)
         }
         return total
+    }
+
+    /// The running access, rate-limit and kiss-o'-death policies.
+    public var currentPolicies: ServicePolicies {
+        ServicePolicies(ntp: policies["ntp"]!.policy, daytime: policies["daytime"]!.policy, time: policies["time"]!.policy)
+    }
+
+    /// Replaces the access, rate-limit and kiss-o'-death policies while the server runs, without
+    /// closing a socket: workers pick them up at their next batch, TCP at the next connection.
+    /// A service whose rate limit is unchanged keeps its clients' buckets. Returns the services
+    /// whose policy changed.
+    @discardableResult
+    public func updatePolicies(_ new: ServicePolicies) -> [String] {
+        ["ntp", "daytime", "time"].filter { policies[$0]!.publish(new[$0]) }
     }
 
     /// Runs until graceful shutdown or cancellation.

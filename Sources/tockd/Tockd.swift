@@ -3,6 +3,7 @@ import Dispatch
 import Glibc
 import Logging
 import ServiceLifecycle
+import TockConfig
 import TockProtocol
 import TockServer
 import TockSockets
@@ -27,12 +28,22 @@ struct Tockd: ParsableCommand {
             undisciplined clock. --clock-source local serves the local clock as authoritative, like \
             chrony's `local stratum N`.
 
+            Configuration file: --config PATH reads a TOML file with the same settings (see             deploy/tockd.toml for every key); a flag given on the command line overrides the             file's value. Unknown keys, wrong types and out-of-range values are errors that name             the key, the value and the line. SIGHUP reloads the file: access lists, rate limits,             the deny kiss and the log level change live, without closing a socket; other changes             are logged as needing a restart; a file that does not check keeps the running             configuration. --check-config validates and prints the result.
+
             Examples:
               tockd --ntp 127.0.0.1:1123 --clock-source local
               tockd --daytime 127.0.0.1:8080 --daytime-format hms
               sudo tockd
+              tockd --config /etc/tock/tockd.toml --check-config
+              tockd --config /etc/tock/tockd.toml --metrics 127.0.0.1:9123
             """
     )
+
+    @Option(help: ArgumentHelp("Read settings from this TOML file (see deploy/tockd.toml); flags given on the command line override it. SIGHUP reloads it.", valueName: "path"))
+    var config: String?
+
+    @Flag(help: "Check the configuration (file and flags), print what it resolves to, and exit: 0 if valid, 1 if not.")
+    var checkConfig = false
 
     @Option(name: .customLong("ntp"), help: ArgumentHelp("Serve NTP on UDP at LISTENER (repeatable).", valueName: "listener"))
     var ntp: [String] = []
@@ -43,26 +54,26 @@ struct Tockd: ParsableCommand {
     @Option(name: .customLong("time"), help: ArgumentHelp("Serve Time (RFC 868) on UDP and TCP at LISTENER (repeatable).", valueName: "listener"))
     var time: [String] = []
 
-    @Option(help: "Daytime text: rfc867 ('Tuesday, November 24, 2026 18:36:20-UTC'), iso8601 ('2026-11-24T18:36:20Z') or hms ('18:36:20', the seed protocol's format).")
-    var daytimeFormat: DaytimeFormat = .rfc867
+    @Option(help: "Daytime text: rfc867 ('Tuesday, November 24, 2026 18:36:20-UTC', the default), iso8601 ('2026-11-24T18:36:20Z') or hms ('18:36:20', the seed protocol's format).")
+    var daytimeFormat: DaytimeFormat?
 
-    @Option(help: "Daytime zone: local (TZ or /etc/localtime) or utc.")
-    var daytimeZone: DaytimeZone = .local
+    @Option(help: "Daytime zone: local (TZ or /etc/localtime; the default) or utc.")
+    var daytimeZone: DaytimeZone?
 
-    @Option(help: "Where the server's clock state comes from: kernel (adjtimex), local (always synchronised, like chrony's 'local'), or unsynchronized (always leap 3: for tests and draining).")
-    var clockSource: ClockSourceName = .kernel
+    @Option(help: "Where the server's clock state comes from: kernel (adjtimex; the default), local (always synchronised, like chrony's 'local'), or unsynchronized (always leap 3: for tests and draining).")
+    var clockSource: ClockSourceName?
 
     @Option(help: "Stratum to serve when synchronised, 1-15 (default: 2 for kernel, 10 for local).")
-    var stratum: UInt8?
+    var stratum: Int?
 
     @Option(help: "NTP worker threads (one SO_REUSEPORT socket each) per NTP address, 1-1024 (default: one per core).")
-    var workers: Int = TockServerConfiguration.coreCount
+    var workers: Int?
 
-    @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300.")
-    var tcpTimeout: Double = 5
+    @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300 (default: 5).")
+    var tcpTimeout: Double?
 
-    @Option(help: "Most open TCP Daytime/Time connections per listener; more are closed at once (1-1000000).")
-    var tcpMaxConnections: Int = 1024
+    @Option(help: "Most open TCP Daytime/Time connections per listener; more are closed at once (1-1000000; default: 1024).")
+    var tcpMaxConnections: Int?
 
     @Option(name: .customLong("allow"), help: ArgumentHelp("Serve only clients in PREFIX (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32), for every service or, as ntp=PREFIX, daytime=PREFIX or time=PREFIX, for one (repeatable). Default: everyone.", valueName: "[service=]prefix"))
     var allow: [String] = []
@@ -78,76 +89,114 @@ struct Tockd: ParsableCommand {
         var code: KissCode { self == .DENY ? .deny : .restrict }
     }
 
-    @Flag(help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
-    var rateLimit = false
+    @Flag(inversion: .prefixedNo, help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
+    var rateLimit: Bool?
 
-    @Option(parsing: .unconditional, help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (3 = one per 8 s; negative values allowed, e.g. -4 for 16 per second).")
-    var rateLimitInterval: Int = 3
+    @Option(parsing: .unconditional, help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (default 3 = one per 8 s; negative values allowed, e.g. -4 for 16 per second).")
+    var rateLimitInterval: Int?
 
-    @Option(help: "With --rate-limit: responses a client may take in a burst, 1-255.")
-    var rateLimitBurst: Int = 8
+    @Option(help: "With --rate-limit: responses a client may take in a burst, 1-255 (default: 8).")
+    var rateLimitBurst: Int?
 
-    @Option(help: "With --rate-limit: answer 1 in 2^LEAK limited requests anyway, 0-4, so spoofed floods cannot silence a victim.")
-    var rateLimitLeak: Int = 2
+    @Option(help: "With --rate-limit: answer 1 in 2^LEAK limited requests anyway, 0-4 (default: 2), so spoofed floods cannot silence a victim.")
+    var rateLimitLeak: Int?
 
-    @Flag(help: "With --rate-limit: send limited NTP clients a RATE kiss-o'-death (at most one per emptied bucket) instead of nothing.")
-    var rateLimitKod = false
+    @Flag(inversion: .prefixedNo, help: "With --rate-limit: send limited NTP clients a RATE kiss-o'-death (at most one per emptied bucket) instead of nothing.")
+    var rateLimitKod: Bool?
 
-    @Option(help: "With --rate-limit: IPv4 prefix length that makes one client, 0-32.")
-    var rateLimitIpv4Prefix: Int = 32
+    @Option(help: "With --rate-limit: IPv4 prefix length that makes one client, 0-32 (default: 32).")
+    var rateLimitIpv4Prefix: Int?
 
-    @Option(help: "With --rate-limit: IPv6 prefix length that makes one client, 0-128.")
-    var rateLimitIpv6Prefix: Int = 64
+    @Option(help: "With --rate-limit: IPv6 prefix length that makes one client, 0-128 (default: 64).")
+    var rateLimitIpv6Prefix: Int?
 
-    @Option(help: "With --rate-limit: MiB of memory for each service's client table, fixed at start (1-1024; 4 MiB holds 524,288 clients).")
-    var clientTableSize: Int = 4
+    @Option(help: "With --rate-limit: MiB of memory for each service's client table, fixed at start (1-1024; default 4 MiB, which holds 131,072 clients).")
+    var clientTableSize: Int?
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics (/metrics) and live status (/status, read by 'tock status') over HTTP at ADDR:PORT. Off by default; keep it on 127.0.0.1 or ::1 unless a firewall guards it.", valueName: "addr:port"))
+    var metrics: String?
 
     @Option(help: "After binding every socket as root, drop to this user (no groups, no capabilities). Without it, a non-root tockd needs CAP_NET_BIND_SERVICE for ports below 1024.")
     var user: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Log level: trace, debug, info (the default), notice, warning, error or critical.")
+    var logLevel: Logger.Level?
 
-    enum ClockSourceName: String, ExpressibleByArgument, CaseIterable {
-        case kernel, local, unsynchronized
+    /// The command line's settings layer: only what was given.
+    var flagSettings: TockdSettings {
+        var s = TockdSettings()
+        s.ntpListen = ntp.isEmpty ? nil : ntp
+        s.daytimeListen = daytime.isEmpty ? nil : daytime
+        s.timeListen = time.isEmpty ? nil : time
+        s.daytimeFormat = daytimeFormat
+        s.daytimeZone = daytimeZone
+        s.clockSource = clockSource
+        s.stratum = stratum
+        s.workers = workers
+        s.tcpTimeout = tcpTimeout
+        s.tcpMaxConnections = tcpMaxConnections
+        s.allow = allow.isEmpty ? nil : allow
+        s.deny = deny.isEmpty ? nil : deny
+        s.denyKiss = denyKiss?.code
+        s.rateLimit = rateLimit
+        s.rateLimitInterval = rateLimitInterval
+        s.rateLimitBurst = rateLimitBurst
+        s.rateLimitLeak = rateLimitLeak
+        s.rateLimitKod = rateLimitKod
+        s.rateLimitIPv4Prefix = rateLimitIpv4Prefix
+        s.rateLimitIPv6Prefix = rateLimitIpv6Prefix
+        s.clientTableSize = clientTableSize
+        s.user = user
+        s.logLevel = logLevel
+        s.metrics = metrics
+        return s
     }
 
     func validate() throws {
-        if let stratum, !(1...15).contains(stratum) {
-            throw ValidationError("--stratum must be 1-15, got \(stratum)")
+        do {
+            try flagSettings.validate()
+        } catch {
+            throw ValidationError(error.description)
         }
-        if stratum != nil, clockSource == .unsynchronized {
-            throw ValidationError("--stratum has no effect with --clock-source unsynchronized")
+    }
+
+    /// The file's settings (if any) overridden by the flags, resolved; a problem is printed
+    /// and ends the process with status 1.
+    func loadSettings() throws -> (merged: TockdSettings, resolved: ResolvedSettings) {
+        var merged = flagSettings
+        do {
+            if let config {
+                merged = try ConfigFile.load(path: config).overridden(by: flagSettings)
+            }
+            return (merged, try merged.resolve())
+        } catch {
+            printError("tockd: invalid configuration: \(error)")
+            throw ExitCode(1)
         }
-        guard (1...1024).contains(workers) else { throw ValidationError("--workers must be 1-1024, got \(workers)") }
-        guard tcpTimeout >= 0.1, tcpTimeout <= 300 else { throw ValidationError("--tcp-timeout must be 0.1-300 seconds, got \(tcpTimeout)") }
-        guard (1...1_000_000).contains(tcpMaxConnections) else { throw ValidationError("--tcp-max-connections must be 1-1000000, got \(tcpMaxConnections)") }
-        guard (1...1024).contains(clientTableSize) else { throw ValidationError("--client-table-size must be 1-1024 MiB, got \(clientTableSize)") }
-        if let problem = rateLimitPolicy.problems.first { throw ValidationError("--rate-limit: \(problem)") }
-        for service in ["ntp", "daytime", "time"] { _ = try accessList(for: service) }
     }
 
     /// Binds every socket and drops privileges on the main thread, before any other thread
     /// exists (a uid change made later from one thread does not reach a main thread parked by
     /// the async runtime), then runs the services.
     func run() throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
+        let (merged, settings) = try loadSettings()
+        if checkConfig {
+            print(Self.describe(settings, file: config))
+            return
         }
+        let liveLevel = LiveLogLevel(settings.logLevel)
+        LoggingSystem.bootstrap { label in LiveLevelLogHandler(label: label, level: liveLevel) }
         let logger = Logger(label: "tockd")
-
-        let configuration = try makeConfiguration()
+        if let config { logger.info("configuration loaded", metadata: ["path": "\(config)"]) }
 
         let server: TockServer
         do {
-            server = try TockServer(configuration: configuration, logger: logger)
+            server = try TockServer(configuration: settings.configuration, logger: logger)
         } catch {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         }
-        if let user {
+        if let user = settings.user {
             do {
                 let capabilities = try Privileges.drop(to: user)
                 logger.info("dropped privileges", metadata: ["user": "\(user)", "uid": "\(getuid())", "capabilities": "\(capabilities)"])
@@ -156,12 +205,48 @@ struct Tockd: ParsableCommand {
                 throw ExitCode(1)
             }
         }
+        let reload = ReloadService(server: server, path: config, flags: flagSettings, running: merged, logLevel: liveLevel, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server)],
+            services: [.init(service: server), .init(service: reload)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
         try Tockd.runBlocking { try await group.run() }
+    }
+
+    /// What `--check-config` prints: the resolved configuration, one setting per line.
+    static func describe(_ settings: ResolvedSettings, file: String?) -> String {
+        let c = settings.configuration
+        func policy(_ p: ServicePolicy) -> String {
+            var parts: [String] = []
+            parts.append(p.access.isOpen ? "everyone" : "allow \(p.access.allow.isEmpty ? "all" : p.access.allow.map(\.description).joined(separator: " ")), deny \(p.access.deny.isEmpty ? "none" : p.access.deny.map(\.description).joined(separator: " "))")
+            if let r = p.rateLimit {
+                parts.append("rate limit interval 2^\(r.intervalLog2) s, burst \(r.burst), leak 1/2^\(r.leakLog2), \(r.kissOfDeath ? "RATE kiss" : "silent"), /\(r.ipv4PrefixLength) /\(r.ipv6PrefixLength)")
+            } else {
+                parts.append("no rate limit")
+            }
+            if let k = p.denyKissCode { parts.append("denied get \(k)") }
+            return parts.joined(separator: "; ")
+        }
+        var lines = ["configuration OK\(file.map { " (\($0) and flags)" } ?? " (flags)")"]
+        lines.append("ntp          \(c.ntpListeners.map(\.description).joined(separator: " ")) (\(c.ntpWorkers) workers each)")
+        lines.append("daytime      \(c.daytimeListeners.map(\.description).joined(separator: " ")) (\(c.daytimeFormat.rawValue), \(c.daytimeZone.rawValue))")
+        lines.append("time         \(c.timeListeners.map(\.description).joined(separator: " "))")
+        lines.append("clock        \(c.clockSource)")
+        lines.append("tcp          timeout \(c.tcpConnectionTimeout), at most \(c.tcpMaxConnections) connections per listener")
+        lines.append("ntp policy   \(policy(c.ntpPolicy))")
+        lines.append("daytime      \(policy(c.daytimePolicy))")
+        lines.append("time policy  \(policy(c.timePolicy))")
+        lines.append("client table \(c.clientTableBytes >> 20) MiB per service")
+        lines.append("metrics      \(settings.metricsAddress.map { "http://\($0)/metrics" } ?? "off")")
+        lines.append("user         \(settings.user ?? "(unchanged)")")
+        lines.append("log level    \(settings.logLevel)")
+        return lines.joined(separator: "\n")
+    }
+
+    func printError(_ text: String) {
+        let line = text + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
     }
 
     /// Runs `body` on the concurrency runtime and waits for it on this thread.
@@ -178,85 +263,9 @@ struct Tockd: ParsableCommand {
         done.wait()
         if let error = outcome.error { throw error }
     }
-
-    /// The server configuration the flags describe.
-    func makeConfiguration() throws -> TockServerConfiguration {
-        let useDefaults = ntp.isEmpty && daytime.isEmpty && time.isEmpty
-        func listeners(_ flags: [String], _ port: UInt16, _ flag: String) throws -> [SocketEndpoint] {
-            let result = Result { () throws(ListenerFlag.Error) in
-                try ListenerFlag.addresses(useDefaults ? ["\(port)"] : flags, defaultPort: port, flag: flag)
-            }
-            switch result {
-            case .success(let addresses): return addresses
-            case .failure(let error): throw ValidationError(error.description)
-            }
-        }
-        return TockServerConfiguration(
-            ntpListeners: try listeners(ntp, TockServerConfiguration.defaultNTPPort, "--ntp"),
-            daytimeListeners: try listeners(daytime, TockServerConfiguration.defaultDaytimePort, "--daytime"),
-            timeListeners: try listeners(time, TockServerConfiguration.defaultTimePort, "--time"),
-            daytimeFormat: daytimeFormat,
-            daytimeZone: daytimeZone,
-            clockSource: clockSourceValue,
-            ntpWorkers: workers,
-            tcpConnectionTimeout: .milliseconds(Int64(tcpTimeout * 1000)),
-            tcpMaxConnections: tcpMaxConnections,
-            policy: try servicePolicy("ntp"),
-            daytimePolicy: try servicePolicy("daytime"),
-            timePolicy: try servicePolicy("time"),
-            clientTableBytes: clientTableSize << 20
-        )
-    }
-
-    var rateLimitPolicy: RateLimitPolicy {
-        RateLimitPolicy(
-            intervalLog2: rateLimitInterval,
-            burst: rateLimitBurst,
-            leakLog2: rateLimitLeak,
-            kissOfDeath: rateLimitKod,
-            ipv4PrefixLength: rateLimitIpv4Prefix,
-            ipv6PrefixLength: rateLimitIpv6Prefix
-        )
-    }
-
-    func servicePolicy(_ service: String) throws -> ServicePolicy {
-        ServicePolicy(access: try accessList(for: service), rateLimit: rateLimit ? rateLimitPolicy : nil, denyKissCode: denyKiss?.code)
-    }
-
-    /// The access list for `service`: flag values without a `service=` part apply to all.
-    func accessList(for service: String) throws -> AccessList {
-        func parse(_ values: [String], _ flag: String) throws -> [AddressPrefix] {
-            var prefixes: [AddressPrefix] = []
-            for value in values {
-                var text = value
-                if let eq = value.firstIndex(of: "=") {
-                    let name = String(value[..<eq])
-                    guard ["ntp", "daytime", "time"].contains(name) else {
-                        throw ValidationError("\(flag) \(value): unknown service '\(name)'; use ntp, daytime or time")
-                    }
-                    guard name == service else { continue }
-                    text = String(value[value.index(after: eq)...])
-                }
-                do {
-                    prefixes.append(try AddressPrefix(parsing: text, parseAddress: ListenerFlag.addressBytes))
-                } catch {
-                    throw ValidationError("\(flag) \(error.description)")
-                }
-            }
-            return prefixes
-        }
-        return AccessList(allow: try parse(allow, "--allow"), deny: try parse(deny, "--deny"))
-    }
-
-    var clockSourceValue: ClockSource {
-        switch clockSource {
-        case .kernel: .kernel(stratum: stratum ?? ClockSource.defaultKernelStratum)
-        case .local: .local(stratum: stratum ?? ClockSource.defaultLocalStratum)
-        case .unsynchronized: .unsynchronized
-        }
-    }
 }
 
+extension ClockSourceName: ExpressibleByArgument {}
 extension DaytimeFormat: ExpressibleByArgument {}
 extension DaytimeZone: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}

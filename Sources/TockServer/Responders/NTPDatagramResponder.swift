@@ -10,20 +10,20 @@ struct NTPDatagramResponder: DatagramResponder {
     let core: NTPResponder
     var clock: CachedClockState
     var random = FastRandom()
-    let policy: ServicePolicy
-    let limiter: ClientLimiter?
+    /// The access list and rate limit, refreshed once per batch so a reload applies live.
+    var policy: CachedPolicy
     var monotonicNow: Int64 = 0
 
-    init(precision: Int8, clock: ClockStateCell, policy: ServicePolicy = ServicePolicy(), limiter: ClientLimiter? = nil) {
+    init(precision: Int8, clock: ClockStateCell, policy: PolicyCell = PolicyCell(ServicePolicy(), tableBytes: 0)) {
         self.core = NTPResponder(precision: precision)
         self.clock = CachedClockState(clock)
-        self.policy = policy
-        self.limiter = limiter
+        self.policy = CachedPolicy(policy)
     }
 
     mutating func beginBatch(now: UTCInstant) {
         clock.refresh()
-        if limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
+        policy.refresh()
+        if policy.limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
     }
 
     /// The protocol decision first (so malformed and non-client packets are counted as such
@@ -35,12 +35,12 @@ struct NTPDatagramResponder: DatagramResponder {
         case .respond(let n): length = n
         case .drop(let reason): return .drop(reason: reason.rawValue)
         }
-        if !policy.permits(source) {
-            guard let code = policy.denyKissCode else { return .drop(reason: NTPDropReason.denied.rawValue) }
+        if !policy.policy.permits(source) {
+            guard let code = policy.policy.denyKissCode else { return .drop(reason: NTPDropReason.denied.rawValue) }
             NTPResponder.convertToKissOfDeath(code, reply: reply)
             return .kiss(length: NTPPacket.headerLength)
         }
-        if let limiter {
+        if let limiter = policy.limiter {
             switch limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) {
             case .allow:
                 break

@@ -88,28 +88,28 @@ struct TextTimeDatagramResponder: DatagramResponder {
     let writer: TextTimeReplyWriter
     var clock: CachedClockState
     var zone = TextTimeReplyWriter.ZoneInfo()
-    let policy: ServicePolicy
-    let limiter: ClientLimiter?
+    /// The access list and rate limit, refreshed once per batch so a reload applies live.
+    var policy: CachedPolicy
     var random = FastRandom()
     var monotonicNow: Int64 = 0
 
-    init(writer: TextTimeReplyWriter, clock: ClockStateCell, policy: ServicePolicy = ServicePolicy(), limiter: ClientLimiter? = nil) {
+    init(writer: TextTimeReplyWriter, clock: ClockStateCell, policy: PolicyCell = PolicyCell(ServicePolicy(), tableBytes: 0)) {
         self.writer = writer
         self.clock = CachedClockState(clock)
-        self.policy = policy
-        self.limiter = limiter
+        self.policy = CachedPolicy(policy)
     }
 
     mutating func beginBatch(now: UTCInstant) {
         clock.refresh()
+        policy.refresh()
         zone = writer.zoneInfo(at: now)
-        if limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
+        if policy.limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
     }
 
     mutating func respond(to request: UnsafeRawBufferPointer, from source: DatagramSource, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
         if ReflectionPorts.isReflectionRisk(source.port) { return .drop(reason: 1) }
-        if !policy.permits(source) { return .drop(reason: 2) }
-        if let limiter, limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) != .allow {
+        if !policy.policy.permits(source) { return .drop(reason: 2) }
+        if let limiter = policy.limiter, limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) != .allow {
             return .drop(reason: 3)
         }
         let length = writer.write(now: receiveTime, zone: zone, clock: clock.state, into: reply)

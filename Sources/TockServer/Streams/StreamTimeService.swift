@@ -19,6 +19,8 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     let clock: ClockStateCell
     let connectionTimeout: TimeAmount
     let counters: StreamCounters
+    /// The access list and rate limit when this connection was accepted (read once per
+    /// connection, so a reload applies to the next one).
     let policy: ServicePolicy
     let limiter: ClientLimiter?
     let maxConnections: Int
@@ -133,13 +135,11 @@ final class StreamTimeListener: Sendable {
     let fd: Int32
     let writer: TextTimeReplyWriter
     let counters = StreamCounters()
-    let policy: ServicePolicy
-    let limiter: ClientLimiter?
+    let policy: PolicyCell
     let maxConnections: Int
 
-    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) throws(ListenerError) {
+    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
         self.policy = policy
-        self.limiter = limiter
         self.maxConnections = maxConnections
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
@@ -151,8 +151,7 @@ final class StreamTimeListener: Sendable {
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
         let writer = self.writer
         let counters = self.counters
-        let policy = self.policy
-        let limiter = self.limiter
+        let cell = self.policy
         let maxConnections = self.maxConnections
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
@@ -160,6 +159,7 @@ final class StreamTimeListener: Sendable {
             .childChannelOption(.socketOption(.so_linger), value: 0)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let (policy, limiter, _) = cell.read()
                     try channel.pipeline.syncOperations.addHandler(
                         StreamTimeHandler(writer: writer, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
                     )

@@ -1,0 +1,290 @@
+import Foundation
+import Logging
+import Testing
+import TockConfig
+import TockProtocol
+import TockServer
+import TockSockets
+
+/// The repository's root, found from this file's path.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+@Suite("The configuration file")
+struct ConfigFileTests {
+    func parse(_ text: String) throws(ConfigFileError) -> TockdSettings {
+        try ConfigFile.parse(text, path: "test.toml")
+    }
+
+    /// The error `text` gives; fails the test if it parses.
+    func error(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigFileError? {
+        do {
+            let settings = try parse(text)
+            Issue.record("parsed, expected an error: \(settings)", sourceLocation: sourceLocation)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test("The shipped example (deploy/tockd.toml) loads and resolves to the documented defaults")
+    func example() throws {
+        let path = repositoryRoot.appendingPathComponent("deploy/tockd.toml").path
+        let settings = try ConfigFile.load(path: path)
+        let resolved = try settings.resolve()
+        let defaults = try TockdSettings().resolve()
+        let c = resolved.configuration
+        #expect(c.ntpListeners == defaults.configuration.ntpListeners)
+        #expect(c.daytimeListeners == defaults.configuration.daytimeListeners)
+        #expect(c.timeListeners == defaults.configuration.timeListeners)
+        #expect(c.clockSource == defaults.configuration.clockSource)
+        #expect(c.daytimeFormat == .rfc867 && c.daytimeZone == .local)
+        #expect(c.tcpConnectionTimeout == .seconds(5) && c.tcpMaxConnections == 1024)
+        #expect(c.ntpPolicy == defaults.configuration.ntpPolicy)
+        #expect(c.ntpPolicy.rateLimit == nil && c.ntpPolicy.access.isOpen)
+        #expect(c.clientTableBytes == 4 << 20)
+        #expect(resolved.logLevel == .info && resolved.metricsAddress == nil && resolved.user == nil)
+        // Every key the example mentions, set or commented out, is one tockd knows.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        // Uncomment the commented-out keys ("# key = value"), leaving prose comments alone.
+        var uncommented = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# "), let eq = line.range(of: " = "),
+               line[line.index(line.startIndex, offsetBy: 2)..<eq.lowerBound].allSatisfy({ $0 == "_" || ("a"..."z").contains($0) }) {
+                uncommented += line.dropFirst(2) + "\n"
+            } else {
+                uncommented += line + "\n"
+            }
+        }
+        #expect(uncommented.contains("deny_kiss = \"DENY\"") && uncommented.contains("listen = \"127.0.0.1:9123\""))
+        let everything = try parse(uncommented)
+        #expect(everything.user == "tockd" && everything.workers == 2 && everything.denyKiss == .deny)
+        #expect(everything.metrics == "127.0.0.1:9123")
+        #expect(everything.allow == ["ntp=192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32"])
+        #expect(everything.deny == ["ntp=192.0.2.128/25", "10.66.0.0/16"])
+        _ = try everything.resolve()
+    }
+
+    @Test("Every setting is read, with per-service access lists scoped to their service")
+    func everySetting() throws {
+        let settings = try parse("""
+            [server]
+            user = "nobody"
+            log_level = "debug"
+            [clock]
+            source = "local"
+            stratum = 7
+            [ntp]
+            listen = ["127.0.0.1:1123", "[::1]:1123"]
+            workers = 3
+            deny = ["192.0.2.0/24"]
+            deny_kiss = "RSTR"
+            [daytime]
+            listen = "127.0.0.1:1113"
+            format = "hms"
+            zone = "utc"
+            [time]
+            listen = []
+            [tcp]
+            timeout = 2
+            max_connections = 10
+            [access]
+            allow = ["10.0.0.0/8", "time=192.0.2.0/24"]
+            [rate_limit]
+            enabled = true
+            interval = -4
+            burst = 16
+            leak = 0
+            kiss_of_death = true
+            ipv4_prefix = 24
+            ipv6_prefix = 48
+            table_size_mib = 8
+            [metrics]
+            listen = "127.0.0.1:9123"
+            """)
+        let r = try settings.resolve()
+        let c = r.configuration
+        #expect(c.ntpListeners.map(\.description) == ["127.0.0.1:1123", "[::1]:1123"])
+        #expect(c.daytimeListeners.map(\.description) == ["127.0.0.1:1113"])
+        #expect(c.timeListeners.isEmpty)
+        #expect(c.ntpWorkers == 3)
+        #expect(c.clockSource == .local(stratum: 7))
+        #expect(c.daytimeFormat == .hms && c.daytimeZone == .utc)
+        #expect(c.tcpConnectionTimeout == .seconds(2) && c.tcpMaxConnections == 10)
+        #expect(c.clientTableBytes == 8 << 20)
+        #expect(c.ntpPolicy.rateLimit == RateLimitPolicy(intervalLog2: -4, burst: 16, leakLog2: 0, kissOfDeath: true, ipv4PrefixLength: 24, ipv6PrefixLength: 48))
+        #expect(c.ntpPolicy.denyKissCode == .restrict)
+        #expect(c.ntpPolicy.access.deny.map(\.description) == ["192.0.2.0/24"])
+        #expect(c.daytimePolicy.access.deny.isEmpty, "[ntp] deny applies to NTP only")
+        #expect(c.ntpPolicy.access.allow.map(\.description) == ["10.0.0.0/8"])
+        #expect(c.timePolicy.access.allow.map(\.description) == ["10.0.0.0/8", "192.0.2.0/24"])
+        #expect(r.user == "nobody" && r.logLevel == .debug)
+        #expect(r.metricsAddress?.description == "127.0.0.1:9123")
+    }
+
+    @Test("Flags override the file's values one by one")
+    func flagsOverride() throws {
+        let file = try parse("""
+            [clock]
+            source = "local"
+            stratum = 7
+            [ntp]
+            listen = ["127.0.0.1:1123"]
+            workers = 3
+            [rate_limit]
+            enabled = true
+            burst = 16
+            """)
+        var flags = TockdSettings()
+        flags.stratum = 9
+        flags.ntpListen = ["127.0.0.1:2123"]
+        flags.rateLimit = false
+        let c = try file.overridden(by: flags).resolve().configuration
+        #expect(c.clockSource == .local(stratum: 9))
+        #expect(c.ntpListeners.map(\.description) == ["127.0.0.1:2123"])
+        #expect(c.ntpWorkers == 3, "not given as a flag: the file's value")
+        #expect(c.ntpPolicy.rateLimit == nil, "--no-rate-limit turns the file's limit off")
+        #expect(c.daytimeListeners.isEmpty, "the file named listeners, so the defaults are off")
+    }
+
+    @Test("Syntax errors give the line")
+    func syntax() {
+        let e = error("[clock]\nstratum = 3\n[ntp\nworkers = 2\n")
+        #expect(e?.kind == .syntax)
+        #expect(e?.line == 3)
+        #expect(e?.description.hasPrefix("test.toml:3: not valid TOML") == true, "\(String(describing: e))")
+    }
+
+    @Test("Unknown tables and keys are errors naming the key, the line and the keys allowed")
+    func unknownKeys() {
+        let table = error("# tockd\n\n[clok]\nstratum = 3\n")
+        #expect(table?.kind == .unknownKey)
+        #expect(table?.line == 3)
+        #expect(table?.key == "clok")
+        #expect(table?.allowed?.contains("[clock]") == true)
+
+        let key = error("[clock]\nsource = \"local\"\n\n[ntp]\nlisten = [\"123\"]\nworkerz = 3\n")
+        #expect(key?.kind == .unknownKey)
+        #expect(key?.line == 6)
+        #expect(key?.key == "ntp.workerz")
+        #expect(key?.description == "test.toml:6: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, listen, workers")
+
+        let topLevel = error("stratum = 3\n")
+        #expect(topLevel?.kind == .unknownKey && topLevel?.line == 1)
+
+        let dotted = error("[rate_limit]\nenabled = true\n\n[clock]\nsource = \"local\"\nrate_limit.burst = 2\n")
+        #expect(dotted?.kind == .unknownKey && dotted?.key == "clock.rate_limit" && dotted?.line == 6)
+    }
+
+    @Test("Wrong types name the key, the value, the type found and the type expected")
+    func wrongTypes() {
+        let cases: [(String, String, Int)] = [
+            ("[clock]\nstratum = \"two\"\n", "clock.stratum", 2),
+            ("[rate_limit]\nenabled = \"yes\"\n", "rate_limit.enabled", 2),
+            ("[ntp]\nlisten = [123]\n", "ntp.listen", 2),
+            ("[server]\nlog_level = 3\n", "server.log_level", 2),
+            ("[tcp]\ntimeout = \"5s\"\n", "tcp.timeout", 2),
+            ("[clock]\nstratum = 1.5\n", "clock.stratum", 2),
+            ("\n\n[ntp]\n\nworkers = 1979-05-27\n", "ntp.workers", 5),
+            ("clock = 3\n", "clock", 1),
+        ]
+        for (text, key, line) in cases {
+            let e = error(text)
+            #expect(e?.kind == .wrongType, "\(text): \(String(describing: e))")
+            #expect(e?.key == key, "\(text)")
+            #expect(e?.line == line, "\(text): \(String(describing: e))")
+        }
+        #expect(error("[clock]\nstratum = \"two\"\n")?.description == "test.toml:2: clock.stratum = \"two\": wrong type (string); expected an integer; allowed: 1-15")
+    }
+
+    @Test("Out-of-range values name the key, the value, the line and the range")
+    func outOfRange() {
+        let cases: [(String, String, String, String)] = [
+            ("[clock]\nstratum = 16\n", "clock.stratum", "16", "1-15"),
+            ("[clock]\nstratum = 0\n", "clock.stratum", "0", "1-15"),
+            ("[ntp]\nworkers = 0\n", "ntp.workers", "0", "1-1024"),
+            ("[tcp]\ntimeout = 301\n", "tcp.timeout", "301", "0.1-300 (seconds)"),
+            ("[tcp]\nmax_connections = -1\n", "tcp.max_connections", "-1", "1-1000000"),
+            ("[rate_limit]\ninterval = 13\n", "rate_limit.interval", "13", "-19-12 (log2 seconds)"),
+            ("[rate_limit]\nburst = 300\n", "rate_limit.burst", "300", "1-255"),
+            ("[rate_limit]\nleak = 5\n", "rate_limit.leak", "5", "0-4"),
+            ("[rate_limit]\nipv4_prefix = 33\n", "rate_limit.ipv4_prefix", "33", "0-32"),
+            ("[rate_limit]\nipv6_prefix = 129\n", "rate_limit.ipv6_prefix", "129", "0-128"),
+            ("[rate_limit]\ntable_size_mib = 2048\n", "rate_limit.table_size_mib", "2048", "1-1024 (MiB)"),
+        ]
+        for (text, key, value, allowed) in cases {
+            let e = error(text)
+            #expect(e?.kind == .outOfRange, "\(text): \(String(describing: e))")
+            #expect(e?.key == key && e?.value == value && e?.line == 2 && e?.allowed == allowed, "\(String(describing: e))")
+        }
+    }
+
+    @Test("Invalid values (addresses, prefixes, choices) name the element that is wrong")
+    func invalidValues() {
+        let cases: [(String, String, String, Int)] = [
+            ("[ntp]\nlisten = [\n  \"127.0.0.1:1123\",\n  \"ntp.example.com:123\",\n]\n", "ntp.listen", "\"ntp.example.com:123\"", 2),
+            ("[ntp]\nlisten = [\"127.0.0.1:99999\"]\n", "ntp.listen", "\"127.0.0.1:99999\"", 2),
+            ("[access]\nallow = [\"10.0.0.0/8\", \"300.1.2.3/8\"]\n", "access.allow", "\"300.1.2.3/8\"", 2),
+            ("[access]\ndeny = [\"10.0.0.0/33\"]\n", "access.deny", "\"10.0.0.0/33\"", 2),
+            ("[access]\ndeny = [\"dns=10.0.0.0/8\"]\n", "access.deny", "\"dns=10.0.0.0/8\"", 2),
+            ("[ntp]\nallow = [\"daytime=10.0.0.0/8\"]\n", "ntp.allow", "\"daytime=10.0.0.0/8\"", 2),
+            ("[clock]\nsource = \"gps\"\n", "clock.source", "\"gps\"", 2),
+            ("[daytime]\nformat = \"rfc3339\"\n", "daytime.format", "\"rfc3339\"", 2),
+            ("[server]\nlog_level = \"verbose\"\n", "server.log_level", "\"verbose\"", 2),
+            ("[server]\nuser = \"\"\n", "server.user", "\"\"", 2),
+            ("[ntp]\ndeny_kiss = \"RATE\"\n", "ntp.deny_kiss", "\"RATE\"", 2),
+            ("[metrics]\nlisten = \"localhost\"\n", "metrics.listen", "\"localhost\"", 2),
+        ]
+        for (text, key, value, line) in cases {
+            let e = error(text)
+            #expect(e?.kind == .invalidValue, "\(text): \(String(describing: e))")
+            #expect(e?.key == key && e?.value == value && e?.line == line, "\(String(describing: e))")
+            #expect(e?.allowed?.isEmpty == false)
+        }
+    }
+
+    @Test("A check across settings names both places the value may come from")
+    func crossSetting() throws {
+        let settings = try parse("[clock]\nsource = \"unsynchronized\"\nstratum = 3\n")
+        #expect(throws: SettingError.self) { try settings.resolve() }
+        do {
+            _ = try settings.resolve()
+        } catch {
+            #expect(error.description.contains("--stratum (clock.stratum in the file) 3: has no effect"))
+        }
+    }
+
+    @Test("An unreadable file is an error naming it")
+    func unreadable() {
+        do {
+            _ = try ConfigFile.load(path: "/nonexistent/tockd.toml")
+            Issue.record("loaded a file that does not exist")
+        } catch {
+            #expect(error.kind == .unreadable)
+            #expect(error.description == "/nonexistent/tockd.toml: cannot read: No such file or directory")
+        }
+    }
+
+    @Test("Flag values are checked by the same rules, named by the flag")
+    func flags() {
+        var flags = TockdSettings()
+        flags.rateLimitBurst = 0
+        #expect(throws: SettingError(.rateLimitBurst, value: "0", problem: "out of range")) { try flags.validate() }
+        flags = TockdSettings()
+        flags.allow = ["ntp=10.0.0.0/40"]
+        do {
+            try flags.validate()
+            Issue.record("accepted a /40 IPv4 prefix")
+        } catch {
+            #expect(error.description.hasPrefix("--allow ntp=10.0.0.0/40: "))
+        }
+    }
+
+    @Test("Differences and what a reload may change")
+    func differences() throws {
+        let a = try parse("[clock]\nsource = \"local\"\n[access]\ndeny = [\"10.0.0.0/8\"]\n")
+        let b = try parse("[clock]\nsource = \"kernel\"\n[access]\ndeny = [\"10.0.0.0/9\"]\n[server]\nlog_level = \"debug\"\n")
+        let changed = b.differences(from: a)
+        #expect(Set(changed) == [.clockSource, .deny, .logLevel])
+        #expect(changed.filter { !$0.isReloadable } == [.clockSource])
+    }
+}
