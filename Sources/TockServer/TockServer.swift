@@ -24,6 +24,8 @@ public final class TockServer: Service, @unchecked Sendable {
     private let datagramTime: [(TextTimeProtocol, DatagramListener)]
     private let streamTime: [(TextTimeProtocol, StreamTimeListener)]
     private let precisionNanoseconds: Int64
+    /// When the server was created, on CLOCK_MONOTONIC.
+    let startedAtMonotonicNanoseconds = SystemClock.monotonicNanoseconds()
     /// Live policies by service name ("ntp", "daytime", "time"); `reload` replaces them.
     public let policies: [String: PolicyCell]
     /// Rate-limit tables by service name, for the services that limit rates now.
@@ -89,6 +91,11 @@ public final class TockServer: Service, @unchecked Sendable {
     public var daytimeAddresses: [SocketEndpoint] { datagramTime.filter { $0.0 == .daytime }.map(\.1.address) }
     /// The bound Time addresses (UDP and TCP share each).
     public var timeAddresses: [SocketEndpoint] { datagramTime.filter { $0.0 == .time }.map(\.1.address) }
+
+    /// Every UDP listener with its service name.
+    var datagramListeners: [(String, DatagramListener)] {
+        ntp.map { ("ntp", $0) } + datagramTime.map { ($0.0.rawValue, $0.1) }
+    }
 
     /// NTP totals over every address and worker.
     public var ntpStatistics: DatagramStatistics {

@@ -6,7 +6,7 @@ struct Tock: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tock",
         abstract: "Query NTP, Daytime and Time servers, and load-test them.",
-        subcommands: [Query.self, Bench.self],
+        subcommands: [Query.self, Bench.self, Status.self],
         defaultSubcommand: nil
     )
 }

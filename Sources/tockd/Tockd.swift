@@ -196,6 +196,15 @@ struct Tockd: ParsableCommand {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
+        if let address = settings.metricsAddress {
+            do {
+                services.append(.init(service: try StatusEndpoint(address: address, server: server, logger: logger)))
+            } catch {
+                logger.critical("metrics: \(error.description)")
+                throw ExitCode(1)
+            }
+        }
         if let user = settings.user {
             do {
                 let capabilities = try Privileges.drop(to: user)
@@ -207,7 +216,7 @@ struct Tockd: ParsableCommand {
         }
         let reload = ReloadService(server: server, path: config, flags: flagSettings, running: merged, logLevel: liveLevel, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: reload)],
+            services: services + [.init(service: reload)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -13,24 +13,34 @@ import TockProtocol
 public final class ClientLimiter: @unchecked Sendable {
     public let policy: RateLimitPolicy
     let slots: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
+    /// Per slot, for statistics (`chronyc clients`-style listings): the client's prefix as
+    /// two words (IPv4 as ::ffff:a.b.c.d), and its requests and limited requests as one word
+    /// (32 bits each), counted since the client took the slot.
+    let records: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     let mask: Int
     /// The number of buckets.
     public let capacity: Int
 
-    /// A table using at most `memoryBytes` (rounded down to a power of two of 8-byte buckets,
-    /// at least 1024).
+    /// Bytes per client: the 8-byte bucket and the 24-byte record.
+    public static let bytesPerClient = 32
+
+    /// A table using at most `memoryBytes` (rounded down to a power of two of clients, at
+    /// least 1024).
     public init(policy: RateLimitPolicy, memoryBytes: Int) {
         self.policy = policy
         var count = 1024
-        while count * 2 * 8 <= memoryBytes { count *= 2 }
+        while count * 2 * Self.bytesPerClient <= memoryBytes { count *= 2 }
         capacity = count
         mask = count - 1
         slots = UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>.allocate(capacity: count)
         slots.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: count)
+        records = UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>.allocate(capacity: count * 3)
+        records.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: count * 3)
     }
 
     deinit {
         slots.deallocate()
+        records.deallocate()
     }
 
     /// The key bytes of a source address: its prefix under the policy (IPv4 /32, IPv6 /64 by
@@ -51,18 +61,96 @@ public final class ClientLimiter: @unchecked Sendable {
     }
 
     /// Decides on one request; lock-free.
+    ///
+    /// The statistics record is kept with relaxed stores and one atomic add: a slot taken over
+    /// by a new client has its address written and its counts reset by the worker that won
+    /// the bucket's compare-and-swap; a listing racing with that may show one mixed record,
+    /// which is acceptable for statistics and costs the packet path no lock.
     @inline(__always)
     public func decide(_ source: DatagramSource, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
         let h = hash(source)
-        let slot = UnsafeAtomic<UInt64>(at: slots + (h & mask))
+        let index = h & mask
+        let slot = UnsafeAtomic<UInt64>(at: slots + index)
         let fingerprint = UInt32(truncatingIfNeeded: UInt64(bitPattern: Int64(h)) >> 40)
         var current = slot.load(ordering: .relaxed)
         while true {
             let (next, decision) = RateLimitBucket.decide(RateLimitBucket(rawValue: current), fingerprint: fingerprint, nowNanoseconds: now, policy: policy, random: random)
             let (exchanged, original) = slot.compareExchange(expected: current, desired: next.rawValue, ordering: .relaxed)
-            if exchanged { return decision }
+            if exchanged {
+                let record = records + 3 * index
+                let counts = UnsafeAtomic<UInt64>(at: record + 2)
+                if current == 0 || (current >> 40) != (next.rawValue >> 40) {
+                    let (high, low) = source.prefixWords(ipv4Length: policy.ipv4PrefixLength, ipv6Length: policy.ipv6PrefixLength)
+                    UnsafeAtomic<UInt64>(at: record).store(high, ordering: .relaxed)
+                    UnsafeAtomic<UInt64>(at: record + 1).store(low, ordering: .relaxed)
+                    counts.store(0, ordering: .relaxed)
+                }
+                counts.wrappingIncrement(by: decision == .allow ? 1 : 1 | 1 << 32, ordering: .relaxed)
+                return decision
+            }
             current = original
         }
+    }
+
+    /// One client in the table, for statistics.
+    public struct Client: Sendable, Hashable {
+        /// The client's prefix (its address at /32 and /128, else ADDRESS/LENGTH).
+        public var prefix: String
+        /// Requests since the client took its slot.
+        public var requests: UInt64
+        /// Of those, the ones limited (dropped, kissed or answered only by the leak).
+        public var limited: UInt64
+        /// Tokens left in its bucket.
+        public var tokens: Int
+    }
+
+    /// The `count` clients with the most requests (a scan of the table: for statistics, not
+    /// the packet path).
+    public func busiest(_ count: Int) -> [Client] {
+        var found: [(index: Int, requests: UInt64)] = []
+        for i in 0..<capacity {
+            guard UnsafeAtomic<UInt64>(at: slots + i).load(ordering: .relaxed) != 0 else { continue }
+            let counts = UnsafeAtomic<UInt64>(at: records + 3 * i + 2).load(ordering: .relaxed)
+            found.append((i, counts & 0xFFFF_FFFF))
+        }
+        found.sort { $0.requests > $1.requests }
+        return found.prefix(count).map { entry in
+            let record = records + 3 * entry.index
+            let high = UnsafeAtomic<UInt64>(at: record).load(ordering: .relaxed)
+            let low = UnsafeAtomic<UInt64>(at: record + 1).load(ordering: .relaxed)
+            let counts = UnsafeAtomic<UInt64>(at: record + 2).load(ordering: .relaxed)
+            let bucket = RateLimitBucket(rawValue: UnsafeAtomic<UInt64>(at: slots + entry.index).load(ordering: .relaxed))
+            return Client(
+                prefix: Self.describePrefix(high: high, low: low, policy: policy),
+                requests: counts & 0xFFFF_FFFF,
+                limited: counts >> 32,
+                tokens: bucket.tokens
+            )
+        }
+    }
+
+    /// Text for a stored prefix: IPv4 from its mapped form, with the length when not a whole
+    /// address.
+    static func describePrefix(high: UInt64, low: UInt64, policy: RateLimitPolicy) -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        for i in 0..<8 {
+            bytes[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i)))
+            bytes[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i)))
+        }
+        let isIPv4 = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        if isIPv4 {
+            var v4 = in_addr()
+            withUnsafeMutableBytes(of: &v4) { $0.copyBytes(from: bytes[12..<16]) }
+            inet_ntop(AF_INET, &v4, &text, socklen_t(text.count))
+            let address = String(cString: text)
+            return policy.ipv4PrefixLength == 32 ? address : "\(address)/\(policy.ipv4PrefixLength)"
+        }
+        var v6 = in6_addr()
+        withUnsafeMutableBytes(of: &v6) { $0.copyBytes(from: bytes) }
+        inet_ntop(AF_INET6, &v6, &text, socklen_t(text.count))
+        let address = String(cString: text)
+        return policy.ipv6PrefixLength == 128 ? address : "\(address)/\(policy.ipv6PrefixLength)"
     }
 
     /// Buckets in use (a scan; for statistics, not the packet path).
@@ -74,6 +162,33 @@ public final class ClientLimiter: @unchecked Sendable {
 }
 
 extension DatagramSource {
+    /// The address masked to its client prefix, as two big-endian words (IPv4 as
+    /// ::ffff:a.b.c.d).
+    @inline(__always)
+    func prefixWords(ipv4Length: Int, ipv6Length: Int) -> (UInt64, UInt64) {
+        withAddressBytes { bytes in
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            if bytes.count == 4 {
+                var v4: UInt32 = 0
+                for b in bytes { v4 = v4 << 8 | UInt32(b) }
+                if ipv4Length < 32 { v4 &= ipv4Length == 0 ? 0 : ~UInt32(0) << UInt32(32 - ipv4Length) }
+                return (0, 0xFFFF_0000_0000 | UInt64(v4))
+            }
+            for i in 0..<8 {
+                high = high << 8 | UInt64(bytes[i])
+                low = low << 8 | UInt64(bytes[8 + i])
+            }
+            if ipv6Length < 64 {
+                high &= ipv6Length == 0 ? 0 : ~UInt64(0) << UInt64(64 - ipv6Length)
+                low = 0
+            } else if ipv6Length < 128 {
+                low &= ipv6Length == 64 ? 0 : ~UInt64(0) << UInt64(128 - ipv6Length)
+            }
+            return (high, low)
+        }
+    }
+
     /// Calls `body` with the address bytes: 4 for IPv4, 16 for IPv6.
     @inline(__always)
     public func withAddressBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {

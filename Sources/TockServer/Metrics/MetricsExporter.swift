@@ -1,0 +1,86 @@
+import CoreMetrics
+import NIOConcurrencyHelpers
+import Prometheus
+import TockProtocol
+
+/// tockd's figures as swift-metrics counters and gauges, exported in Prometheus's text format
+/// through swift-prometheus.
+///
+/// The workers never touch swift-metrics: they publish plain per-worker counters once per
+/// batch (see `DatagramCounters`), and this exporter turns the totals into counter increments
+/// when it is scraped. So the packet path has no lock and no allocation, and a scrape sees
+/// every request counted up to the workers' last batch.
+public final class MetricsExporter: Sendable {
+    private let server: TockServer
+    private let registry = PrometheusCollectorRegistry()
+    private let factory: PrometheusMetricsFactory
+    /// The swift-metrics objects and the totals already added to each counter; touched only
+    /// under this lock, by scrapes.
+    private let state = NIOLockedValueBox(State())
+
+    struct State {
+        var counters: [String: (counter: CoreMetrics.Counter, total: UInt64)] = [:]
+        var gauges: [String: CoreMetrics.Gauge] = [:]
+    }
+
+    public init(server: TockServer) {
+        self.server = server
+        self.factory = PrometheusMetricsFactory(registry: registry)
+    }
+
+    /// The current figures in Prometheus's text exposition format.
+    public func scrape() -> [UInt8] {
+        let status = server.status(busiestClients: 0)
+        return state.withLockedValue { state in
+            update(&state, from: status)
+            var out: [UInt8] = []
+            out.reserveCapacity(8192)
+            registry.emit(into: &out)
+            return out
+        }
+    }
+
+    private func update(_ state: inout State, from status: ServerStatus) {
+        func count(_ label: String, _ dimensions: [(String, String)], _ total: UInt64) {
+            let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+            var entry = state.counters[key] ?? (CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory), 0)
+            if total > entry.total {
+                entry.counter.increment(by: Int64(clamping: total - entry.total))
+                entry.total = total
+            }
+            state.counters[key] = entry
+        }
+        func gauge(_ label: String, _ dimensions: [(String, String)] = [], value: Double) {
+            let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+            let g = state.gauges[key] ?? CoreMetrics.Gauge(label: label, dimensions: dimensions, factory: factory)
+            g.record(value)
+            state.gauges[key] = g
+        }
+        for s in status.services {
+            let d = [("protocol", s.name), ("transport", s.transport)]
+            count("tockd_requests_total", d, s.requests)
+            count("tockd_replies_total", d, s.replies)
+            count("tockd_errors_total", d, s.errors)
+            if s.name == "ntp" { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
+            for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {
+                count("tockd_drops_total", d + [("reason", reason)], n)
+            }
+        }
+        for w in status.workers {
+            let d = [("protocol", w.name), ("address", w.address), ("worker", "\(w.index)")]
+            count("tockd_worker_requests_total", d, w.requests)
+            count("tockd_worker_replies_total", d, w.replies)
+        }
+        let c = status.clock
+        gauge("tockd_clock_synchronized", value: c.synchronized ? 1 : 0)
+        gauge("tockd_clock_stratum", value: Double(c.stratum))
+        gauge("tockd_clock_leap", value: Double(c.leap))
+        gauge("tockd_clock_root_delay_seconds", value: c.rootDelaySeconds)
+        gauge("tockd_clock_root_dispersion_seconds", value: c.rootDispersionSeconds)
+        gauge("tockd_uptime_seconds", value: status.uptimeSeconds)
+        for name in ["ntp", "daytime", "time"] {
+            let group = status.clients.first { $0.name == name }
+            gauge("tockd_rate_limit_clients", [("protocol", name)], value: Double(group?.tracked ?? 0))
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Glibc
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import TockProtocol
+import TockSockets
+
+/// The HTTP endpoint for operators: `/metrics` (Prometheus text format) and `/status` (the
+/// `ServerStatus` JSON that `tock status` shows). Off unless configured; it serves figures
+/// only, accepts GET and HEAD, and reads no request body.
+///
+/// The socket is bound when this is created, so a bad address fails start-up like any other
+/// listener.
+public final class StatusEndpoint: Service, @unchecked Sendable {
+    /// The address actually bound.
+    public let address: SocketEndpoint
+    private let fd: Int32
+    private let server: TockServer
+    private let exporter: MetricsExporter
+    private let logger: Logger
+    private var handedOver = false
+
+    public init(address requested: SocketEndpoint, server: TockServer, logger: Logger) throws(ListenerError) {
+        let fd = try ListenerSocket.tcp(requested, backlog: 64)
+        self.fd = fd
+        self.address = (try? Sockets.localAddress(fd)) ?? requested
+        self.server = server
+        self.exporter = MetricsExporter(server: server)
+        self.logger = logger
+    }
+
+    deinit {
+        if !handedOver { close(fd) }
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let exporter = self.exporter
+        let server = self.server
+        handedOver = true
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
+                    channel.pipeline.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
+                }
+            }
+            .withBoundSocket(fd)
+            .get()
+        logger.info("listening", metadata: ["service": "metrics", "transport": "tcp", "address": "\(address)", "paths": "/metrics /status"])
+        try? await gracefulShutdown()
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// Answers one HTTP request per head: `/metrics`, `/status[?clients=N]`, or 404.
+final class StatusHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let exporter: MetricsExporter
+    let server: TockServer
+    private var head: HTTPRequestHead?
+
+    init(exporter: MetricsExporter, server: TockServer) {
+        self.exporter = exporter
+        self.server = server
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+        case .body:
+            break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            respond(context: context, to: head)
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, to head: HTTPRequestHead) {
+        let (status, contentType, body) = route(head)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        headers.add(name: "Cache-Control", value: "no-store")
+        if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if head.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        }
+        let keepAlive = head.isKeepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+
+    private func route(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, [UInt8]) {
+        guard head.method == .GET || head.method == .HEAD else {
+            return (.methodNotAllowed, "text/plain", Array("GET or HEAD only\n".utf8))
+        }
+        let parts = head.uri.split(separator: "?", maxSplits: 1)
+        let path = parts.first.map(String.init) ?? "/"
+        switch path {
+        case "/metrics":
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", exporter.scrape())
+        case "/status":
+            var clients = 10
+            if parts.count == 2 {
+                for item in parts[1].split(separator: "&") where item.hasPrefix("clients=") {
+                    clients = min(1000, max(0, Int(item.dropFirst("clients=".count)) ?? 10))
+                }
+            }
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.sortedKeys]
+            let body = (try? encoder.encode(server.status(busiestClients: clients))).map(Array.init) ?? []
+            return (.ok, "application/json", body + [0x0A])
+        default:
+            return (.notFound, "text/plain", Array("not found; try /metrics or /status\n".utf8))
+        }
+    }
+}

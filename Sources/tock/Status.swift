@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import TockClient
+import TockProtocol
+import TockSockets
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a tockd's live figures and busiest clients (from its --metrics endpoint).",
+        discussion: """
+            Reads GET /status from the HTTP endpoint tockd serves with --metrics (or [metrics] \
+            listen in its configuration file) and prints what chronyc serverstats and chronyc \
+            clients print for chronyd: requests, replies, kisses-o'-death and drops by reason for \
+            each protocol and transport, the load on each worker thread, the clock state, and the \
+            busiest clients of each rate-limited service (clients are tracked only with \
+            --rate-limit).
+
+            Exit status: 0 on success, 2 if the endpoint does not answer, 5 if the reply is not a \
+            tockd status document, 7 on a network error, 64 on a usage error.
+
+            Examples:
+              tock status
+              tock status 127.0.0.1:9123 --clients 20
+              tock status '[::1]:9123' --json
+            """
+    )
+
+    @Argument(help: "The metrics endpoint: HOST:PORT (default 127.0.0.1:9123).")
+    var endpoint: String = "127.0.0.1:9123"
+
+    @Option(help: "Busiest clients to list per rate-limited service, 0-1000.")
+    var clients: Int = 10
+
+    @Option(help: "Seconds to wait for the endpoint.")
+    var timeout: Double = 2
+
+    @Flag(help: "Print the status document as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (0...1000).contains(clients) else { throw ValidationError("--clients must be 0-1000, got \(clients)") }
+        guard timeout > 0, timeout <= 60 else { throw ValidationError("--timeout must be in (0, 60] seconds, got \(timeout)") }
+    }
+
+    func run() throws {
+        let target: SocketEndpoint
+        let status: ServerStatus
+        do {
+            let parsed = try HostAndPort(parsing: endpoint, bareNumberIsPort: true)
+            target = try Resolver.resolve(parsed.host ?? "127.0.0.1", port: parsed.port ?? 9123)[0]
+            status = try StatusQuery(clients: clients, timeoutNanoseconds: Int64(timeout * 1e9)).run(endpoint: target)
+        } catch let error as ClientError {
+            FileHandleStandardError.write("tock status: \(error)\n")
+            throw ExitCode(QueryExit(error).rawValue)
+        } catch {
+            throw ValidationError("\(endpoint): \(error)")
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } else {
+            print(Self.render(status, endpoint: target.description), terminator: "")
+        }
+    }
+
+    /// The status as tables for a person.
+    static func render(_ status: ServerStatus, endpoint: String) -> String {
+        var out = ""
+        func line(_ text: String = "") { out += text + "\n" }
+        func pad(_ text: String, _ width: Int, right: Bool = true) -> String {
+            let gap = String(repeating: " ", count: max(0, width - text.count))
+            return right ? gap + text : text + gap
+        }
+        let c = status.clock
+        line("tockd at \(endpoint), up \(duration(status.uptimeSeconds))")
+        line("clock: \(c.synchronized ? "synchronised" : "NOT synchronised (replies say leap 3, stratum 0)"); source \(c.source), stratum \(c.stratum), leap \(c.leap), reference \(c.reference), root delay \(String(format: "%.6f", c.rootDelaySeconds)) s, root dispersion \(String(format: "%.6f", c.rootDispersionSeconds)) s")
+        line()
+        line(pad("service", 14, right: false) + pad("requests", 14) + pad("replies", 14) + pad("dropped", 12) + pad("KoD", 9) + pad("errors", 8) + "  drops by reason")
+        for s in status.services {
+            let dropped = s.drops.values.reduce(0, +)
+            let reasons = s.drops.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            line(pad("\(s.name)/\(s.transport)", 14, right: false) + pad("\(s.requests)", 14) + pad("\(s.replies)", 14) + pad("\(dropped)", 12) + pad("\(s.kissesOfDeath)", 9) + pad("\(s.errors)", 8) + "  " + (reasons.isEmpty ? "-" : reasons))
+        }
+        if !status.workers.isEmpty {
+            line()
+            line(pad("worker", 34, right: false) + pad("requests", 14) + pad("replies", 14) + pad("share", 8))
+            var totals: [String: UInt64] = [:]
+            for w in status.workers { totals[w.name + w.address, default: 0] += w.requests }
+            for w in status.workers {
+                let total = totals[w.name + w.address] ?? 0
+                let share = total == 0 ? "-" : String(format: "%.1f%%", Double(w.requests) * 100 / Double(total))
+                line(pad("\(w.name) \(w.address) #\(w.index)", 34, right: false) + pad("\(w.requests)", 14) + pad("\(w.replies)", 14) + pad(share, 8))
+            }
+        }
+        line()
+        if status.clients.isEmpty {
+            line("clients: not tracked (rate limiting is off; tockd --rate-limit tracks them)")
+        }
+        for group in status.clients {
+            line("\(group.name) clients: \(group.tracked) tracked of \(group.capacity)")
+            guard !group.busiest.isEmpty else { continue }
+            line("  " + pad("address", 42, right: false) + pad("requests", 12) + pad("limited", 12) + pad("tokens", 8))
+            for client in group.busiest {
+                line("  " + pad(client.prefix, 42, right: false) + pad("\(client.requests)", 12) + pad("\(client.limited)", 12) + pad("\(client.tokens)", 8))
+            }
+        }
+        return out
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        if s < 60 { return String(format: "%.1f s", seconds) }
+        if s < 3600 { return "\(s / 60) min \(s % 60) s" }
+        if s < 86400 { return "\(s / 3600) h \(s % 3600 / 60) min" }
+        return "\(s / 86400) d \(s % 86400 / 3600) h"
+    }
+}

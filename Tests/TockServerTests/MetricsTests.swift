@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+import TockClient
+import TockConfig
+import TockProtocol
+import TockServer
+import TockSockets
+
+/// The metrics endpoint: Prometheus text and the status document, scraped over real HTTP.
+@Suite("Metrics and status over HTTP")
+struct MetricsTests {
+    /// Value of the sample `name{labels}` in Prometheus text, or nil.
+    static func sample(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+
+    /// Runs an endpoint for `server` on 127.0.0.1:0 while `body` runs.
+    static func withEndpoint(_ server: TockServer, _ body: (SocketEndpoint) async throws -> Void) async throws {
+        let endpoint = try StatusEndpoint(address: SocketEndpoint(ip: "127.0.0.1", port: 0)!, server: server, logger: quietLogger)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: endpoint)], logger: quietLogger))
+        let task = Task { try await group.run() }
+        // Ready when it answers.
+        let address = endpoint.address
+        _ = await eventually { (try? StatusQuery(timeoutNanoseconds: 200_000_000).get("/metrics", from: address)) != nil }
+        do {
+            try await body(address)
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await task.value
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+
+    @Test("Scraped during a load, counters only grow; after it they match the load's counts exactly")
+    func scrapeDuringLoad() async throws {
+        var configuration = TockServerConfiguration.loopback(daytime: false, time: false)
+        configuration.ntpListeners = [SocketEndpoint(ip: "127.0.0.1", port: 0)!]
+        try await withServer(configuration) { server in
+            try await Self.withEndpoint(server) { endpoint in
+                let before = try await blockingThrows { try StatusQuery().get("/metrics", from: endpoint) }
+                let baseRequests = Self.sample(String(decoding: before.1, as: UTF8.self), #"tockd_requests_total{protocol="ntp",transport="udp"}"#) ?? 0
+                let baseReplies = Self.sample(String(decoding: before.1, as: UTF8.self), #"tockd_replies_total{protocol="ntp",transport="udp"}"#) ?? 0
+
+                var load = LoadConfiguration(target: server.ntpAddresses[0])
+                load.clients = 8
+                load.window = 2
+                load.durationSeconds = 1.5
+                let generator = LoadGenerator(configuration: load)
+                let reportTask = Task { try await blockingThrows { try generator.run() } }
+                // Scrape while the load runs.
+                var seen: [Double] = []
+                for _ in 0..<10 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    let (code, body) = try await blockingThrows { try StatusQuery().get("/metrics", from: endpoint) }
+                    #expect(code == 200)
+                    let text = String(decoding: body, as: UTF8.self)
+                    if let v = Self.sample(text, #"tockd_requests_total{protocol="ntp",transport="udp"}"#) { seen.append(v) }
+                }
+                let report = try await reportTask.value
+                #expect(report.sent > 1000 && report.invalid == 0, "\(report.sent) sent, \(report.invalid) invalid")
+                #expect(seen.count == 10)
+                #expect(seen == seen.sorted(), "counters only grow: \(seen)")
+                #expect((seen.last ?? 0) > (seen.first ?? 0), "scrapes saw the load: \(seen)")
+
+                // Workers publish once per batch: wait until the last batch is in.
+                var text = ""
+                let settled = await eventually(timeout: .seconds(3)) {
+                    guard let (_, body) = try? StatusQuery().get("/metrics", from: endpoint) else { return false }
+                    text = String(decoding: body, as: UTF8.self)
+                    return Self.sample(text, #"tockd_requests_total{protocol="ntp",transport="udp"}"#) == baseRequests + Double(report.sent)
+                }
+                #expect(settled, "requests_total \(String(describing: Self.sample(text, #"tockd_requests_total{protocol="ntp",transport="udp"}"#))) vs \(baseRequests) + \(report.sent) sent")
+                let replies = Self.sample(text, #"tockd_replies_total{protocol="ntp",transport="udp"}"#) ?? -1
+                #expect(replies - baseReplies == Double(report.answered + report.lost), "every request answered: \(replies - baseReplies) replies, \(report.answered) answered, \(report.lost) lost")
+                #expect(Self.sample(text, #"tockd_drops_total{protocol="ntp",transport="udp",reason="malformed"}"#) == 0)
+                let workers = text.split(separator: "\n").filter { $0.hasPrefix("tockd_worker_requests_total{protocol=\"ntp\"") }
+                #expect(workers.count == 2, "one series per worker: \(workers)")
+                let workerSum = workers.compactMap { Double($0.split(separator: " ").last!) }.reduce(0, +)
+                #expect(workerSum == baseRequests + Double(report.sent))
+                #expect(Self.sample(text, "tockd_clock_synchronized") == 1)
+                #expect(Self.sample(text, "tockd_clock_stratum") == 10)
+                #expect(Self.sample(text, "tockd_clock_leap") == 0)
+                #expect(text.contains("# TYPE tockd_requests_total counter"))
+            }
+        }
+    }
+
+    @Test("Drops by reason, kisses and the busiest clients appear in /metrics and /status")
+    func dropsAndClients() async throws {
+        var configuration = TockServerConfiguration.loopback(daytime: false, time: false)
+        configuration.ntpListeners = [SocketEndpoint(ip: "127.0.0.1", port: 0)!]
+        configuration.ntpPolicy = ServicePolicy(rateLimit: RateLimitPolicy(intervalLog2: 12, burst: 2, leakLog2: 0, kissOfDeath: true))
+        try await withServer(configuration) { server in
+            let ntp = server.ntpAddresses[0]
+            try await Self.withEndpoint(server) { endpoint in
+                // 3 malformed, 2 in mode 1, then 10 client requests: 2 answered, 1 kissed, 7 dropped.
+                await blocking {
+                    for _ in 0..<3 { _ = udpExchange([1, 2, 3], to: ntp, timeoutMilliseconds: 50) }
+                    for _ in 0..<2 { _ = udpExchange(ntpRequest(version: 4, mode: 1), to: ntp, timeoutMilliseconds: 50) }
+                    for _ in 0..<10 { _ = udpExchange(ntpRequest(version: 4, mode: 3), to: ntp, timeoutMilliseconds: 50) }
+                }
+                var text = ""
+                let settled = await eventually(timeout: .seconds(3)) {
+                    guard let (_, body) = try? StatusQuery().get("/metrics", from: endpoint) else { return false }
+                    text = String(decoding: body, as: UTF8.self)
+                    return Self.sample(text, #"tockd_requests_total{protocol="ntp",transport="udp"}"#).map { $0 >= 15 } ?? false
+                }
+                #expect(settled)
+                func value(_ series: String) -> Double? { Self.sample(text, series) }
+                // The readiness probe of withServer sent requests too, from other ports of the
+                // same address: count relative to the status document rather than absolutely.
+                let status = try await blockingThrows { try StatusQuery(clients: 5).run(endpoint: endpoint) }
+                let udp = try #require(status.services.first { $0.name == "ntp" && $0.transport == "udp" })
+                #expect(value(#"tockd_drops_total{protocol="ntp",transport="udp",reason="too_short"}"#) == 3)
+                #expect(value(#"tockd_drops_total{protocol="ntp",transport="udp",reason="not_client_mode"}"#) == 2)
+                #expect(value(#"tockd_kisses_of_death_total{protocol="ntp",transport="udp"}"#) == 1)
+                #expect(udp.drops["too_short"] == 3 && udp.drops["not_client_mode"] == 2 && udp.kissesOfDeath == 1)
+                #expect(Double(udp.drops["rate_limited"] ?? 0) == value(#"tockd_drops_total{protocol="ntp",transport="udp",reason="rate_limited"}"#))
+                #expect(udp.requests == udp.replies + udp.drops.values.reduce(0, +), "every request is answered or dropped for a reason")
+                let group = try #require(status.clients.first { $0.name == "ntp" })
+                #expect(group.tracked == 1 && group.capacity == 131_072)
+                let client = try #require(group.busiest.first)
+                #expect(client.prefix == "127.0.0.1")
+                #expect(client.requests == udp.requests - 5, "the malformed and mode-1 packets never reach the limiter")
+                #expect(client.limited == client.requests - 2, "burst 2, no leak")
+                #expect(client.tokens == 0)
+                #expect(value(#"tockd_rate_limit_clients{protocol="ntp"}"#) == 1)
+
+                // The human rendering by tock status, from the real binary.
+                let (code, _) = try await blockingThrows { try StatusQuery().get("/nowhere", from: endpoint) }
+                #expect(code == 404)
+            }
+        }
+    }
+}
