@@ -94,6 +94,9 @@ public enum ConfigFile {
 
     /// Parses and checks `text`, naming `path` in errors.
     public static func parse(_ text: String, path: String) throws(ConfigFileError) -> TockdSettings {
+        if let line = TOMLKeyLines.malformedTableHeader(in: text) {
+            throw ConfigFileError(kind: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -326,6 +329,28 @@ struct TOMLKeyLines {
             }
             arrayDepth = max(0, Self.bracketBalance(value))
         }
+    }
+
+    /// The first line with a table header whose name does not start right (`[`, `[#`, `[]`):
+    /// the bundled toml++ asserts on some of these instead of reporting an error, so they are
+    /// rejected before it sees them.
+    static func malformedTableHeader(in text: String) -> Int? {
+        var inMultilineString = false
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = Substring(raw.trimmingWhitespace())
+            let quotes = line.components(separatedBy: "\"\"\"").count - 1 + line.components(separatedBy: "'''").count - 1
+            if inMultilineString {
+                if quotes % 2 == 1 { inMultilineString = false }
+                continue
+            }
+            if quotes % 2 == 1 { inMultilineString = true; continue }
+            guard line.hasPrefix("[") else { continue }
+            let name = line.drop { $0 == "[" }.drop { $0 == " " || $0 == "\t" }
+            guard let first = name.first else { return index + 1 }
+            let bare = first.isASCII && (first.isLetter || first.isNumber || first == "_" || first == "-")
+            if !bare && first != "\"" && first != "'" { return index + 1 }
+        }
+        return nil
     }
 
     /// The line `key` (as `table.key`) is on.

@@ -148,6 +148,12 @@ struct ConfigFileTests {
 
     @Test("Syntax errors give the line")
     func syntax() {
+        // Table headers without a name: the bundled toml++ asserts on "[#" instead of erring.
+        for (text, line) in [("[#", 1), ("[clock]\nsource = \"local\"\n[ # comment\n", 3), ("\n[]\n", 2), ("[[#\n", 1)] {
+            let e = error(text)
+            #expect(e?.kind == .syntax && e?.line == line, "\(text): \(String(describing: e))")
+        }
+        #expect(error("x = \"\"\"\n[#\n\"\"\"\n")?.kind == .unknownKey, "inside a multi-line string a bracket is text")
         let e = error("[clock]\nstratum = 3\n[ntp\nworkers = 2\n")
         #expect(e?.kind == .syntax)
         #expect(e?.line == 3)
@@ -286,5 +292,35 @@ struct ConfigFileTests {
         let changed = b.differences(from: a)
         #expect(Set(changed) == [.clockSource, .deny, .logLevel])
         #expect(changed.filter { !$0.isReloadable } == [.clockSource])
+    }
+
+    @Test("Mangled files (cut, spliced, random bytes) give an error or settings, never a crash")
+    func mangled() throws {
+        let example = try String(contentsOfFile: repositoryRoot.appendingPathComponent("deploy/tockd.toml").path, encoding: .utf8)
+        let bytes = Array(example.utf8)
+        var random = SystemRandomNumberGenerator()
+        let alphabet = Array("[]=\"'#.\n ,{}abc123-_".utf8)
+        var errors = 0
+        for round in 0..<400 {
+            var mangled = bytes
+            switch round % 4 {
+            case 0: mangled = Array(mangled.prefix(Int.random(in: 0...bytes.count, using: &random)))
+            case 1:
+                for _ in 0..<8 { mangled[Int.random(in: 0..<mangled.count, using: &random)] = alphabet.randomElement(using: &random)! }
+            case 2:
+                let cut = Int.random(in: 0..<mangled.count, using: &random)
+                mangled.insert(contentsOf: mangled[cut...].prefix(200), at: Int.random(in: 0..<mangled.count, using: &random))
+            default:
+                mangled = (0..<Int.random(in: 0...300, using: &random)).map { _ in alphabet.randomElement(using: &random)! }
+            }
+            do {
+                _ = try parse(String(decoding: mangled, as: UTF8.self))
+            } catch {
+                errors += 1
+                #expect(!error.description.isEmpty)
+                if let line = error.line { #expect(line >= 1) }
+            }
+        }
+        #expect(errors > 0)
     }
 }
