@@ -27,6 +27,13 @@ struct Tockd: ParsableCommand {
             undisciplined clock. --clock-source local serves the local clock as authoritative, like \
             chrony's `local stratum N`.
 
+            Socket activation (sd_listen_fds(3)): started by systemd with sockets (LISTEN_FDS), \
+            tockd serves those and binds none itself: --ntp, --daytime, --time and the default \
+            listeners are ignored. A socket named ntp, daytime or time (FileDescriptorName=) is \
+            for that service; any other goes by its port: 123 NTP, 13 Daytime, 37 Time. NTP \
+            takes UDP sockets, Daytime and Time UDP, TCP or both. systemd binds the ports, so \
+            tockd needs no privilege at all; see deploy/systemd/tockd.socket.
+
             Examples:
               tockd --ntp 127.0.0.1:1123 --clock-source local
               tockd --daytime 127.0.0.1:8080 --daytime-format hms
@@ -55,7 +62,7 @@ struct Tockd: ParsableCommand {
     @Option(help: "Stratum to serve when synchronised, 1-15 (default: 2 for kernel, 10 for local).")
     var stratum: UInt8?
 
-    @Option(help: "NTP worker threads (one SO_REUSEPORT socket each) per NTP address, 1-1024 (default: one per core).")
+    @Option(help: "NTP worker threads per NTP address, 1-1024 (default: one per core); each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd.")
     var workers: Int = TockServerConfiguration.coreCount
 
     @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300.")
@@ -138,7 +145,18 @@ struct Tockd: ParsableCommand {
         }
         let logger = Logger(label: "tockd")
 
-        let configuration = try makeConfiguration()
+        // Before any other thread exists: this unsets the LISTEN_* variables.
+        let inherited: [InheritedSocket]
+        do {
+            inherited = try SocketActivation.inheritedSockets()
+        } catch {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        }
+        if !inherited.isEmpty, !(ntp.isEmpty && daytime.isEmpty && time.isEmpty) {
+            logger.warning("--ntp, --daytime and --time are ignored: serving the \(inherited.count) socket\(inherited.count == 1 ? "" : "s") inherited from systemd")
+        }
+        let configuration = try makeConfiguration(inherited: inherited)
 
         let server: TockServer
         do {
@@ -179,10 +197,12 @@ struct Tockd: ParsableCommand {
         if let error = outcome.error { throw error }
     }
 
-    /// The server configuration the flags describe.
-    func makeConfiguration() throws -> TockServerConfiguration {
+    /// The server configuration the flags describe. Sockets inherited from systemd replace
+    /// the listeners of the flags (and the defaults): the service manager chose the addresses.
+    func makeConfiguration(inherited: [InheritedSocket] = []) throws -> TockServerConfiguration {
         let useDefaults = ntp.isEmpty && daytime.isEmpty && time.isEmpty
         func listeners(_ flags: [String], _ port: UInt16, _ flag: String) throws -> [SocketEndpoint] {
+            guard inherited.isEmpty else { return [] }
             let result = Result { () throws(ListenerFlag.Error) in
                 try ListenerFlag.addresses(useDefaults ? ["\(port)"] : flags, defaultPort: port, flag: flag)
             }
@@ -195,6 +215,7 @@ struct Tockd: ParsableCommand {
             ntpListeners: try listeners(ntp, TockServerConfiguration.defaultNTPPort, "--ntp"),
             daytimeListeners: try listeners(daytime, TockServerConfiguration.defaultDaytimePort, "--daytime"),
             timeListeners: try listeners(time, TockServerConfiguration.defaultTimePort, "--time"),
+            inheritedSockets: inherited,
             daytimeFormat: daytimeFormat,
             daytimeZone: daytimeZone,
             clockSource: clockSourceValue,
