@@ -10,9 +10,10 @@ import TockSockets
 /// tockd's services: NTP, Daytime and Time on every configured address, and the clock-state
 /// refresher, run as one swift-service-lifecycle `Service`.
 ///
-/// Creating it binds every socket, so a bind failure is reported before anything runs; `run`
-/// starts the workers and keeps them until graceful shutdown (or cancellation), then stops
-/// them: UDP workers finish their batch and join, TCP listeners close.
+/// Creating it binds every socket, and takes over the sockets inherited from systemd (socket
+/// activation), so a bind failure is reported before anything runs; `run` starts the workers
+/// and keeps them until graceful shutdown (or cancellation), then stops them: UDP workers
+/// finish their batch and join, then their sockets close; TCP listeners close.
 public final class TockServer: Service, @unchecked Sendable {
     public let configuration: TockServerConfiguration
     /// The clock state every reply carries.
@@ -31,7 +32,8 @@ public final class TockServer: Service, @unchecked Sendable {
     /// Rate-limit tables by service name, for the services that limit rates now.
     public var limiters: [String: ClientLimiter] { policies.compactMapValues(\.limiter) }
 
-    /// Binds every listener in `configuration`.
+    /// Binds every listener in `configuration` and adopts its inherited sockets, which it owns
+    /// from then on (closing them on failure too).
     public init(configuration: TockServerConfiguration, logger: Logger) throws(ListenerError) {
         self.configuration = configuration
         self.logger = logger
@@ -53,31 +55,58 @@ public final class TockServer: Service, @unchecked Sendable {
             "time": PolicyCell(configuration.timePolicy, tableBytes: configuration.clientTableBytes),
         ]
         self.policies = policies
+        // Inherited descriptors handed to a listener, which closes them from then on.
+        var adopted: Set<Int32> = []
         do throws(ListenerError) {
+            func ntpResponder() -> NTPDatagramResponder {
+                NTPDatagramResponder(precision: precision, clock: clockState, policy: policies["ntp"]!)
+            }
             for address in configuration.ntpListeners {
-                ntp.append(try DatagramListener(name: "ntp", address: address, workers: configuration.ntpWorkers) {
-                    NTPDatagramResponder(precision: precision, clock: clockState, policy: policies["ntp"]!)
-                })
+                ntp.append(try DatagramListener(name: "ntp", address: address, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
+            }
+            // Daytime and Time: a writer per service.
+            var writers: [TextTimeProtocol: TextTimeReplyWriter] = [:]
+            for kind in [TextTimeProtocol.daytime, .time] {
+                writers[kind] = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
+            }
+            func textResponder(_ kind: TextTimeProtocol) -> TextTimeDatagramResponder {
+                TextTimeDatagramResponder(writer: writers[kind]!, clock: clockState, policy: policies[kind.rawValue]!)
             }
             let services: [(TextTimeProtocol, [SocketEndpoint])] = [(.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)]
             for (kind, addresses) in services {
-                let writer = TextTimeReplyWriter(kind: kind, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
-                let policy = policies[kind.rawValue]!
                 for var address in addresses {
                     if address.port == 0 {
                         // UDP and TCP share the port, so choose one free for both.
                         address.port = try ListenerSocket.freePort(on: address, alsoTCP: true)
                     }
-                    let udp = try DatagramListener(name: kind.rawValue, address: address, workers: 1) {
-                        TextTimeDatagramResponder(writer: writer, clock: clockState, policy: policy)
-                    }
+                    let udp = try DatagramListener(name: kind.rawValue, address: address, workers: 1) { textResponder(kind) }
                     datagramTime.append((kind, udp))
                     // TCP takes the same port as UDP (which may have been chosen by the kernel).
-                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writer, policy: policy, maxConnections: configuration.tcpMaxConnections)))
+                    streamTime.append((kind, try StreamTimeListener(address: udp.address, writer: writers[kind]!, policy: policies[kind.rawValue]!, maxConnections: configuration.tcpMaxConnections)))
+                }
+            }
+            for socket in configuration.inheritedSockets {
+                adopted.insert(socket.fd)
+                switch (socket.service, socket.transport) {
+                case (.ntp, .udp):
+                    ntp.append(try DatagramListener(name: "ntp", inherited: socket, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
+                case (.ntp, .tcp):
+                    close(socket.fd)
+                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
+                case (.daytime, .udp), (.time, .udp):
+                    let kind: TextTimeProtocol = socket.service == .daytime ? .daytime : .time
+                    datagramTime.append((kind, try DatagramListener(name: kind.rawValue, inherited: socket, workers: 1) { textResponder(kind) }))
+                case (.daytime, .tcp), (.time, .tcp):
+                    let kind: TextTimeProtocol = socket.service == .daytime ? .daytime : .time
+                    streamTime.append((kind, StreamTimeListener(inherited: socket, writer: writers[kind]!, policy: policies[kind.rawValue]!, maxConnections: configuration.tcpMaxConnections)))
                 }
             }
         } catch {
-            // Listeners close their sockets when released.
+            // Listeners close their sockets when released; inherited ones not yet handed to a
+            // listener are closed here.
+            for socket in configuration.inheritedSockets where !adopted.contains(socket.fd) {
+                close(socket.fd)
+            }
             throw error
         }
         self.ntp = ntp
@@ -87,10 +116,17 @@ public final class TockServer: Service, @unchecked Sendable {
 
     /// The bound NTP addresses (ports resolved).
     public var ntpAddresses: [SocketEndpoint] { ntp.map(\.address) }
-    /// The bound Daytime addresses (UDP and TCP share each).
-    public var daytimeAddresses: [SocketEndpoint] { datagramTime.filter { $0.0 == .daytime }.map(\.1.address) }
-    /// The bound Time addresses (UDP and TCP share each).
-    public var timeAddresses: [SocketEndpoint] { datagramTime.filter { $0.0 == .time }.map(\.1.address) }
+    /// The Daytime addresses, over UDP, TCP or both: listeners from addresses take both, an
+    /// inherited socket one.
+    public var daytimeAddresses: [SocketEndpoint] { textAddresses(.daytime) }
+    /// The Time addresses, likewise.
+    public var timeAddresses: [SocketEndpoint] { textAddresses(.time) }
+
+    private func textAddresses(_ kind: TextTimeProtocol) -> [SocketEndpoint] {
+        var seen: Set<SocketEndpoint> = []
+        let all = datagramTime.filter { $0.0 == kind }.map(\.1.address) + streamTime.filter { $0.0 == kind }.map(\.1.address)
+        return all.filter { seen.insert($0).inserted }
+    }
 
     /// Every UDP listener with its service name.
     var datagramListeners: [(String, DatagramListener)] {
@@ -161,13 +197,22 @@ public final class TockServer: Service, @unchecked Sendable {
             "precision": "\(precision) (\(precisionNanoseconds) ns)",
             "ntp_workers_per_address": "\(configuration.ntpWorkers)",
         ].merging(ClockStateService.metadata(state)) { a, _ in a })
-        for l in ntp { logger.info("listening", metadata: ["service": "ntp", "transport": "udp", "address": "\(l.address)"]) }
-        for (kind, l) in datagramTime { logger.info("listening", metadata: ["service": "\(kind.rawValue)", "transport": "udp+tcp", "address": "\(l.address)"]) }
+        for l in ntp where l.inheritedFD == nil {
+            logger.info("listening", metadata: ["service": "ntp", "transport": "udp", "address": "\(l.address)"])
+        }
+        for (kind, l) in datagramTime where l.inheritedFD == nil {
+            logger.info("listening", metadata: ["service": "\(kind.rawValue)", "transport": "udp+tcp", "address": "\(l.address)"])
+        }
+        for socket in configuration.inheritedSockets {
+            var metadata: Logger.Metadata = ["service": "\(socket.service.rawValue)", "transport": "\(socket.transport.rawValue)", "address": "\(socket.address)", "fd": "\(socket.fd)"]
+            if let name = socket.name { metadata["fd_name"] = "\(name)" }
+            logger.info("listening on a socket inherited from systemd", metadata: metadata)
+        }
         if !state.isSynchronized {
             logger.warning("the clock is not synchronised: NTP replies carry leap indicator 3 and stratum 0, Daytime and Time stay silent; use --clock-source local to serve this clock anyway")
         }
 
-        SystemdNotifier.notify("READY=1\nSTATUS=serving \(ntp.count) NTP, \(datagramTime.count) Daytime/Time addresses; \(state.isSynchronized ? "synchronised" : "unsynchronised")\nMAINPID=\(getpid())")
+        SystemdNotifier.notify("READY=1\nSTATUS=serving \(ntp.count) NTP, \(daytimeAddresses.count + timeAddresses.count) Daytime/Time addresses; \(state.isSynchronized ? "synchronised" : "unsynchronised")\nMAINPID=\(getpid())")
 
         let refresher = ClockStateService(source: configuration.clockSource, cell: clockState, precisionNanoseconds: precisionNanoseconds, logger: logger, now: { SystemClock.now() })
         await withTaskGroup(of: Void.self) { tasks in

@@ -12,6 +12,11 @@ public struct TockServerConfiguration: Sendable {
     public var daytimeListeners: [SocketEndpoint]
     /// Addresses for Time (UDP and TCP).
     public var timeListeners: [SocketEndpoint]
+    /// Sockets systemd bound and passed (socket activation), served as they are: a UDP socket
+    /// by the datagram engine (all `ntpWorkers` share an NTP one), a TCP one by the stream
+    /// listener. Served besides the listeners above; tockd leaves those empty when it has any.
+    /// The server owns the descriptors: it closes them when it stops. Default: none.
+    public var inheritedSockets: [InheritedSocket]
     /// How Daytime writes the time. Default: RFC 867's example style.
     public var daytimeFormat: DaytimeFormat
     /// Which zone Daytime writes. Default: local time, as RFC 867's example and the seed do.
@@ -43,6 +48,7 @@ public struct TockServerConfiguration: Sendable {
         ntpListeners: [SocketEndpoint] = [],
         daytimeListeners: [SocketEndpoint] = [],
         timeListeners: [SocketEndpoint] = [],
+        inheritedSockets: [InheritedSocket] = [],
         daytimeFormat: DaytimeFormat = .rfc867,
         daytimeZone: DaytimeZone = .local,
         clockSource: ClockSource = .kernel(stratum: ClockSource.defaultKernelStratum),
@@ -62,6 +68,7 @@ public struct TockServerConfiguration: Sendable {
         self.ntpListeners = ntpListeners
         self.daytimeListeners = daytimeListeners
         self.timeListeners = timeListeners
+        self.inheritedSockets = inheritedSockets
         self.daytimeFormat = daytimeFormat
         self.daytimeZone = daytimeZone
         self.clockSource = clockSource

@@ -28,7 +28,20 @@ struct Tockd: ParsableCommand {
             undisciplined clock. --clock-source local serves the local clock as authoritative, like \
             chrony's `local stratum N`.
 
-            Configuration file: --config PATH reads a TOML file with the same settings (see             deploy/tockd.toml for every key); a flag given on the command line overrides the             file's value. Unknown keys, wrong types and out-of-range values are errors that name             the key, the value and the line. SIGHUP reloads the file: access lists, rate limits,             the deny kiss and the log level change live, without closing a socket; other changes             are logged as needing a restart; a file that does not check keeps the running             configuration. --check-config validates and prints the result.
+            Configuration file: --config PATH reads a TOML file with the same settings (see \
+            deploy/tockd.toml for every key); a flag given on the command line overrides the \
+            file's value. Unknown keys, wrong types and out-of-range values are errors that name \
+            the key, the value and the line. SIGHUP reloads the file: access lists, rate limits, \
+            the deny kiss and the log level change live, without closing a socket; other changes \
+            are logged as needing a restart; a file that does not check keeps the running \
+            configuration. --check-config validates and prints the result.
+
+            Socket activation (sd_listen_fds(3)): started by systemd with sockets (LISTEN_FDS), \
+            tockd serves those and binds none itself: --ntp, --daytime, --time and the default \
+            listeners are ignored. A socket named ntp, daytime or time (FileDescriptorName=) is \
+            for that service; any other goes by its port: 123 NTP, 13 Daytime, 37 Time. NTP \
+            takes UDP sockets, Daytime and Time UDP, TCP or both. systemd binds the ports, so \
+            tockd needs no privilege at all; see deploy/systemd/tockd.socket.
 
             Examples:
               tockd --ntp 127.0.0.1:1123 --clock-source local
@@ -66,7 +79,7 @@ struct Tockd: ParsableCommand {
     @Option(help: "Stratum to serve when synchronised, 1-15 (default: 2 for kernel, 10 for local).")
     var stratum: Int?
 
-    @Option(help: "NTP worker threads (one SO_REUSEPORT socket each) per NTP address, 1-1024 (default: one per core).")
+    @Option(help: "NTP worker threads per NTP address, 1-1024 (default: one per core); each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd.")
     var workers: Int?
 
     @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300 (default: 5).")
@@ -189,9 +202,29 @@ struct Tockd: ParsableCommand {
         let logger = Logger(label: "tockd")
         if let config { logger.info("configuration loaded", metadata: ["path": "\(config)"]) }
 
+        // Before any other thread exists: this unsets the LISTEN_* variables.
+        let inherited: [InheritedSocket]
+        do {
+            inherited = try SocketActivation.inheritedSockets()
+        } catch {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        }
+        var configuration = settings.configuration
+        if !inherited.isEmpty {
+            if merged.ntpListen != nil || merged.daytimeListen != nil || merged.timeListen != nil {
+                logger.warning("listeners from flags or the configuration file are ignored: serving the \(inherited.count) socket\(inherited.count == 1 ? "" : "s") inherited from systemd")
+            }
+            // The service manager chose the addresses.
+            configuration.ntpListeners = []
+            configuration.daytimeListeners = []
+            configuration.timeListeners = []
+            configuration.inheritedSockets = inherited
+        }
+
         let server: TockServer
         do {
-            server = try TockServer(configuration: settings.configuration, logger: logger)
+            server = try TockServer(configuration: configuration, logger: logger)
         } catch {
             logger.critical("\(error.description)")
             throw ExitCode(1)

@@ -190,10 +190,21 @@ extension DatagramSource {
     }
 
     /// Calls `body` with the address bytes: 4 for IPv4, 16 for IPv6.
+    ///
+    /// An IPv4 client of a dual-stack IPv6 socket (one systemd bound with BindIPv6Only=both)
+    /// arrives as a v4-mapped address, ::ffff:a.b.c.d (RFC 4291 §2.5.5.2); it is passed as its
+    /// 4 IPv4 bytes, so IPv4 access-list prefixes and the IPv4 rate-limit prefix apply to it,
+    /// rather than every IPv4 client sharing the IPv6 /64 ::.
     @inline(__always)
     public func withAddressBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         let raw = UnsafeRawPointer(address)
         if address.pointee.ss_family == sa_family_t(AF_INET6) {
+            // sin6_addr is at offset 8: ten zero bytes and 0xFFFF make a v4-mapped address.
+            if raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == 0,
+               raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == UInt32(0x0000_FFFF).bigEndian
+            {
+                return body(UnsafeRawBufferPointer(start: raw + 20, count: 4))
+            }
             return body(UnsafeRawBufferPointer(start: raw + 8, count: 16))
         }
         return body(UnsafeRawBufferPointer(start: raw + 4, count: 4))

@@ -2,12 +2,17 @@ import Atomics
 import Glibc
 import TockSockets
 
-/// A UDP listener: `workers` sockets bound to one address with SO_REUSEPORT, each served by
-/// its own thread running a `DatagramWorker`.
+/// A UDP listener: `workers` threads, each running a `DatagramWorker`, on sockets bound to one
+/// address. Sockets it binds itself are one per worker, joined by SO_REUSEPORT; a socket
+/// inherited from systemd is one socket that every worker reads (recvmmsg on a shared socket
+/// is safe on Linux, and each datagram goes to one reader).
 final class DatagramListener: @unchecked Sendable {
     /// The address actually bound (port 0 resolved).
     let address: SocketEndpoint
+    /// The inherited descriptor, when systemd bound the socket (socket activation).
+    let inheritedFD: Int32?
     let counters: [DatagramCounters]
+    /// The sockets, each closed once on stop.
     private let fds: [Int32]
     private let start: [() -> WorkerThread]
     private var threads: [WorkerThread] = []
@@ -15,7 +20,7 @@ final class DatagramListener: @unchecked Sendable {
     private let stopping = ManagedAtomic(false)
 
     /// Binds the sockets now, so that bind errors surface before anything starts.
-    init<R: DatagramResponder>(name: String, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(name: String, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
         var fds: [Int32] = []
         var address = requested
         do {
@@ -29,16 +34,33 @@ final class DatagramListener: @unchecked Sendable {
             for fd in fds { close(fd) }
             throw error
         }
+        self.init(name: name, address: address, fds: fds, workers: fds.count, inherited: nil, makeResponder: makeResponder)
+    }
+
+    /// Serves a UDP socket systemd bound, with `workers` threads sharing it; sets the options
+    /// the workers rely on. Owns `socket.fd` from here on, and closes it if this fails.
+    convenience init<R: DatagramResponder>(name: String, inherited socket: InheritedSocket, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+        do throws(ListenerError) {
+            try ListenerSocket.adoptUDP(socket.fd, address: socket.address)
+        } catch {
+            close(socket.fd)
+            throw error
+        }
+        self.init(name: name, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, makeResponder: makeResponder)
+    }
+
+    private init<R: DatagramResponder>(name: String, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, makeResponder: () -> R) {
         self.address = address
         self.fds = fds
-        let counters = fds.map { _ in DatagramCounters(dropReasons: R.dropReasons) }
+        self.inheritedFD = inherited?.fd
+        let counters = (0..<workers).map { _ in DatagramCounters(dropReasons: R.dropReasons) }
         self.counters = counters
         let answerFromDestination = ListenerSocket.isWildcard(address)
         let stopping = self.stopping
         var start: [() -> WorkerThread] = []
-        for (i, fd) in fds.enumerated() {
+        for i in 0..<workers {
             let worker = DatagramWorker(
-                fd: fd,
+                fd: fds[i % fds.count],
                 isIPv6: address.isIPv6,
                 answerFromDestination: answerFromDestination,
                 responder: makeResponder(),
@@ -56,7 +78,8 @@ final class DatagramListener: @unchecked Sendable {
     }
 
     /// Stops and joins the workers (within the sockets' 200 ms receive timeout), then closes
-    /// the sockets. Idempotent.
+    /// the sockets, once each: only after every worker reading a socket has returned, so no
+    /// worker reads a closed (or reused) descriptor. Idempotent.
     func stop() {
         stopping.store(true, ordering: .relaxed)
         for t in threads { t.join() }

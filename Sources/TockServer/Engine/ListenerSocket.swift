@@ -8,8 +8,13 @@ public struct ListenerError: Error, Sendable, CustomStringConvertible {
     public var transport: String
     public var address: SocketEndpoint
     public var errorNumber: Int32
+    /// The descriptor, when the socket was inherited (socket activation) rather than bound.
+    public var inheritedFD: Int32? = nil
 
     public var description: String {
+        if let inheritedFD {
+            return "cannot set up \(transport) \(address) inherited from systemd (fd \(inheritedFD)): \(SystemError.describe(errorNumber))"
+        }
         let what = "cannot bind \(transport) \(address)"
         let port = address.port
         switch errorNumber {
@@ -47,22 +52,46 @@ enum ListenerSocket {
         }
         do {
             try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_REUSEPORT, value: 1, "SO_REUSEPORT")
-            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 1, "SO_TIMESTAMPNS")
             if address.isIPv6 {
                 try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_V6ONLY, value: 1, "IPV6_V6ONLY")
-                try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_RECVPKTINFO, value: 1, "IPV6_RECVPKTINFO")
-            } else {
-                try Sockets.setOption(fd, level: Int32(IPPROTO_IP), name: tock_IP_PKTINFO, value: 1, "IP_PKTINFO")
             }
-            // A larger receive buffer absorbs bursts while a worker is busy sending.
-            try? Sockets.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: 4 << 20, "SO_RCVBUF")
-            try Sockets.setTimeout(fd, option: SO_RCVTIMEO, nanoseconds: 200_000_000)
+            try configureDatagram(fd, isIPv6: address.isIPv6)
             try Sockets.bind(fd, to: address)
         } catch {
             close(fd)
             throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
         }
         return fd
+    }
+
+    /// Prepares a UDP socket that systemd bound (socket activation) as `udp` prepares its own:
+    /// systemd sets none of these options, and creates its sockets non-blocking, where the
+    /// workers need blocking receives that time out. Closes nothing on failure.
+    static func adoptUDP(_ fd: Int32, address: SocketEndpoint) throws(ListenerError) {
+        do throws(SystemError) {
+            let flags = fcntl(fd, F_GETFL)
+            guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else { throw SystemError("fcntl(O_NONBLOCK)") }
+            try configureDatagram(fd, isIPv6: address.isIPv6)
+        } catch {
+            throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber, inheritedFD: fd)
+        }
+    }
+
+    /// The options every UDP listener needs, set before or after bind: kernel receive
+    /// timestamps (T2), the destination address of each request (to answer from it), a large
+    /// receive buffer, and a receive timeout so that a worker notices a stop within 200 ms.
+    /// An IPv6 socket bound dual-stack by systemd (BindIPv6Only=both) reports IPv4 requests
+    /// through the IPv6 options as v4-mapped addresses, which Linux also accepts for the reply.
+    private static func configureDatagram(_ fd: Int32, isIPv6: Bool) throws(SystemError) {
+        try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 1, "SO_TIMESTAMPNS")
+        if isIPv6 {
+            try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_RECVPKTINFO, value: 1, "IPV6_RECVPKTINFO")
+        } else {
+            try Sockets.setOption(fd, level: Int32(IPPROTO_IP), name: tock_IP_PKTINFO, value: 1, "IP_PKTINFO")
+        }
+        // A larger receive buffer absorbs bursts while a worker is busy sending.
+        try? Sockets.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: 4 << 20, "SO_RCVBUF")
+        try Sockets.setTimeout(fd, option: SO_RCVTIMEO, nanoseconds: 200_000_000)
     }
 
     /// A port that is free on `address` for UDP (and TCP when `alsoTCP`), for a listener that

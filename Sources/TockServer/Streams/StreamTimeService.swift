@@ -138,6 +138,9 @@ final class StreamTimeListener: Sendable {
     let policy: PolicyCell
     let maxConnections: Int
 
+    /// The inherited descriptor, when systemd bound the socket (socket activation).
+    let inheritedFD: Int32?
+
     init(address requested: SocketEndpoint, writer: TextTimeReplyWriter, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
         self.policy = policy
         self.maxConnections = maxConnections
@@ -145,6 +148,18 @@ final class StreamTimeListener: Sendable {
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
         self.writer = writer
+        self.inheritedFD = nil
+    }
+
+    /// Serves a TCP socket systemd bound (and usually already listens on); NIO makes it
+    /// non-blocking and listens with its own backlog. Owns `socket.fd` from here on.
+    init(inherited socket: InheritedSocket, writer: TextTimeReplyWriter, policy: PolicyCell, maxConnections: Int) {
+        self.policy = policy
+        self.maxConnections = maxConnections
+        self.fd = socket.fd
+        self.address = socket.address
+        self.writer = writer
+        self.inheritedFD = socket.fd
     }
 
     /// Starts accepting on `group`; the returned channel closes the listener.
