@@ -5,9 +5,9 @@ import TockProtocol
 
 /// A configuration file could not be used: names the file, the line, the key, the value and
 /// what is allowed, so an operator can fix it without reading the source.
-public struct ConfigFileError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// What kind of mistake; tests and callers compare on this.
-    public enum Kind: String, Sendable {
+    public enum Kind: String, Sendable, Codable {
         /// The file cannot be read.
         case unreadable
         /// The file is not valid TOML.
@@ -20,6 +20,8 @@ public struct ConfigFileError: Error, Sendable, Equatable, CustomStringConvertib
         case outOfRange
         /// A value of the right type that is not acceptable otherwise.
         case invalidValue
+        /// The parser itself failed (crashed, hung or could not run) on this file.
+        case parserFailure
     }
 
     public var kind: Kind

@@ -25,6 +25,8 @@ public final class ReloadService: Service, @unchecked Sendable {
     private let flags: TockdSettings
     private let logLevel: LiveLogLevel
     private let logger: Logger
+    /// Reads the file into a settings layer: in a child process for a running tockd.
+    private let load: @Sendable (String) throws(ConfigFileError) -> TockdSettings
     /// The settings in force: touched only by `reload`, which runs one at a time.
     private var running: TockdSettings
 
@@ -32,7 +34,12 @@ public final class ReloadService: Service, @unchecked Sendable {
     ///   - path: the configuration file, or nil when tockd runs on flags alone.
     ///   - flags: the command line's layer, which keeps overriding the file on every reload.
     ///   - running: the settings the server was started with (file overridden by flags).
-    public init(server: TockServer, path: String?, flags: TockdSettings, running: TockdSettings, logLevel: LiveLogLevel, logger: Logger) {
+    ///   - load: how to read the file; tockd parses it in a child process (`IsolatedParse`).
+    public init(
+        server: TockServer, path: String?, flags: TockdSettings, running: TockdSettings, logLevel: LiveLogLevel, logger: Logger,
+        load: @escaping @Sendable (String) throws(ConfigFileError) -> TockdSettings = { (path) throws(ConfigFileError) in try ConfigFile.load(path: path) }
+    ) {
+        self.load = load
         self.server = server
         self.path = path
         self.flags = flags
@@ -57,7 +64,7 @@ public final class ReloadService: Service, @unchecked Sendable {
         let next: TockdSettings
         let policies: ServicePolicies
         do {
-            next = try ConfigFile.load(path: path).overridden(by: flags)
+            next = try load(path).overridden(by: flags)
             _ = try next.resolve()
             policies = try next.policies()
         } catch {

@@ -58,6 +58,11 @@ struct Tockd: ParsableCommand {
     @Flag(help: "Check the configuration (file and flags), print what it resolves to, and exit: 0 if valid, 1 if not.")
     var checkConfig = false
 
+    /// Internal: how a running tockd reloads. It runs itself with this flag to parse the file in
+    /// a short-lived child (see `IsolatedParse`), which prints the file's settings as JSON.
+    @Flag(help: .hidden)
+    var parseConfig = false
+
     @Option(name: .customLong("ntp"), help: ArgumentHelp("Serve NTP on UDP at LISTENER (repeatable).", valueName: "listener"))
     var ntp: [String] = []
 
@@ -192,6 +197,13 @@ struct Tockd: ParsableCommand {
     /// exists (a uid change made later from one thread does not reach a main thread parked by
     /// the async runtime), then runs the services.
     func run() throws {
+        if parseConfig, let config {
+            print(IsolatedParse.childOutput(path: config))
+            return
+        }
+        // A reload request that arrives before the reload service listens must not end the
+        // process (SIGHUP's default action); the service takes the signal over when it starts.
+        signal(SIGHUP, SIG_IGN)
         let (merged, settings) = try loadSettings()
         if checkConfig {
             print(Self.describe(settings, file: config))
@@ -247,7 +259,8 @@ struct Tockd: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let reload = ReloadService(server: server, path: config, flags: flagSettings, running: merged, logLevel: liveLevel, logger: logger)
+        let reload = ReloadService(server: server, path: config, flags: flagSettings, running: merged, logLevel: liveLevel, logger: logger,
+                                  load: { (path) throws(ConfigFileError) in try IsolatedParse.load(path: path) })
         let group = ServiceGroup(configuration: .init(
             services: services + [.init(service: reload)],
             gracefulShutdownSignals: [.sigterm, .sigint],

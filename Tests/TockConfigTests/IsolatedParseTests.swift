@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import TockConfig
+
+/// Reload's parse in a child process, with stand-in parsers that answer, crash, hang or babble.
+@Suite("Parsing in a child process")
+struct IsolatedParseTests {
+    /// An executable shell script with `body`, removed when the test ends.
+    final class Script: @unchecked Sendable {
+        let path = NSTemporaryDirectory() + "tockd-parser-\(UUID().uuidString).sh"
+        /// Written through a close-on-exec descriptor: a child spawned meanwhile by another
+        /// test must not inherit it open for writing, or running the script fails with ETXTBSY.
+        init(_ body: String) throws {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+            guard fd >= 0 else { throw POSIXError(.EIO) }
+            defer { close(fd) }
+            let bytes = Array(("#!/bin/sh\n" + body + "\n").utf8)
+            guard write(fd, bytes, bytes.count) == bytes.count else { throw POSIXError(.EIO) }
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    @Test("The child's JSON comes back as the same settings, or the same error")
+    func roundTrip() throws {
+        let file = NSTemporaryDirectory() + "tockd-\(UUID().uuidString).toml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "[clock]\nsource = \"local\"\nstratum = 5\n[ntp]\nlisten = [\"127.0.0.1:1123\"]\ndeny_kiss = \"RSTR\"\n[rate_limit]\nenabled = true\nburst = 3\n[server]\nlog_level = \"debug\"\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let output = IsolatedParse.childOutput(path: file)
+        let script = try Script("cat <<'JSON'\n\(output)\nJSON")
+        let settings = try IsolatedParse.load(path: file, executable: script.path)
+        #expect(settings == (try ConfigFile.load(path: file)))
+        #expect(settings.stratum == 5 && settings.denyKiss == .restrict && settings.rateLimitBurst == 3 && settings.logLevel == .debug)
+
+        try "[rate_limit]\nburst = 300\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let errorScript = try Script("cat <<'JSON'\n\(IsolatedParse.childOutput(path: file))\nJSON")
+        var inProcess: ConfigFileError?
+        do { _ = try ConfigFile.load(path: file) } catch { inProcess = error }
+        do {
+            _ = try IsolatedParse.load(path: file, executable: errorScript.path)
+            Issue.record("a bad file parsed")
+        } catch {
+            #expect(error == inProcess)
+            #expect(error.kind == .outOfRange && error.line == 2 && error.key == "rate_limit.burst" && error.value == "300")
+        }
+    }
+
+    @Test("A parser that crashes, hangs, fails or prints garbage is an error, not the server's problem")
+    func failures() throws {
+        let cases: [(String, String)] = [
+            ("kill -KILL $$", "killed by signal 9"),
+            ("exec sleep 30", "did not finish within 1.0 s"),
+            ("echo 'bad things' >&2; exit 3", "exit 3"),
+            ("echo '{not json'", "the parser failed"),
+        ]
+        for (body, expected) in cases {
+            let script = try Script(body)
+            do {
+                _ = try IsolatedParse.load(path: "/etc/tock/tockd.toml", executable: script.path, timeout: 1)
+                Issue.record("\(body): no error")
+            } catch {
+                #expect(error.kind == .parserFailure, "\(body)")
+                #expect(error.description.contains(expected), "\(body): \(error)")
+            }
+        }
+        do {
+            _ = try IsolatedParse.load(path: "/x.toml", executable: "/nonexistent/tockd")
+            Issue.record("ran a missing executable")
+        } catch {
+            #expect(error.kind == .parserFailure && error.description.contains("cannot run the parser"))
+        }
+    }
+}
