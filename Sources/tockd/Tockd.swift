@@ -171,6 +171,7 @@ struct Tockd: ParsableCommand {
     }
 
     func validate() throws {
+        if parseConfig, config == nil { throw ValidationError("--parse-config needs --config") }
         do {
             try flagSettings.validate()
         } catch {

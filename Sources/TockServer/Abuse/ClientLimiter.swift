@@ -64,8 +64,10 @@ public final class ClientLimiter: @unchecked Sendable {
     ///
     /// The statistics record is kept with relaxed stores and one atomic add: a slot taken over
     /// by a new client has its address written and its counts reset by the worker that won
-    /// the bucket's compare-and-swap; a listing racing with that may show one mixed record,
-    /// which is acceptable for statistics and costs the packet path no lock.
+    /// the bucket's compare-and-swap. A request another worker counts for the same client in
+    /// the instant between that swap and the reset is lost from the count, and a listing
+    /// racing with it may show one mixed record: the counts are statistics, exact to within
+    /// the client's first few requests, and cost the packet path no lock.
     @inline(__always)
     public func decide(_ source: DatagramSource, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
         let h = hash(source)
