@@ -8,8 +8,6 @@ let package = Package(
         .executable(name: "tockd", targets: ["tockd"]),
         .executable(name: "tock", targets: ["tock"]),
         .library(name: "TockProtocol", targets: ["TockProtocol"]),
-        .library(name: "TockServer", targets: ["TockServer"]),
-        .library(name: "TockClient", targets: ["TockClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -104,7 +102,7 @@ let package = Package(
             "TockConfig", "TockServer", "TockProtocol", "TockSockets",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockTestSupport"]),
+        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockSockets", "TockTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,7 @@ import TockProtocol
 import TockSockets
 
 /// Why a query did not produce a usable time. Each case has its own exit status in `tock`.
-public enum ClientError: Error, Sendable, CustomStringConvertible {
+package enum ClientError: Error, Sendable, CustomStringConvertible {
     /// The host name did not resolve.
     case resolution(host: String, reason: String)
     /// No reply within the timeout.
@@ -14,7 +14,7 @@ public enum ClientError: Error, Sendable, CustomStringConvertible {
     /// A socket call failed (connection refused, network unreachable, ...).
     case network(server: String, SystemError)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .resolution(let host, let reason): "cannot resolve '\(host)': \(reason)"
         case .timeout(let server, let seconds): "no reply from \(server) within \(seconds) s"

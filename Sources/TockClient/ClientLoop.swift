@@ -42,30 +42,11 @@ struct ClientLoop {
 
     mutating func run(until end: Int64) -> LoadReport {
         let b = Self.batch
-        let sendBuffers = UnsafeMutableRawPointer.allocate(byteCount: b * 48, alignment: 64)
-        let receiveBuffers = UnsafeMutableRawPointer.allocate(byteCount: b * 512, alignment: 64)
-        let control = UnsafeMutableRawPointer.allocate(byteCount: b * 128, alignment: 16)
-        let sendIOV = UnsafeMutablePointer<iovec>.allocate(capacity: b)
-        let receiveIOV = UnsafeMutablePointer<iovec>.allocate(capacity: b)
-        let sendHeaders = UnsafeMutablePointer<tock_mmsghdr>.allocate(capacity: b)
-        let receiveHeaders = UnsafeMutablePointer<tock_mmsghdr>.allocate(capacity: b)
+        // One batch for both directions: requests are queued on connected sockets, replies
+        // read with their kernel receive timestamps (T4), as the server's workers do.
+        var batch = DatagramBatch(capacity: b, receiveBufferSize: 512, sendBufferSize: NTPPacket.headerLength)
         let pollfds = UnsafeMutablePointer<pollfd>.allocate(capacity: fds.count)
-        defer {
-            sendBuffers.deallocate(); receiveBuffers.deallocate(); control.deallocate()
-            sendIOV.deallocate(); receiveIOV.deallocate(); sendHeaders.deallocate(); receiveHeaders.deallocate()
-            pollfds.deallocate()
-        }
-        for i in 0..<b {
-            sendIOV[i] = iovec(iov_base: sendBuffers + i * 48, iov_len: configuration.protocol == .ntp ? 48 : 0)
-            sendHeaders[i] = tock_mmsghdr()
-            sendHeaders[i].msg_hdr.msg_iov = sendIOV + i
-            sendHeaders[i].msg_hdr.msg_iovlen = 1
-            receiveIOV[i] = iovec(iov_base: receiveBuffers + i * 512, iov_len: 512)
-            receiveHeaders[i] = tock_mmsghdr()
-            receiveHeaders[i].msg_hdr.msg_iov = receiveIOV + i
-            receiveHeaders[i].msg_hdr.msg_iovlen = 1
-            receiveHeaders[i].msg_hdr.msg_control = control + i * 128
-        }
+        defer { pollfds.deallocate() }
         for (i, fd) in fds.enumerated() { pollfds[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
 
         let window = min(configuration.window, Self.slotsPerClient - 1)
@@ -84,19 +65,19 @@ struct ClientLoop {
                 credit -= Double(budget)
                 while budget > 0 {
                     let n = min(budget, b)
-                    send(client: openLoopClient, count: n, sendBuffers: sendBuffers, headers: sendHeaders)
+                    send(client: openLoopClient, count: n, batch: &batch)
                     openLoopClient = (openLoopClient + 1) % fds.count
                     budget -= n
                 }
             } else {
                 for c in 0..<fds.count where inFlight[c] < window {
-                    send(client: c, count: window - inFlight[c], sendBuffers: sendBuffers, headers: sendHeaders)
+                    send(client: c, count: window - inFlight[c], batch: &batch)
                 }
             }
             let ready = poll(pollfds, nfds_t(fds.count), rate == nil ? 5 : 1)
             if ready > 0 {
                 for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
-                    receive(client: c, headers: receiveHeaders, buffers: receiveBuffers)
+                    receive(client: c, batch: &batch)
                 }
             }
             if now - lastExpiry > 50_000_000 {
@@ -112,7 +93,7 @@ struct ClientLoop {
         while inFlight.contains(where: { $0 > 0 }), SystemClock.monotonicNanoseconds() < drainEnd {
             if poll(pollfds, nfds_t(fds.count), 5) > 0 {
                 for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
-                    receive(client: c, headers: receiveHeaders, buffers: receiveBuffers)
+                    receive(client: c, batch: &batch)
                 }
             }
         }
@@ -121,11 +102,13 @@ struct ClientLoop {
     }
 
     /// Sends up to `count` requests from client `c` in one sendmmsg.
-    mutating func send(client c: Int, count: Int, sendBuffers: UnsafeMutableRawPointer, headers: UnsafeMutablePointer<tock_mmsghdr>) {
+    mutating func send(client c: Int, count: Int, batch: inout DatagramBatch) {
         var n = 0
-        var slots = (0, 0)
+        var firstSlot = 0
         let base = c * Self.slotsPerClient
         let t1 = SystemClock.now().nanosecondsSinceUnixEpoch
+        let requestLength = configuration.protocol == .ntp ? NTPPacket.headerLength : 0
+        batch.clearQueue()
         while n < min(count, Self.batch), inFlight[c] + n < Self.slotsPerClient - 1 {
             let slot = nextSlot[c]
             if transmits[base + slot] != 0 { break }
@@ -135,49 +118,36 @@ struct ClientLoop {
             transmits[base + slot] = transmit
             sendTimes[base + slot] = t1
             if configuration.protocol == .ntp {
-                let packet = UnsafeMutableRawBufferPointer(start: sendBuffers + n * 48, count: 48)
+                let packet = batch.sendBuffer(n)
                 packet.initializeMemory(as: UInt8.self, repeating: 0)
                 packet[0] = 0x23
-                packet.storeBytes(of: transmit.bigEndian, toByteOffset: 40, as: UInt64.self)
+                NTPWire.store64(transmit, packet, NTPWire.transmitOffset)
             }
-            if n == 0 { slots.0 = slot }
+            batch.queue(length: requestLength)
+            if n == 0 { firstSlot = slot }
             n += 1
         }
         guard n > 0 else { return }
-        let rc = Int(tock_sendmmsg(fds[c], headers, UInt32(n), 0))
-        let sent = max(0, rc)
+        let sent = max(0, batch.send(on: fds[c], from: 0, count: n))
         // Unsent requests give their slots back.
         for k in sent..<n {
-            let slot = (slots.0 + k) % Self.slotsPerClient
+            let slot = (firstSlot + k) % Self.slotsPerClient
             transmits[base + slot] = 0
         }
-        if sent < n { nextSlot[c] = (slots.0 + sent) % Self.slotsPerClient }
+        if sent < n { nextSlot[c] = (firstSlot + sent) % Self.slotsPerClient }
         inFlight[c] += sent
         report.sent += UInt64(sent)
     }
 
-    mutating func receive(client c: Int, headers: UnsafeMutablePointer<tock_mmsghdr>, buffers: UnsafeMutableRawPointer) {
+    mutating func receive(client c: Int, batch: inout DatagramBatch) {
         let base = c * Self.slotsPerClient
         while true {
-            for i in 0..<Self.batch {
-                headers[i].msg_hdr.msg_controllen = 128
-                headers[i].msg_hdr.msg_flags = 0
-            }
-            let n = Int(tock_recvmmsg(fds[c], headers, UInt32(Self.batch), Int32(MSG_DONTWAIT)))
+            let n = batch.receive(from: fds[c], flags: Int32(MSG_DONTWAIT))
             guard n > 0 else { return }
             let wall = SystemClock.now()
             for i in 0..<n {
-                var t4 = wall
-                var cmsg = tock_cmsg_firsthdr(&headers[i].msg_hdr)
-                while let m = cmsg {
-                    if m.pointee.cmsg_level == SOL_SOCKET, m.pointee.cmsg_type == tock_SCM_TIMESTAMPNS {
-                        let ts = UnsafeRawPointer(tock_cmsg_data(m)!).loadUnaligned(as: timespec.self)
-                        t4 = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-                    }
-                    cmsg = tock_cmsg_nxthdr(&headers[i].msg_hdr, m)
-                }
-                let reply = UnsafeRawBufferPointer(start: buffers + i * 512, count: Int(headers[i].msg_len))
-                handle(reply: reply, client: c, base: base, t4: t4)
+                let t4 = batch.control(at: i).receiveTime ?? wall
+                handle(reply: batch.bytes(at: i), client: c, base: base, t4: t4)
             }
             if n < Self.batch { return }
         }
@@ -187,7 +157,7 @@ struct ClientLoop {
         switch configuration.protocol {
         case .ntp:
             guard reply.count >= 48 else { report.invalid += 1; return }
-            let origin = UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            let origin = NTPWire.load64(reply, NTPWire.originOffset)
             let slot = Int(origin & 0xFFFF)
             guard slot < Self.slotsPerClient, transmits[base + slot] == origin, origin != 0 else {
                 report.invalid += 1  // bogus: not a request we have in flight
@@ -200,13 +170,13 @@ struct ClientLoop {
             report.rtt.record(UInt64(max(1, t4.nanoseconds(since: t1))))
             let first = reply[0]
             let stratum = reply[1]
-            if stratum == 0, first >> 6 == 3, reply.loadUnaligned(fromByteOffset: 12, as: UInt32.self) != 0 {
+            if stratum == 0, first >> 6 == 3, NTPWire.load32(reply, NTPWire.referenceIDOffset) != 0 {
                 report.kissOfDeath += 1
                 return
             }
             if first >> 6 == 3 { report.unsynchronized += 1 }
-            let t2 = NTPTimestamp(rawValue: UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 32, as: UInt64.self))).instant(near: t1)
-            let t3 = NTPTimestamp(rawValue: UInt64(bigEndian: reply.loadUnaligned(fromByteOffset: 40, as: UInt64.self))).instant(near: t1)
+            let t2 = NTPTimestamp(rawValue: NTPWire.load64(reply, NTPWire.receiveOffset)).instant(near: t1)
+            let t3 = NTPTimestamp(rawValue: NTPWire.load64(reply, NTPWire.transmitOffset)).instant(near: t1)
             guard first & 7 == 4, t3 >= t2, abs(t2.nanoseconds(since: t1)) < 1_000_000_000, abs(t3.nanoseconds(since: t4)) < 1_000_000_000 else {
                 report.invalid += 1
                 return

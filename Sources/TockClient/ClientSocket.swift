@@ -76,16 +76,7 @@ struct ClientSocket: ~Copyable {
                         msg.msg_control = ctl.baseAddress
                         msg.msg_controllen = ctl.count
                         let n = recvmsg(fd, &msg, Int32(MSG_DONTWAIT))
-                        var time: UTCInstant?
-                        var cmsg = tock_cmsg_firsthdr(&msg)
-                        while n >= 0, let c = cmsg {
-                            if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == tock_SCM_TIMESTAMPNS {
-                                let ts = UnsafeRawPointer(tock_cmsg_data(c)!).loadUnaligned(as: timespec.self)
-                                time = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-                            }
-                            cmsg = tock_cmsg_nxthdr(&msg, c)
-                        }
-                        return (n, time)
+                        return (n, n >= 0 ? ReceivedControl(reading: &msg).receiveTime : nil)
                     }
                 }
             }

@@ -6,57 +6,57 @@ import TockProtocol
 import TockSockets
 
 /// What the load generator sends.
-public enum LoadProtocol: String, Sendable, CaseIterable {
+package enum LoadProtocol: String, Sendable, CaseIterable {
     case ntp, time, daytime
 }
 
 /// A load test's parameters.
-public struct LoadConfiguration: Sendable {
-    public var target: SocketEndpoint
-    public var `protocol`: LoadProtocol = .ntp
+package struct LoadConfiguration: Sendable {
+    package var target: SocketEndpoint
+    package var `protocol`: LoadProtocol = .ntp
     /// Client sockets (each with its own source port, and source address when the target is on
     /// IPv4 loopback).
-    public var clients: Int = 64
+    package var clients: Int = 64
     /// Closed loop: requests in flight per client.
-    public var window: Int = 4
+    package var window: Int = 4
     /// Open loop: requests per second in total, whatever the replies; nil for closed loop.
-    public var rate: Int?
+    package var rate: Int?
     /// Seconds to run.
-    public var durationSeconds: Double = 5
+    package var durationSeconds: Double = 5
     /// A request unanswered this long is lost.
-    public var timeoutNanoseconds: Int64 = 1_000_000_000
+    package var timeoutNanoseconds: Int64 = 1_000_000_000
     /// Sending and receiving threads.
-    public var threads: Int = 1
+    package var threads: Int = 1
 
-    public init(target: SocketEndpoint) {
+    package init(target: SocketEndpoint) {
         self.target = target
     }
 }
 
 /// What a load test measured.
-public struct LoadReport: Sendable {
-    public var seconds: Double = 0
-    public var sent: UInt64 = 0
-    public var answered: UInt64 = 0
+package struct LoadReport: Sendable {
+    package var seconds: Double = 0
+    package var sent: UInt64 = 0
+    package var answered: UInt64 = 0
     /// Replies that failed validation (wrong mode, origin, timestamps out of order or away from
     /// our clock, unexpected length).
-    public var invalid: UInt64 = 0
+    package var invalid: UInt64 = 0
     /// Kiss-o'-death replies.
-    public var kissOfDeath: UInt64 = 0
+    package var kissOfDeath: UInt64 = 0
     /// Unsynchronised replies (leap 3).
-    public var unsynchronized: UInt64 = 0
+    package var unsynchronized: UInt64 = 0
     /// Requests unanswered within the timeout, or still unanswered at the end.
-    public var lost: UInt64 = 0
+    package var lost: UInt64 = 0
     /// Round-trip time T4 − T1, nanoseconds.
-    public var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    package var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     /// |((T2 − T1) + (T3 − T4)) / 2|, nanoseconds: on loopback client and server share a clock,
     /// so this is how far the server's timestamps are from the truth.
-    public var timestampError = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    package var timestampError = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 
-    public init() {}
+    package init() {}
 
-    public var answeredPerSecond: Double { seconds > 0 ? Double(answered) / seconds : 0 }
-    public var lossPercent: Double { sent > 0 ? 100 * Double(lost) / Double(sent) : 0 }
+    package var answeredPerSecond: Double { seconds > 0 ? Double(answered) / seconds : 0 }
+    package var lossPercent: Double { sent > 0 ? 100 * Double(lost) / Double(sent) : 0 }
 
     mutating func add(_ other: LoadReport) {
         sent += other.sent
@@ -76,17 +76,17 @@ public struct LoadReport: Sendable {
 ///
 /// Requests carry a random transmit timestamp whose low 16 bits index the client's slot table,
 /// so a reply is matched in constant time and a forged or stale one fails the full comparison.
-public final class LoadGenerator: @unchecked Sendable {
-    public let configuration: LoadConfiguration
+package final class LoadGenerator: @unchecked Sendable {
+    package let configuration: LoadConfiguration
     private let progressSent = ManagedAtomic<UInt64>(0)
     private let progressAnswered = ManagedAtomic<UInt64>(0)
 
-    public init(configuration: LoadConfiguration) {
+    package init(configuration: LoadConfiguration) {
         self.configuration = configuration
     }
 
     /// Requests sent and answered so far, for a progress line.
-    public var progress: (sent: UInt64, answered: UInt64) {
+    package var progress: (sent: UInt64, answered: UInt64) {
         (progressSent.load(ordering: .relaxed), progressAnswered.load(ordering: .relaxed))
     }
 
@@ -123,7 +123,7 @@ public final class LoadGenerator: @unchecked Sendable {
     }
 
     /// Runs the test and returns the merged report.
-    public func run() throws(ClientError) -> LoadReport {
+    package func run() throws(ClientError) -> LoadReport {
         let threads = max(1, min(configuration.threads, configuration.clients))
         let fds = try openClients(count: configuration.clients)
         defer { for fd in fds { close(fd) } }

@@ -3,37 +3,37 @@ import TockProtocol
 import TockSockets
 
 /// The outcome of querying one NTP server: every accepted sample and why others were not.
-public struct NTPQueryResult: Sendable {
+package struct NTPQueryResult: Sendable {
     /// The server queried.
-    public var server: SocketEndpoint
+    package var server: SocketEndpoint
     /// Accepted samples, in the order taken.
-    public var samples: [NTPSample]
+    package var samples: [NTPSample]
     /// The last rejection or timeout, if any sample failed.
-    public var lastError: ClientError?
+    package var lastError: ClientError?
     /// Requests sent.
-    public var sent: Int
+    package var sent: Int
 
     /// The sample with the lowest delay: the one least disturbed by queueing (as sntp and
     /// chrony's clock filter prefer).
-    public var best: NTPSample? {
+    package var best: NTPSample? {
         samples.min { $0.delayNanoseconds < $1.delayNanoseconds }
     }
 
     /// Largest minus smallest offset over the accepted samples.
-    public var offsetSpreadNanoseconds: Int64 {
+    package var offsetSpreadNanoseconds: Int64 {
         guard let lo = samples.map(\.offsetNanoseconds).min(), let hi = samples.map(\.offsetNanoseconds).max() else { return 0 }
         return hi - lo
     }
 }
 
 /// Queries an NTP server: `samples` exchanges, each from its own socket and random port.
-public struct NTPQuery: Sendable {
-    public var version: UInt8
-    public var samples: Int
-    public var timeoutNanoseconds: Int64
-    public var intervalNanoseconds: Int64
+package struct NTPQuery: Sendable {
+    package var version: UInt8
+    package var samples: Int
+    package var timeoutNanoseconds: Int64
+    package var intervalNanoseconds: Int64
 
-    public init(version: UInt8 = 4, samples: Int = 1, timeoutNanoseconds: Int64 = 2_000_000_000, intervalNanoseconds: Int64 = 100_000_000) {
+    package init(version: UInt8 = 4, samples: Int = 1, timeoutNanoseconds: Int64 = 2_000_000_000, intervalNanoseconds: Int64 = 100_000_000) {
         self.version = version
         self.samples = samples
         self.timeoutNanoseconds = timeoutNanoseconds
@@ -42,7 +42,7 @@ public struct NTPQuery: Sendable {
 
     /// Runs the query. A kiss-o'-death ends it at once: RATE asks us to back off, DENY and RSTR
     /// to stop (RFC 5905 §7.4).
-    public func run(server: SocketEndpoint) -> NTPQueryResult {
+    package func run(server: SocketEndpoint) -> NTPQueryResult {
         var result = NTPQueryResult(server: server, samples: [], lastError: nil, sent: 0)
         var random = SystemRandomNumberGenerator()
         for index in 0..<max(1, samples) {

@@ -2,10 +2,10 @@ import Glibc
 import TockSockets
 
 /// Resolves host names to addresses (A and AAAA, through the system resolver).
-public enum Resolver {
+package enum Resolver {
     /// The addresses of `host` on `port`, IPv4 and IPv6 as the system orders them; a numeric
     /// literal is returned as is.
-    public static func resolve(_ host: String, port: UInt16) throws(ClientError) -> [SocketEndpoint] {
+    package static func resolve(_ host: String, port: UInt16) throws(ClientError) -> [SocketEndpoint] {
         if let literal = SocketEndpoint(ip: host, port: port) { return [literal] }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC

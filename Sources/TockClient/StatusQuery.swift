@@ -6,18 +6,18 @@ import TockSockets
 ///
 /// A minimal HTTP/1.0 GET over one TCP connection (the endpoint is local and plain): the
 /// reply is read until the server closes, bounded in size and time.
-public struct StatusQuery: Sendable {
+package struct StatusQuery: Sendable {
     /// Most clients per rate-limited service to ask for.
-    public var clients: Int
-    public var timeoutNanoseconds: Int64
+    package var clients: Int
+    package var timeoutNanoseconds: Int64
 
-    public init(clients: Int = 10, timeoutNanoseconds: Int64 = 2_000_000_000) {
+    package init(clients: Int = 10, timeoutNanoseconds: Int64 = 2_000_000_000) {
         self.clients = clients
         self.timeoutNanoseconds = timeoutNanoseconds
     }
 
     /// The endpoint's status document.
-    public func run(endpoint: SocketEndpoint) throws(ClientError) -> ServerStatus {
+    package func run(endpoint: SocketEndpoint) throws(ClientError) -> ServerStatus {
         let (code, body) = try get("/status?clients=\(clients)", from: endpoint)
         guard code == 200 else {
             throw .unreadableReply(server: endpoint.description, reason: "HTTP status \(code) for /status: is this a tockd metrics endpoint (tockd --metrics)?")
@@ -32,7 +32,7 @@ public struct StatusQuery: Sendable {
     }
 
     /// GETs `path`; returns the HTTP status code and the body.
-    public func get(_ path: String, from endpoint: SocketEndpoint) throws(ClientError) -> (Int, [UInt8]) {
+    package func get(_ path: String, from endpoint: SocketEndpoint) throws(ClientError) -> (Int, [UInt8]) {
         let name = endpoint.description
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
         let socket = try ClientSocket(server: endpoint, type: Sockets.stream)

@@ -3,24 +3,24 @@ import TockProtocol
 import TockSockets
 
 /// A Daytime (RFC 867) or Time (RFC 868) answer.
-public struct TextTimeAnswer: Sendable {
-    public enum Payload: Sendable {
+package struct TextTimeAnswer: Sendable {
+    package enum Payload: Sendable {
         /// Daytime text with the line ending removed.
         case daytime(String)
         /// Time: the instant the 32-bit value denotes, in the era nearest our clock.
         case time(UTCInstant)
     }
 
-    public var server: SocketEndpoint
-    public var payload: Payload
+    package var server: SocketEndpoint
+    package var payload: Payload
     /// Our send (or connect) time.
-    public var t1: UTCInstant
+    package var t1: UTCInstant
     /// Our receive time.
-    public var t4: UTCInstant
+    package var t4: UTCInstant
 
     /// For Time: server time minus the midpoint of our exchange. The server truncates to whole
     /// seconds, so its value stands for the middle of that second (+0.5 s).
-    public var offsetNanoseconds: Int64? {
+    package var offsetNanoseconds: Int64? {
         guard case .time(let instant) = payload else { return nil }
         let midpoint = t1.advanced(byNanoseconds: t4.nanoseconds(since: t1) / 2)
         return instant.advanced(byNanoseconds: 500_000_000).nanoseconds(since: midpoint)
@@ -28,14 +28,14 @@ public struct TextTimeAnswer: Sendable {
 }
 
 /// Queries a Daytime or Time server over UDP or TCP.
-public struct TextTimeQuery: Sendable {
-    public enum Kind: String, Sendable { case daytime, time }
+package struct TextTimeQuery: Sendable {
+    package enum Kind: String, Sendable { case daytime, time }
 
-    public var kind: Kind
-    public var tcp: Bool
-    public var timeoutNanoseconds: Int64
+    package var kind: Kind
+    package var tcp: Bool
+    package var timeoutNanoseconds: Int64
 
-    public init(kind: Kind, tcp: Bool, timeoutNanoseconds: Int64 = 2_000_000_000) {
+    package init(kind: Kind, tcp: Bool, timeoutNanoseconds: Int64 = 2_000_000_000) {
         self.kind = kind
         self.tcp = tcp
         self.timeoutNanoseconds = timeoutNanoseconds
@@ -43,7 +43,7 @@ public struct TextTimeQuery: Sendable {
 
     /// Over UDP, sends an empty datagram (RFC 867 and 868 ignore its content) and reads one
     /// reply; over TCP, connects and reads until the server closes.
-    public func run(server: SocketEndpoint) throws(ClientError) -> TextTimeAnswer {
+    package func run(server: SocketEndpoint) throws(ClientError) -> TextTimeAnswer {
         let name = server.description
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
         let socket = try ClientSocket(server: server, type: tcp ? Sockets.stream : Sockets.datagram)

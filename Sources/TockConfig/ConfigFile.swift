@@ -5,9 +5,9 @@ import TockProtocol
 
 /// A configuration file could not be used: names the file, the line, the key, the value and
 /// what is allowed, so an operator can fix it without reading the source.
-public struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
+package struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// What kind of mistake; tests and callers compare on this.
-    public enum Kind: String, Sendable, Codable {
+    package enum Kind: String, Sendable, Codable {
         /// The file cannot be read.
         case unreadable
         /// The file is not valid TOML.
@@ -24,19 +24,19 @@ public struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomString
         case parserFailure
     }
 
-    public var kind: Kind
-    public var path: String
+    package var kind: Kind
+    package var path: String
     /// The 1-based line, when known.
-    public var line: Int?
+    package var line: Int?
     /// The key as `table.key`, when the error is about one.
-    public var key: String?
-    public var value: String?
+    package var key: String?
+    package var value: String?
     /// What is wrong.
-    public var problem: String
+    package var problem: String
     /// What would be accepted.
-    public var allowed: String?
+    package var allowed: String?
 
-    public var description: String {
+    package var description: String {
         var text = path
         if let line { text += ":\(line)" }
         text += ": "
@@ -55,7 +55,7 @@ public struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomString
 /// settings layer that flags then override. Every key is checked: an unknown key, a wrong type
 /// or an out-of-range value is an error naming the key, the value, the line and what is allowed
 /// (the file is the operator's, and a typo silently ignored is a server misconfigured).
-public enum ConfigFile {
+package enum ConfigFile {
     /// The tables and keys tockd knows, and what each key holds.
     static let schema: [String: [String: ValueKind]] = [
         "server": ["user": .string, "log_level": .string],
@@ -87,7 +87,7 @@ public enum ConfigFile {
     }
 
     /// Reads and checks the file at `path`.
-    public static func load(path: String) throws(ConfigFileError) -> TockdSettings {
+    package static func load(path: String) throws(ConfigFileError) -> TockdSettings {
         guard let text = readFile(path) else {
             throw ConfigFileError(kind: .unreadable, path: path, problem: "cannot read: \(String(cString: strerror(errno)))")
         }
@@ -95,7 +95,7 @@ public enum ConfigFile {
     }
 
     /// Parses and checks `text`, naming `path` in errors.
-    public static func parse(_ text: String, path: String) throws(ConfigFileError) -> TockdSettings {
+    package static func parse(_ text: String, path: String) throws(ConfigFileError) -> TockdSettings {
         if let line = TOMLKeyLines.malformedTableHeader(in: text) {
             throw ConfigFileError(kind: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]")
         }

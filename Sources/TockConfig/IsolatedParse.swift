@@ -11,7 +11,7 @@ import TockProtocol
 /// server that reloads on SIGHUP therefore parses in a child: the child reads the file, prints
 /// the settings (or the error) as JSON and exits, taking its memory with it; a child that
 /// crashes or hangs costs the server nothing but a logged error.
-public enum IsolatedParse {
+package enum IsolatedParse {
     /// What the child prints.
     struct Outcome: Codable {
         var settings: SettingsWire?
@@ -19,7 +19,7 @@ public enum IsolatedParse {
     }
 
     /// The child's side: parses `path` in this process and returns the JSON to print.
-    public static func childOutput(path: String) -> String {
+    package static func childOutput(path: String) -> String {
         let outcome: Outcome
         do {
             outcome = Outcome(settings: SettingsWire(try ConfigFile.load(path: path)), error: nil)
@@ -32,7 +32,7 @@ public enum IsolatedParse {
 
     /// The server's side: runs `executable` (normally this program, `/proc/self/exe`) with
     /// `--config PATH --parse-config` and reads its answer, waiting at most `timeout` seconds.
-    public static func load(path: String, executable: String = "/proc/self/exe", timeout: Double = 10) throws(ConfigFileError) -> TockdSettings {
+    package static func load(path: String, executable: String = "/proc/self/exe", timeout: Double = 10) throws(ConfigFileError) -> TockdSettings {
         func failure(_ problem: String) -> ConfigFileError {
             ConfigFileError(kind: .parserFailure, path: path, problem: problem)
         }

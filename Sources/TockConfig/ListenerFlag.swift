@@ -2,14 +2,14 @@ import Glibc
 import TockSockets
 
 /// Turns listener flags (`PORT`, `ADDR:PORT`, `[IPv6]:PORT`, `ADDR`) into socket addresses.
-public enum ListenerFlag {
-    public struct Error: Swift.Error, CustomStringConvertible {
-        public var description: String
+package enum ListenerFlag {
+    package struct Error: Swift.Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// The addresses for one service's flags. A bare port means every address: 0.0.0.0 and,
     /// where the host has IPv6, [::].
-    public static func addresses(_ flags: [String], defaultPort: UInt16, flag: String) throws(Error) -> [SocketEndpoint] {
+    package static func addresses(_ flags: [String], defaultPort: UInt16, flag: String) throws(Error) -> [SocketEndpoint] {
         var out: [SocketEndpoint] = []
         for text in flags {
             let parsed: HostAndPort
@@ -34,7 +34,7 @@ public enum ListenerFlag {
     }
 
     /// The 4 or 16 bytes of a numeric IPv4 or IPv6 address, or nil.
-    public static func addressBytes(_ text: String) -> [UInt8]? {
+    package static func addressBytes(_ text: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
         var v6 = in6_addr()
@@ -43,7 +43,7 @@ public enum ListenerFlag {
     }
 
     /// Whether an IPv6 socket can be created here (containers often have none).
-    public static var hostHasIPv6: Bool {
+    package static var hostHasIPv6: Bool {
         let fd = socket(AF_INET6, Sockets.datagram, 0)
         guard fd >= 0 else { return false }
         close(fd)

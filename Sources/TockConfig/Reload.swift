@@ -1,6 +1,7 @@
 import Atomics
 import Logging
 import ServiceLifecycle
+import TockProtocol
 import TockServer
 import UnixSignals
 
@@ -10,12 +11,12 @@ import UnixSignals
 /// is applied without closing a socket or dropping a request in flight; what cannot (listeners,
 /// workers, clock source, ...) is reported as needing a restart and keeps its running value.
 /// A file that does not load or check keeps the whole running configuration, and says why.
-public final class ReloadService: Service, @unchecked Sendable {
+package final class ReloadService: Service, @unchecked Sendable {
     /// What one reload did.
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// Applied: the services whose policy changed, the log level, and the changed settings
         /// that need a restart (and were not applied).
-        case applied(changedServices: [String], logLevel: Logger.Level, needRestart: [Setting])
+        case applied(changedServices: [TockService], logLevel: Logger.Level, needRestart: [Setting])
         /// Nothing applied: why.
         case rejected(String)
     }
@@ -35,7 +36,7 @@ public final class ReloadService: Service, @unchecked Sendable {
     ///   - flags: the command line's layer, which keeps overriding the file on every reload.
     ///   - running: the settings the server was started with (file overridden by flags).
     ///   - load: how to read the file; tockd parses it in a child process (`IsolatedParse`).
-    public init(
+    package init(
         server: TockServer, path: String?, flags: TockdSettings, running: TockdSettings, logLevel: LiveLogLevel, logger: Logger,
         load: @escaping @Sendable (String) throws(ConfigFileError) -> TockdSettings = { (path) throws(ConfigFileError) in try ConfigFile.load(path: path) }
     ) {
@@ -48,7 +49,7 @@ public final class ReloadService: Service, @unchecked Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
             _ = reload()
@@ -56,7 +57,7 @@ public final class ReloadService: Service, @unchecked Sendable {
     }
 
     /// Reads the file again and applies what can change live.
-    public func reload() -> Outcome {
+    package func reload() -> Outcome {
         guard let path else {
             logger.notice("reload requested, but tockd runs without --config: nothing to reload")
             return .rejected("no configuration file")
@@ -85,7 +86,7 @@ public final class ReloadService: Service, @unchecked Sendable {
         logger.notice("configuration reloaded", metadata: [
             "path": "\(path)",
             "changed": "\(changed.filter(\.isReloadable).map(\.key).joined(separator: ", "))",
-            "policies_replaced": "\(services.joined(separator: ", "))",
+            "policies_replaced": "\(services.map(\.rawValue).joined(separator: ", "))",
             "log_level": "\(level)",
         ])
         return .applied(changedServices: services, logLevel: level, needRestart: needRestart)
@@ -112,14 +113,14 @@ extension TockdSettings {
 }
 
 /// The log level every logger of the process follows, changeable at run time (on reload).
-public final class LiveLogLevel: Sendable {
+package final class LiveLogLevel: Sendable {
     private let index: ManagedAtomic<Int>
 
-    public init(_ level: Logger.Level) {
+    package init(_ level: Logger.Level) {
         index = ManagedAtomic(Logger.Level.allCases.firstIndex(of: level)!)
     }
 
-    public var level: Logger.Level {
+    package var level: Logger.Level {
         get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
         set { index.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
     }
@@ -127,32 +128,32 @@ public final class LiveLogLevel: Sendable {
 
 /// swift-log's stream handler with its level read from a `LiveLogLevel`, so a reload changes
 /// the level of every logger already handed out.
-public struct LiveLevelLogHandler: LogHandler {
+package struct LiveLevelLogHandler: LogHandler {
     private var inner: StreamLogHandler
     private let live: LiveLogLevel
 
     /// Writes to standard error.
-    public init(label: String, level: LiveLogLevel) {
+    package init(label: String, level: LiveLogLevel) {
         self.inner = StreamLogHandler.standardError(label: label)
         self.live = level
     }
 
-    public var logLevel: Logger.Level {
+    package var logLevel: Logger.Level {
         get { live.level }
         set { live.level = newValue }
     }
 
-    public var metadata: Logger.Metadata {
+    package var metadata: Logger.Metadata {
         get { inner.metadata }
         set { inner.metadata = newValue }
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { inner[metadataKey: key] }
         set { inner[metadataKey: key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    package func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         inner.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
     }
 }

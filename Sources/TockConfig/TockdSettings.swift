@@ -4,7 +4,7 @@ import TockServer
 import TockSockets
 
 /// One of tockd's settings, by its configuration-file key and its flag, with what it accepts.
-public enum Setting: String, Sendable, CaseIterable {
+package enum Setting: String, Sendable, CaseIterable {
     case ntpListen, daytimeListen, timeListen, daytimeFormat, daytimeZone
     case clockSource, stratum, workers, tcpTimeout, tcpMaxConnections
     case allow, deny, denyKiss
@@ -13,7 +13,7 @@ public enum Setting: String, Sendable, CaseIterable {
     case user, logLevel, metrics
 
     /// The key in the configuration file, as `table.key`.
-    public var key: String {
+    package var key: String {
         switch self {
         case .ntpListen: "ntp.listen"
         case .daytimeListen: "daytime.listen"
@@ -43,7 +43,7 @@ public enum Setting: String, Sendable, CaseIterable {
     }
 
     /// The command-line flag.
-    public var flag: String {
+    package var flag: String {
         switch self {
         case .ntpListen: "--ntp"
         case .daytimeListen: "--daytime"
@@ -73,7 +73,7 @@ public enum Setting: String, Sendable, CaseIterable {
     }
 
     /// What the setting accepts, for error messages.
-    public var allowed: String {
+    package var allowed: String {
         switch self {
         case .ntpListen, .daytimeListen, .timeListen: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)"
         case .daytimeFormat: DaytimeFormat.allCases.map(\.rawValue).joined(separator: ", ")
@@ -99,7 +99,7 @@ public enum Setting: String, Sendable, CaseIterable {
     }
 
     /// Whether a running tockd applies a new value on reload (SIGHUP); the others need a restart.
-    public var isReloadable: Bool {
+    package var isReloadable: Bool {
         switch self {
         case .allow, .deny, .denyKiss, .rateLimit, .rateLimitInterval, .rateLimitBurst, .rateLimitLeak,
              .rateLimitKod, .rateLimitIPv4Prefix, .rateLimitIPv6Prefix, .logLevel:
@@ -111,29 +111,29 @@ public enum Setting: String, Sendable, CaseIterable {
 }
 
 /// Where the clock state comes from, by name.
-public enum ClockSourceName: String, Sendable, CaseIterable {
+package enum ClockSourceName: String, Sendable, CaseIterable {
     case kernel, local, unsynchronized
 }
 
 /// A setting's value is not acceptable: names the setting, the value and what is allowed.
-public struct SettingError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var setting: Setting
+package struct SettingError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var setting: Setting
     /// The offending value as the user wrote it.
-    public var value: String
+    package var value: String
     /// What is wrong with it.
-    public var problem: String
+    package var problem: String
     /// Whether the value may have come from the file or the flags (a check across settings,
     /// made after the two are merged).
-    public var afterMerge: Bool
+    package var afterMerge: Bool
 
-    public init(_ setting: Setting, value: String, problem: String, afterMerge: Bool = false) {
+    package init(_ setting: Setting, value: String, problem: String, afterMerge: Bool = false) {
         self.setting = setting
         self.value = value
         self.problem = problem
         self.afterMerge = afterMerge
     }
 
-    public var description: String {
+    package var description: String {
         let name = afterMerge ? "\(setting.flag) (\(setting.key) in the file)" : setting.flag
         return "\(name) \(value): \(problem); allowed: \(setting.allowed)"
     }
@@ -142,38 +142,38 @@ public struct SettingError: Error, Sendable, Equatable, CustomStringConvertible 
 /// tockd's settings as one layer: every field optional, so that a layer of flags can override a
 /// configuration file's layer field by field. `resolve()` applies the defaults and builds the
 /// server's immutable configuration.
-public struct TockdSettings: Sendable, Equatable {
-    public var ntpListen: [String]?
-    public var daytimeListen: [String]?
-    public var timeListen: [String]?
-    public var daytimeFormat: DaytimeFormat?
-    public var daytimeZone: DaytimeZone?
-    public var clockSource: ClockSourceName?
-    public var stratum: Int?
-    public var workers: Int?
-    public var tcpTimeout: Double?
-    public var tcpMaxConnections: Int?
+package struct TockdSettings: Sendable, Equatable {
+    package var ntpListen: [String]?
+    package var daytimeListen: [String]?
+    package var timeListen: [String]?
+    package var daytimeFormat: DaytimeFormat?
+    package var daytimeZone: DaytimeZone?
+    package var clockSource: ClockSourceName?
+    package var stratum: Int?
+    package var workers: Int?
+    package var tcpTimeout: Double?
+    package var tcpMaxConnections: Int?
     /// Access-list prefixes as `[service=]PREFIX`.
-    public var allow: [String]?
-    public var deny: [String]?
-    public var denyKiss: KissCode?
-    public var rateLimit: Bool?
-    public var rateLimitInterval: Int?
-    public var rateLimitBurst: Int?
-    public var rateLimitLeak: Int?
-    public var rateLimitKod: Bool?
-    public var rateLimitIPv4Prefix: Int?
-    public var rateLimitIPv6Prefix: Int?
-    public var clientTableSize: Int?
-    public var user: String?
-    public var logLevel: Logger.Level?
+    package var allow: [String]?
+    package var deny: [String]?
+    package var denyKiss: KissCode?
+    package var rateLimit: Bool?
+    package var rateLimitInterval: Int?
+    package var rateLimitBurst: Int?
+    package var rateLimitLeak: Int?
+    package var rateLimitKod: Bool?
+    package var rateLimitIPv4Prefix: Int?
+    package var rateLimitIPv6Prefix: Int?
+    package var clientTableSize: Int?
+    package var user: String?
+    package var logLevel: Logger.Level?
     /// Where to serve metrics over HTTP; nil (the default) for nowhere.
-    public var metrics: String?
+    package var metrics: String?
 
-    public init() {}
+    package init() {}
 
     /// This layer with every field `other` sets replaced by `other`'s value.
-    public func overridden(by other: TockdSettings) -> TockdSettings {
+    package func overridden(by other: TockdSettings) -> TockdSettings {
         var out = self
         func take<T>(_ path: WritableKeyPath<TockdSettings, T?>) {
             if let value = other[keyPath: path] { out[keyPath: path] = value }
@@ -191,7 +191,7 @@ public struct TockdSettings: Sendable, Equatable {
     // MARK: Checks, one setting at a time
 
     /// Checks every field this layer sets, on its own (ranges, addresses, prefixes).
-    public func validate() throws(SettingError) {
+    package func validate() throws(SettingError) {
         try Self.check(.stratum, stratum, in: 1...15)
         try Self.check(.workers, workers, in: 1...1024)
         if let tcpTimeout, !(tcpTimeout >= 0.1 && tcpTimeout <= 300) {
@@ -268,7 +268,7 @@ public struct TockdSettings: Sendable, Equatable {
     // MARK: Resolving
 
     /// The settings with defaults applied, checked as a whole, as the server's configuration.
-    public func resolve() throws(SettingError) -> ResolvedSettings {
+    package func resolve() throws(SettingError) -> ResolvedSettings {
         try validate()
         let source = clockSource ?? .kernel
         if let stratum, source == .unsynchronized {
@@ -294,9 +294,9 @@ public struct TockdSettings: Sendable, Equatable {
             ntpWorkers: workers ?? TockServerConfiguration.coreCount,
             tcpConnectionTimeout: .milliseconds(Int64(timeout * 1000)),
             tcpMaxConnections: tcpMaxConnections ?? 1024,
-            policy: try policies().ntp,
-            daytimePolicy: try policies().daytime,
-            timePolicy: try policies().time,
+            policy: try policies()[.ntp],
+            daytimePolicy: try policies()[.daytime],
+            timePolicy: try policies()[.time],
             clientTableBytes: (clientTableSize ?? 4) << 20
         )
         return ResolvedSettings(
@@ -308,7 +308,7 @@ public struct TockdSettings: Sendable, Equatable {
     }
 
     /// The access, rate-limit and kiss-o'-death policy of each service: what reload changes.
-    public func policies() throws(SettingError) -> ServicePolicies {
+    package func policies() throws(SettingError) -> ServicePolicies {
         let rateLimitPolicy = RateLimitPolicy(
             intervalLog2: rateLimitInterval ?? 3,
             burst: rateLimitBurst ?? 8,
@@ -341,7 +341,7 @@ public struct TockdSettings: Sendable, Equatable {
     }
 
     /// The settings whose values differ between `self` and `other`.
-    public func differences(from other: TockdSettings) -> [Setting] {
+    package func differences(from other: TockdSettings) -> [Setting] {
         var out: [Setting] = []
         func compare<T: Equatable>(_ setting: Setting, _ path: KeyPath<TockdSettings, T?>) {
             if self[keyPath: path] != other[keyPath: path] { out.append(setting) }
@@ -362,11 +362,11 @@ public struct TockdSettings: Sendable, Equatable {
 
 /// Settings with defaults applied: the server's configuration and what the executable itself
 /// does with the rest.
-public struct ResolvedSettings: Sendable {
-    public var configuration: TockServerConfiguration
+package struct ResolvedSettings: Sendable {
+    package var configuration: TockServerConfiguration
     /// The user to drop to after binding, if any.
-    public var user: String?
-    public var logLevel: Logger.Level
+    package var user: String?
+    package var logLevel: Logger.Level
     /// Where to serve metrics and status over HTTP, if anywhere.
-    public var metricsAddress: SocketEndpoint?
+    package var metricsAddress: SocketEndpoint?
 }

@@ -1,17 +1,17 @@
 import Glibc
 
 /// Dropping root after the privileged ports are bound.
-public enum Privileges {
+package enum Privileges {
     /// Why privileges could not be dropped.
-    public struct DropError: Error, Sendable, CustomStringConvertible {
-        public var description: String
+    package struct DropError: Error, Sendable, CustomStringConvertible {
+        package var description: String
     }
 
     /// Switches the whole process (every thread) to `user`'s uid and gid with no supplementary
     /// groups. Leaving uid 0 clears the permitted and effective capability sets (the kernel's
     /// rule without PR_SET_KEEPCAPS), so nothing is kept, not even CAP_NET_BIND_SERVICE:
     /// sockets are already bound. Returns the capability line the kernel reports afterwards.
-    public static func drop(to user: String) throws(DropError) -> String {
+    package static func drop(to user: String) throws(DropError) -> String {
         guard getuid() == 0 || geteuid() == 0 else {
             throw DropError(description: "--user \(user) needs tockd to start as root (it binds, then drops to that user)")
         }
@@ -30,12 +30,12 @@ public enum Privileges {
     }
 
     /// The `CapEff` line of /proc/self/status, e.g. `0000000000000000`.
-    public static var effectiveCapabilities: String {
+    package static var effectiveCapabilities: String {
         guard let file = fopen("/proc/self/status", "r") else { return "unknown" }
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.hasPrefix("CapEff:") {
                 return text.dropFirst(7).trimmingCharacters()
             }

@@ -4,21 +4,21 @@ import Glibc
 /// An IPv4 or IPv6 socket address, stored as the kernel takes it (`sockaddr_storage`).
 ///
 /// A value type with no heap storage, so the datagram engine can copy one per packet for free.
-public struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
+package struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// The address as the kernel reads it.
-    public var storage: sockaddr_storage
+    package var storage: sockaddr_storage
     /// The length of the meaningful part of `storage`.
-    public var length: socklen_t
+    package var length: socklen_t
 
     /// Wraps a kernel-provided address.
-    public init(storage: sockaddr_storage, length: socklen_t) {
+    package init(storage: sockaddr_storage, length: socklen_t) {
         self.storage = storage
         self.length = length
     }
 
     /// An address from a numeric IPv4 or IPv6 literal (no brackets) and a port, or nil when
     /// `ip` is not a literal.
-    public init?(ip: String, port: UInt16) {
+    package init?(ip: String, port: UInt16) {
         var storage = sockaddr_storage()
         if ip.contains(":") {
             var sin6 = sockaddr_in6()
@@ -38,13 +38,13 @@ public struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `AF_INET` or `AF_INET6`.
-    public var family: Int32 { Int32(storage.ss_family) }
+    package var family: Int32 { Int32(storage.ss_family) }
 
     /// Whether this is an IPv6 address.
-    public var isIPv6: Bool { family == AF_INET6 }
+    package var isIPv6: Bool { family == AF_INET6 }
 
     /// The port, in host byte order.
-    public var port: UInt16 {
+    package var port: UInt16 {
         get {
             withUnsafeBytes(of: storage) { raw in
                 // sin_port and sin6_port sit at the same offset.
@@ -59,7 +59,7 @@ public struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The numeric address without the port: `127.0.0.1`, `::1`.
-    public var ipString: String {
+    package var ipString: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         withUnsafeBytes(of: storage) { raw in
             if isIPv6 {
@@ -76,18 +76,18 @@ public struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `127.0.0.1:123` or `[::1]:123`.
-    public var description: String {
+    package var description: String {
         isIPv6 ? "[\(ipString)]:\(port)" : "\(ipString):\(port)"
     }
 
     /// Calls `body` with the address as a `sockaddr` pointer and its length.
-    public func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
+    package func withSockAddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R {
         try withUnsafeBytes(of: storage) { raw in
             try body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
         }
     }
 
-    public static func == (lhs: SocketEndpoint, rhs: SocketEndpoint) -> Bool {
+    package static func == (lhs: SocketEndpoint, rhs: SocketEndpoint) -> Bool {
         lhs.length == rhs.length && withUnsafeBytes(of: lhs.storage) { l in
             withUnsafeBytes(of: rhs.storage) { r in
                 memcmp(l.baseAddress!, r.baseAddress!, Int(lhs.length)) == 0
@@ -95,35 +95,35 @@ public struct SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public func hash(into hasher: inout Hasher) {
+    package func hash(into hasher: inout Hasher) {
         withUnsafeBytes(of: storage) { hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: $0.prefix(Int(length)))) }
     }
 }
 
 /// A host (name or address literal) and a port, parsed from the forms users type:
 /// `PORT`, `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT` and a bare IPv6 literal.
-public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
+package struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
     /// The host: a name, an IPv4 literal or an IPv6 literal without brackets; nil when only a
     /// port was given.
-    public var host: String?
+    package var host: String?
     /// The port; nil when none was given.
-    public var port: UInt16?
+    package var port: UInt16?
 
-    public init(host: String?, port: UInt16?) {
+    package init(host: String?, port: UInt16?) {
         self.host = host
         self.port = port
     }
 
     /// Why a `HOST[:PORT]` string could not be read.
-    public struct ParseError: Error, Sendable, CustomStringConvertible {
-        public var input: String
-        public var reason: String
-        public var description: String { "invalid address '\(input)': \(reason)" }
+    package struct ParseError: Error, Sendable, CustomStringConvertible {
+        package var input: String
+        package var reason: String
+        package var description: String { "invalid address '\(input)': \(reason)" }
     }
 
     /// Parses `text`. A string of digits alone is a port when `bareNumberIsPort`, as in
     /// listener flags (`--ntp 1123`); otherwise it is a host.
-    public init(parsing text: String, bareNumberIsPort: Bool) throws(ParseError) {
+    package init(parsing text: String, bareNumberIsPort: Bool) throws(ParseError) {
         func port(_ s: Substring) throws(ParseError) -> UInt16 {
             guard let p = UInt16(s), p > 0 || bareNumberIsPort else {
                 throw ParseError(input: text, reason: "port '\(s)' is not a number from 0 to 65535")
@@ -159,7 +159,7 @@ public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         let h = host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "*"
         return port.map { "\(h):\($0)" } ?? h
     }

@@ -1,24 +1,24 @@
 import Glibc
 
 /// A failed system call: which one, on what, and errno.
-public struct SystemError: Error, Sendable, CustomStringConvertible {
+package struct SystemError: Error, Sendable, CustomStringConvertible {
     /// The call that failed, e.g. `bind`.
-    public var operation: String
+    package var operation: String
     /// errno.
-    public var errorNumber: Int32
+    package var errorNumber: Int32
 
-    public init(_ operation: String, errorNumber: Int32 = errno) {
+    package init(_ operation: String, errorNumber: Int32 = errno) {
         self.operation = operation
         self.errorNumber = errorNumber
     }
 
     /// strerror(errno).
-    public var reason: String { SystemError.describe(errorNumber) }
+    package var reason: String { SystemError.describe(errorNumber) }
 
-    public var description: String { "\(operation): \(reason)" }
+    package var description: String { "\(operation): \(reason)" }
 
     /// The text of an errno value.
-    public static func describe(_ errorNumber: Int32) -> String {
+    package static func describe(_ errorNumber: Int32) -> String {
         String(cString: strerror(errorNumber))
     }
 }

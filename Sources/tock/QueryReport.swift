@@ -27,7 +27,7 @@ enum QueryReport {
     }
 
     static var localPrecision: Int8 {
-        NTPResponder.precision(resolutionNanoseconds: SystemClock.measuredResolutionNanoseconds(samples: 20))
+        NTPServer.precision(resolutionNanoseconds: SystemClock.measuredResolutionNanoseconds(samples: 20))
     }
 
     static func ntpText(_ result: NTPQueryResult, best: NTPSample, host: String) -> String {

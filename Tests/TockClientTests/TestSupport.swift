@@ -75,7 +75,7 @@ final class FakeUDPServer: @unchecked Sendable {
                             msg.msg_controllen = ctl.count
                             let n = recvmsg(fd, &msg, Int32(MSG_DONTWAIT))
                             fromLength = msg.msg_namelen
-                            if n >= 0 { kernelTime = Self.timestamp(in: UnsafeRawBufferPointer(rebasing: ctl.prefix(Int(msg.msg_controllen)))) }
+                            if n >= 0 { kernelTime = ReceivedControl(reading: &msg).receiveTime }
                             return n
                         }
                     }
@@ -92,25 +92,6 @@ final class FakeUDPServer: @unchecked Sendable {
                 }
             }
         }
-    }
-
-    /// The SCM_TIMESTAMPNS timespec in a control buffer (64-bit Linux cmsghdr layout: an
-    /// 8-byte length, level and type, then the data at offset 16).
-    static func timestamp(in control: UnsafeRawBufferPointer) -> UTCInstant? {
-        var offset = 0
-        while offset + 16 <= control.count {
-            let length = Int(control.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            let level = control.loadUnaligned(fromByteOffset: offset + 8, as: Int32.self)
-            let type = control.loadUnaligned(fromByteOffset: offset + 12, as: Int32.self)
-            guard length >= 16 else { return nil }
-            if level == SOL_SOCKET, type == timestampOption, offset + 32 <= control.count {
-                let seconds = control.loadUnaligned(fromByteOffset: offset + 16, as: Int64.self)
-                let nanoseconds = control.loadUnaligned(fromByteOffset: offset + 24, as: Int64.self)
-                return UTCInstant(secondsSinceUnixEpoch: seconds, nanoseconds: nanoseconds)
-            }
-            offset += (length + 7) & ~7
-        }
-        return nil
     }
 
     /// Stops the thread and closes the socket.

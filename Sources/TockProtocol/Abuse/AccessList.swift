@@ -1,27 +1,45 @@
 /// An IPv4 or IPv6 prefix (CIDR), e.g. `192.0.2.0/24` or `2001:db8::/32`.
+///
+/// Matching is two masked 64-bit compares against a `ClientAddress`: an IPv4 prefix is held
+/// v4-mapped (RFC 4291 §2.5.5.2), so it is a /96+n in the same space, and a prefix matches only
+/// addresses of its own family (`::/0` does not swallow every IPv4 client).
 public struct AddressPrefix: Sendable, Hashable, CustomStringConvertible {
     /// The address bytes (4 or 16), masked to the prefix.
-    public var bytes: [UInt8]
-    public var length: Int
+    public let bytes: [UInt8]
+    /// The prefix length in bits, 0...32 or 0...128.
+    public let length: Int
+    @usableFromInline let isIPv4: Bool
+    @usableFromInline let high: UInt64
+    @usableFromInline let low: UInt64
+    @usableFromInline let highMask: UInt64
+    @usableFromInline let lowMask: UInt64
 
     /// Why a prefix could not be read.
     public struct ParseError: Error, Sendable, CustomStringConvertible {
+        /// The text as given.
         public var input: String
+        /// What is wrong with it.
         public var reason: String
         public var description: String { "invalid prefix '\(input)': \(reason)" }
     }
 
-    /// Creates a prefix from address bytes and a length.
+    /// Creates a prefix from address bytes (4 or 16) and a length.
     public init(bytes: [UInt8], length: Int) {
+        precondition(bytes.count == 4 || bytes.count == 16, "an address has 4 or 16 bytes")
         self.length = length
         self.bytes = AddressPrefix.mask(bytes, to: length)
+        self.isIPv4 = bytes.count == 4
+        let address = ClientAddress(bytes: self.bytes, port: 0)!
+        (highMask, lowMask) = Self.masks(length: isIPv4 ? 96 + length : length)
+        high = address.high & highMask
+        low = address.low & lowMask
     }
 
     /// Parses `ADDR/LEN` or `ADDR` (a host prefix), with `parseAddress` turning the address text
     /// into 4 or 16 bytes (the transport supplies inet_pton).
     public init(parsing text: String, parseAddress: (String) -> [UInt8]?) throws(ParseError) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = parseAddress(String(parts[0])) else {
+        guard parts.count <= 2, let address = parseAddress(String(parts[0])), address.count == 4 || address.count == 16 else {
             throw ParseError(input: text, reason: "expected ADDRESS or ADDRESS/LENGTH with an IPv4 or IPv6 address")
         }
         let maximum = address.count * 8
@@ -44,47 +62,57 @@ public struct AddressPrefix: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
-    /// Whether `address` (4 or 16 bytes) lies in this prefix.
+    /// The masks of the two halves of a 128-bit prefix of `length` bits.
     @inlinable
-    public func contains(_ address: UnsafeRawBufferPointer) -> Bool {
-        guard address.count == bytes.count else { return false }
-        var remaining = length
-        var i = 0
-        while remaining > 0 {
-            let bits = min(8, remaining)
-            let mask: UInt8 = ~UInt8(0) << UInt8(8 - bits)
-            if address[i] & mask != bytes[i] { return false }
-            remaining -= bits
-            i += 1
-        }
-        return true
+    static func masks(length: Int) -> (UInt64, UInt64) {
+        let l = max(0, min(128, length))
+        let high: UInt64 = l >= 64 ? ~0 : (l == 0 ? 0 : ~0 << UInt64(64 - l))
+        let low: UInt64 = l <= 64 ? 0 : (l == 128 ? ~0 : ~0 << UInt64(128 - l))
+        return (high, low)
+    }
+
+    /// Whether `address` lies in this prefix.
+    @inlinable
+    public func contains(_ address: ClientAddress) -> Bool {
+        address.isIPv4 == isIPv4 && address.high & highMask == high && address.low & lowMask == low
     }
 
     public var description: String {
-        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") + "/\(length)" }
-        var groups: [String] = []
-        for i in stride(from: 0, to: 16, by: 2) { groups.append(String(UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]), radix: 16)) }
-        return groups.joined(separator: ":") + "/\(length)"
+        let address = ClientAddress(bytes: bytes, port: 0)!
+        return "\(address.addressText)/\(length)"
+    }
+
+    public static func == (a: AddressPrefix, b: AddressPrefix) -> Bool {
+        a.bytes == b.bytes && a.length == b.length
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes)
+        hasher.combine(length)
     }
 }
 
 /// Who may use a service: a client is served when it matches no `deny` prefix and, if `allow`
 /// is not empty, some `allow` prefix (deny wins, as in chrony's `deny` after `allow`).
 public struct AccessList: Sendable, Hashable {
+    /// Prefixes served; empty for everyone.
     public var allow: [AddressPrefix]
+    /// Prefixes never served.
     public var deny: [AddressPrefix]
 
+    /// A list; the default admits everyone.
     public init(allow: [AddressPrefix] = [], deny: [AddressPrefix] = []) {
         self.allow = allow
         self.deny = deny
     }
 
     /// Whether the list lets everyone in (no lookups needed).
+    @inlinable
     public var isOpen: Bool { allow.isEmpty && deny.isEmpty }
 
-    /// Whether `address` (4 or 16 bytes) may be served.
+    /// Whether `address` may be served.
     @inlinable
-    public func permits(_ address: UnsafeRawBufferPointer) -> Bool {
+    public func permits(_ address: ClientAddress) -> Bool {
         for p in deny where p.contains(address) { return false }
         if allow.isEmpty { return true }
         for p in allow where p.contains(address) { return true }

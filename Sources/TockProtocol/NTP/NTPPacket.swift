@@ -110,13 +110,13 @@ public struct NTPPacket: Sendable, Hashable {
         self.stratum = bytes[1]
         self.poll = Int8(bitPattern: bytes[2])
         self.precision = Int8(bitPattern: bytes[3])
-        self.rootDelay = NTPShort(rawValue: NTPWire.load32(bytes, 4))
-        self.rootDispersion = NTPShort(rawValue: NTPWire.load32(bytes, 8))
-        self.referenceID = NTPWire.load32(bytes, 12)
-        self.referenceTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 16))
-        self.originTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 24))
-        self.receiveTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 32))
-        self.transmitTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, 40))
+        self.rootDelay = NTPShort(rawValue: NTPWire.load32(bytes, NTPWire.rootDelayOffset))
+        self.rootDispersion = NTPShort(rawValue: NTPWire.load32(bytes, NTPWire.rootDispersionOffset))
+        self.referenceID = NTPWire.load32(bytes, NTPWire.referenceIDOffset)
+        self.referenceTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, NTPWire.referenceTimeOffset))
+        self.originTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, NTPWire.originOffset))
+        self.receiveTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, NTPWire.receiveOffset))
+        self.transmitTimestamp = NTPTimestamp(rawValue: NTPWire.load64(bytes, NTPWire.transmitOffset))
     }
 
     /// Decodes the header from `bytes`.
@@ -134,13 +134,13 @@ public struct NTPPacket: Sendable, Hashable {
         buffer[1] = stratum
         buffer[2] = UInt8(bitPattern: poll)
         buffer[3] = UInt8(bitPattern: precision)
-        NTPWire.store32(rootDelay.rawValue, buffer, 4)
-        NTPWire.store32(rootDispersion.rawValue, buffer, 8)
-        NTPWire.store32(referenceID, buffer, 12)
-        NTPWire.store64(referenceTimestamp.rawValue, buffer, 16)
-        NTPWire.store64(originTimestamp.rawValue, buffer, 24)
-        NTPWire.store64(receiveTimestamp.rawValue, buffer, 32)
-        NTPWire.store64(transmitTimestamp.rawValue, buffer, 40)
+        NTPWire.store32(rootDelay.rawValue, buffer, NTPWire.rootDelayOffset)
+        NTPWire.store32(rootDispersion.rawValue, buffer, NTPWire.rootDispersionOffset)
+        NTPWire.store32(referenceID, buffer, NTPWire.referenceIDOffset)
+        NTPWire.store64(referenceTimestamp.rawValue, buffer, NTPWire.referenceTimeOffset)
+        NTPWire.store64(originTimestamp.rawValue, buffer, NTPWire.originOffset)
+        NTPWire.store64(receiveTimestamp.rawValue, buffer, NTPWire.receiveOffset)
+        NTPWire.store64(transmitTimestamp.rawValue, buffer, NTPWire.transmitOffset)
     }
 
     /// The 48 header bytes.
@@ -151,31 +151,51 @@ public struct NTPPacket: Sendable, Hashable {
     }
 }
 
-/// Big-endian loads and stores at fixed offsets; callers check lengths first.
-@usableFromInline
-enum NTPWire {
+/// The NTP header's field offsets (RFC 5905 §7.3, figure 8) and big-endian loads and stores
+/// at them; callers check lengths first.
+public enum NTPWire {
+    /// Root delay (32-bit short format).
+    public static let rootDelayOffset = 4
+    /// Root dispersion (32-bit short format).
+    public static let rootDispersionOffset = 8
+    /// Reference ID (a kiss code at stratum 0).
+    public static let referenceIDOffset = 12
+    /// Reference timestamp.
+    public static let referenceTimeOffset = 16
+    /// Origin timestamp (T1, the request's transmit timestamp echoed).
+    public static let originOffset = 24
+    /// Receive timestamp (T2).
+    public static let receiveOffset = 32
+    /// Transmit timestamp (T3 in a reply, T1 in a request).
+    public static let transmitOffset = 40
+
+    /// Reads a big-endian value at `offset`.
     @inlinable @inline(__always)
-    static func load32(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
+    public static func load32(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
         UInt32(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
 
+    /// Reads a big-endian value at `offset`.
     @inlinable @inline(__always)
-    static func load64(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+    public static func load64(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
         UInt64(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 
+    /// Reads a big-endian value at `offset`.
     @inlinable @inline(__always)
-    static func load16(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
+    public static func load16(_ b: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
         UInt16(bigEndian: b.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
 
+    /// Writes a big-endian value at `offset`.
     @inlinable @inline(__always)
-    static func store32(_ v: UInt32, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
+    public static func store32(_ v: UInt32, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
         b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt32.self)
     }
 
+    /// Writes a big-endian value at `offset`.
     @inlinable @inline(__always)
-    static func store64(_ v: UInt64, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
+    public static func store64(_ v: UInt64, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
         b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt64.self)
     }
 }

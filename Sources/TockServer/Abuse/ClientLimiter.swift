@@ -1,5 +1,4 @@
 import Atomics
-import Glibc
 import TockProtocol
 
 /// The rate-limit table: a fixed array of packed buckets shared by every worker of a service,
@@ -10,8 +9,12 @@ import TockProtocol
 /// addresses seen: a new address takes the slot its hash picks, evicting whoever was there
 /// (which can only give that client more replies, never fewer). The seed (Swift's `Hasher`,
 /// randomised per process) keeps an attacker from aiming collisions at a victim's slot.
-public final class ClientLimiter: @unchecked Sendable {
-    public let policy: RateLimitPolicy
+///
+/// `@unchecked Sendable`: its mutable state is the two slot arrays, allocated once in `init`,
+/// freed in `deinit`, and otherwise touched only through atomic loads, stores and
+/// compare-and-swap (`UnsafeAtomic` over their storage).
+package final class ClientLimiter: RateLimitTable, @unchecked Sendable {
+    package let policy: RateLimitPolicy
     let slots: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     /// Per slot, for statistics (`chronyc clients`-style listings): the client's prefix as
     /// two words (IPv4 as ::ffff:a.b.c.d), and its requests and limited requests as one word
@@ -19,14 +22,14 @@ public final class ClientLimiter: @unchecked Sendable {
     let records: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     let mask: Int
     /// The number of buckets.
-    public let capacity: Int
+    package let capacity: Int
 
     /// Bytes per client: the 8-byte bucket and the 24-byte record.
-    public static let bytesPerClient = 32
+    package static let bytesPerClient = 32
 
     /// A table using at most `memoryBytes` (rounded down to a power of two of clients, at
     /// least 1024).
-    public init(policy: RateLimitPolicy, memoryBytes: Int) {
+    package init(policy: RateLimitPolicy, memoryBytes: Int) {
         self.policy = policy
         var count = 1024
         while count * 2 * Self.bytesPerClient <= memoryBytes { count *= 2 }
@@ -43,23 +46,6 @@ public final class ClientLimiter: @unchecked Sendable {
         records.deallocate()
     }
 
-    /// The key bytes of a source address: its prefix under the policy (IPv4 /32, IPv6 /64 by
-    /// default), hashed.
-    @inline(__always)
-    func hash(_ source: DatagramSource) -> Int {
-        var hasher = Hasher()
-        source.withAddressBytes { bytes in
-            let prefix = bytes.count == 4 ? policy.ipv4PrefixLength : policy.ipv6PrefixLength
-            let whole = prefix / 8
-            hasher.combine(bytes.count)
-            hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: bytes.prefix(whole)))
-            if prefix % 8 != 0, whole < bytes.count {
-                hasher.combine(bytes[whole] & ~UInt8(0) << UInt8(8 - prefix % 8))
-            }
-        }
-        return hasher.finalize()
-    }
-
     /// Decides on one request; lock-free.
     ///
     /// The statistics record is kept with relaxed stores and one atomic add: a slot taken over
@@ -69,8 +55,13 @@ public final class ClientLimiter: @unchecked Sendable {
     /// racing with it may show one mixed record: the counts are statistics, exact to within
     /// the client's first few requests, and cost the packet path no lock.
     @inline(__always)
-    public func decide(_ source: DatagramSource, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
-        let h = hash(source)
+    package func decide(_ client: ClientAddress, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
+        // The key is the client's prefix under the policy (IPv4 /32, IPv6 /64 by default).
+        let key = client.prefix(ipv4Length: policy.ipv4PrefixLength, ipv6Length: policy.ipv6PrefixLength)
+        var hasher = Hasher()
+        hasher.combine(key.high)
+        hasher.combine(key.low)
+        let h = hasher.finalize()
         let index = h & mask
         let slot = UnsafeAtomic<UInt64>(at: slots + index)
         let fingerprint = UInt32(truncatingIfNeeded: UInt64(bitPattern: Int64(h)) >> 40)
@@ -82,9 +73,8 @@ public final class ClientLimiter: @unchecked Sendable {
                 let record = records + 3 * index
                 let counts = UnsafeAtomic<UInt64>(at: record + 2)
                 if current == 0 || (current >> 40) != (next.rawValue >> 40) {
-                    let (high, low) = source.prefixWords(ipv4Length: policy.ipv4PrefixLength, ipv6Length: policy.ipv6PrefixLength)
-                    UnsafeAtomic<UInt64>(at: record).store(high, ordering: .relaxed)
-                    UnsafeAtomic<UInt64>(at: record + 1).store(low, ordering: .relaxed)
+                    UnsafeAtomic<UInt64>(at: record).store(key.high, ordering: .relaxed)
+                    UnsafeAtomic<UInt64>(at: record + 1).store(key.low, ordering: .relaxed)
                     counts.store(0, ordering: .relaxed)
                 }
                 counts.wrappingIncrement(by: decision == .allow ? 1 : 1 | 1 << 32, ordering: .relaxed)
@@ -95,20 +85,20 @@ public final class ClientLimiter: @unchecked Sendable {
     }
 
     /// One client in the table, for statistics.
-    public struct Client: Sendable, Hashable {
+    package struct Client: Sendable, Hashable {
         /// The client's prefix (its address at /32 and /128, else ADDRESS/LENGTH).
-        public var prefix: String
+        package var prefix: String
         /// Requests since the client took its slot.
-        public var requests: UInt64
+        package var requests: UInt64
         /// Of those, the ones limited (dropped, kissed or answered only by the leak).
-        public var limited: UInt64
+        package var limited: UInt64
         /// Tokens left in its bucket.
-        public var tokens: Int
+        package var tokens: Int
     }
 
     /// The `count` clients with the most requests (a scan of the table: for statistics, not
     /// the packet path).
-    public func busiest(_ count: Int) -> [Client] {
+    package func busiest(_ count: Int) -> [Client] {
         var found: [(index: Int, requests: UInt64)] = []
         for i in 0..<capacity {
             guard UnsafeAtomic<UInt64>(at: slots + i).load(ordering: .relaxed) != 0 else { continue }
@@ -131,84 +121,17 @@ public final class ClientLimiter: @unchecked Sendable {
         }
     }
 
-    /// Text for a stored prefix: IPv4 from its mapped form, with the length when not a whole
-    /// address.
+    /// Text for a stored prefix: the address, with the length when not a whole address.
     static func describePrefix(high: UInt64, low: UInt64, policy: RateLimitPolicy) -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for i in 0..<8 {
-            bytes[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i)))
-            bytes[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i)))
-        }
-        let isIPv4 = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        if isIPv4 {
-            var v4 = in_addr()
-            withUnsafeMutableBytes(of: &v4) { $0.copyBytes(from: bytes[12..<16]) }
-            inet_ntop(AF_INET, &v4, &text, socklen_t(text.count))
-            let address = String(cString: text)
-            return policy.ipv4PrefixLength == 32 ? address : "\(address)/\(policy.ipv4PrefixLength)"
-        }
-        var v6 = in6_addr()
-        withUnsafeMutableBytes(of: &v6) { $0.copyBytes(from: bytes) }
-        inet_ntop(AF_INET6, &v6, &text, socklen_t(text.count))
-        let address = String(cString: text)
-        return policy.ipv6PrefixLength == 128 ? address : "\(address)/\(policy.ipv6PrefixLength)"
+        let address = ClientAddress(high: high, low: low, port: 0)
+        let (length, whole) = address.isIPv4 ? (policy.ipv4PrefixLength, 32) : (policy.ipv6PrefixLength, 128)
+        return length == whole ? address.addressText : "\(address.addressText)/\(length)"
     }
 
     /// Buckets in use (a scan; for statistics, not the packet path).
-    public var occupied: Int {
+    package var occupied: Int {
         var n = 0
         for i in 0..<capacity where UnsafeAtomic<UInt64>(at: slots + i).load(ordering: .relaxed) != 0 { n += 1 }
         return n
-    }
-}
-
-extension DatagramSource {
-    /// The address masked to its client prefix, as two big-endian words (IPv4 as
-    /// ::ffff:a.b.c.d).
-    @inline(__always)
-    func prefixWords(ipv4Length: Int, ipv6Length: Int) -> (UInt64, UInt64) {
-        withAddressBytes { bytes in
-            var high: UInt64 = 0
-            var low: UInt64 = 0
-            if bytes.count == 4 {
-                var v4: UInt32 = 0
-                for b in bytes { v4 = v4 << 8 | UInt32(b) }
-                if ipv4Length < 32 { v4 &= ipv4Length == 0 ? 0 : ~UInt32(0) << UInt32(32 - ipv4Length) }
-                return (0, 0xFFFF_0000_0000 | UInt64(v4))
-            }
-            for i in 0..<8 {
-                high = high << 8 | UInt64(bytes[i])
-                low = low << 8 | UInt64(bytes[8 + i])
-            }
-            if ipv6Length < 64 {
-                high &= ipv6Length == 0 ? 0 : ~UInt64(0) << UInt64(64 - ipv6Length)
-                low = 0
-            } else if ipv6Length < 128 {
-                low &= ipv6Length == 64 ? 0 : ~UInt64(0) << UInt64(128 - ipv6Length)
-            }
-            return (high, low)
-        }
-    }
-
-    /// Calls `body` with the address bytes: 4 for IPv4, 16 for IPv6.
-    ///
-    /// An IPv4 client of a dual-stack IPv6 socket (one systemd bound with BindIPv6Only=both)
-    /// arrives as a v4-mapped address, ::ffff:a.b.c.d (RFC 4291 §2.5.5.2); it is passed as its
-    /// 4 IPv4 bytes, so IPv4 access-list prefixes and the IPv4 rate-limit prefix apply to it,
-    /// rather than every IPv4 client sharing the IPv6 /64 ::.
-    @inline(__always)
-    public func withAddressBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
-        let raw = UnsafeRawPointer(address)
-        if address.pointee.ss_family == sa_family_t(AF_INET6) {
-            // sin6_addr is at offset 8: ten zero bytes and 0xFFFF make a v4-mapped address.
-            if raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == 0,
-               raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == UInt32(0x0000_FFFF).bigEndian
-            {
-                return body(UnsafeRawBufferPointer(start: raw + 20, count: 4))
-            }
-            return body(UnsafeRawBufferPointer(start: raw + 8, count: 16))
-        }
-        return body(UnsafeRawBufferPointer(start: raw + 4, count: 4))
     }
 }

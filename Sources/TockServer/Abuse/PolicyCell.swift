@@ -4,24 +4,36 @@ import TockProtocol
 
 /// The access, rate-limit and kiss-o'-death policy of every service, as one value: what a
 /// reload (SIGHUP) may change while the server runs.
-public struct ServicePolicies: Sendable, Hashable {
-    public var ntp: ServicePolicy
-    public var daytime: ServicePolicy
-    public var time: ServicePolicy
+package struct ServicePolicies: Sendable, Hashable {
+    private var policies: [ServicePolicy]
 
-    public init(ntp: ServicePolicy, daytime: ServicePolicy, time: ServicePolicy) {
-        self.ntp = ntp
-        self.daytime = daytime
-        self.time = time
+    /// The same policy for every service.
+    package init(all policy: ServicePolicy = ServicePolicy()) {
+        policies = TockService.allCases.map { _ in policy }
     }
 
-    /// The policy of `service` ("ntp", "daytime" or "time").
-    public subscript(service: String) -> ServicePolicy {
-        switch service {
-        case "daytime": daytime
-        case "time": time
-        default: ntp
+    /// A policy per service, as `policy` gives it.
+    package init<Failure: Error>(_ policy: (TockService) throws(Failure) -> ServicePolicy) throws(Failure) {
+        var policies: [ServicePolicy] = []
+        for service in TockService.allCases { policies.append(try policy(service)) }
+        self.policies = policies
+    }
+
+    /// One policy each for NTP, Daytime and Time.
+    package init(ntp: ServicePolicy, daytime: ServicePolicy, time: ServicePolicy) {
+        policies = TockService.allCases.map { service in
+            switch service {
+            case .ntp: ntp
+            case .daytime: daytime
+            case .time: time
+            }
         }
+    }
+
+    /// The policy of `service`.
+    package subscript(service: TockService) -> ServicePolicy {
+        get { policies[TockService.allCases.firstIndex(of: service)!] }
+        set { policies[TockService.allCases.firstIndex(of: service)!] = newValue }
     }
 }
 
@@ -31,7 +43,7 @@ public struct ServicePolicies: Sendable, Hashable {
 /// atomic load); only after a reload do they take the lock to copy the new policy, so the
 /// packet path never locks and a reload reaches every reply within one batch, without closing
 /// a socket or dropping a request in flight.
-public final class PolicyCell: Sendable {
+package final class PolicyCell: Sendable {
     private let version = ManagedAtomic<UInt64>(1)
     private let current: NIOLockedValueBox<(policy: ServicePolicy, limiter: ClientLimiter?)>
     /// Memory for a rate-limit table, fixed at start.
@@ -73,9 +85,9 @@ public final class PolicyCell: Sendable {
     }
 
     /// The current policy.
-    public var policy: ServicePolicy { read().policy }
+    package var policy: ServicePolicy { read().policy }
     /// The current rate-limit table, if rates are limited.
-    public var limiter: ClientLimiter? { read().limiter }
+    package var limiter: ClientLimiter? { read().limiter }
 }
 
 /// A worker's cached copy of a `PolicyCell`.
@@ -90,11 +102,12 @@ struct CachedPolicy {
         (policy, limiter, version) = cell.read()
     }
 
-    /// Copies the cell's policy if it changed since the last call.
+    /// Copies the cell's policy if it changed since the last call; returns whether it did.
     @inline(__always)
-    mutating func refresh() {
-        if cell.currentVersion != version {
-            (policy, limiter, version) = cell.read()
-        }
+    @discardableResult
+    mutating func refresh() -> Bool {
+        guard cell.currentVersion != version else { return false }
+        (policy, limiter, version) = cell.read()
+        return true
     }
 }

@@ -5,7 +5,7 @@ import TockProtocol
 import TockSockets
 
 /// Where tockd's statement about its own clock comes from.
-public enum ClockSource: Sendable, Hashable, CustomStringConvertible {
+package enum ClockSource: Sendable, Hashable, CustomStringConvertible {
     /// The kernel's synchronisation state (adjtimex): whatever disciplines the clock (chronyd,
     /// ntpd, ptp4l) decides whether tockd claims to be synchronised. Served at `stratum` when
     /// it is, with the local-clock reference ID (the kernel does not know its upstream).
@@ -22,11 +22,11 @@ public enum ClockSource: Sendable, Hashable, CustomStringConvertible {
 
     /// The default stratum for a kernel-disciplined clock: the kernel does not know its distance
     /// from a reference clock, and 2 is right for a host synchronised to a stratum-1 server.
-    public static let defaultKernelStratum: UInt8 = 2
+    package static let defaultKernelStratum: UInt8 = 2
     /// The default stratum for a local clock, chrony's default for `local`.
-    public static let defaultLocalStratum: UInt8 = 10
+    package static let defaultLocalStratum: UInt8 = 10
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .kernel(let s): "kernel (stratum \(s) when synchronised)"
         case .local(let s): "local clock, stratum \(s)"

@@ -8,28 +8,28 @@ import TockProtocol
 /// Workers keep a copy and compare a version number once per batch (one relaxed atomic load);
 /// only when it changed do they take the lock to copy the new state. So the packet path never
 /// locks, and a change reaches every reply within one batch.
-public final class ClockStateCell: Sendable {
+package final class ClockStateCell: Sendable {
     private let version = ManagedAtomic<UInt64>(1)
     private let state: NIOLockedValueBox<ServerClockState>
 
     /// Creates a cell holding `initial`.
-    public init(_ initial: ServerClockState) {
+    package init(_ initial: ServerClockState) {
         self.state = NIOLockedValueBox(initial)
     }
 
     /// Replaces the state; every worker picks it up at its next batch.
-    public func publish(_ newState: ServerClockState) {
+    package func publish(_ newState: ServerClockState) {
         state.withLockedValue { $0 = newState }
         version.wrappingIncrement(ordering: .releasing)
     }
 
     /// The current version; changes whenever the state does.
     @inline(__always)
-    public var currentVersion: UInt64 { version.load(ordering: .acquiring) }
+    package var currentVersion: UInt64 { version.load(ordering: .acquiring) }
 
     /// The current state and the version it belongs to (or an older version, in which case the
     /// reader copies again next time).
-    public func read() -> (state: ServerClockState, version: UInt64) {
+    package func read() -> (state: ServerClockState, version: UInt64) {
         let v = version.load(ordering: .acquiring)
         return (state.withLockedValue { $0 }, v)
     }

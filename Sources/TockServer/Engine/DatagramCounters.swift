@@ -1,94 +1,105 @@
 import Atomics
+import TockProtocol
 
 /// A worker's counters: written by that worker alone, once per batch, and read by anyone.
 ///
-/// The worker counts in plain local variables while it handles a batch and publishes the
-/// totals with relaxed stores afterwards: no read-modify-write and no lock on the packet path.
-public final class DatagramCounters: Sendable {
-    /// Counter slots.
-    public enum Slot: Int, CaseIterable, Sendable {
+/// The worker counts in a plain local array (`Totals`) while it handles a batch and publishes
+/// it with relaxed stores afterwards: no read-modify-write and no lock on the packet path.
+final class DatagramCounters: Sendable {
+    /// Counters other than drops.
+    enum Slot: Int, CaseIterable, Sendable {
         case received = 0
         case replied
-        /// Larger than the receive buffer: dropped without being parsed.
-        case oversized
         /// recvmmsg failures other than timeouts and interrupts.
         case receiveErrors
         /// sendmmsg failures (ECONNREFUSED from an ICMP error, ENOBUFS, ...).
         case sendErrors
-        /// Kiss-o'-death replies sent (RATE, DENY).
+        /// Kiss-o'-death replies sent (RATE, DENY, RSTR).
         case kissesSent
     }
 
-    /// Number of fixed slots before the drop reasons.
-    static let fixedSlots = Slot.allCases.count
-    let values: [UnsafeAtomic<UInt64>]
-    /// The responder's drop reason names.
-    public let dropReasons: [String]
+    /// Slots: the fixed ones, then one per `DropReason`.
+    static let slotCount = Slot.allCases.count + DropReason.allCases.count
+    private let values: [UnsafeAtomic<UInt64>]
 
-    init(dropReasons: [String]) {
-        self.dropReasons = dropReasons
-        self.values = (0..<(DatagramCounters.fixedSlots + dropReasons.count)).map { _ in UnsafeAtomic<UInt64>.create(0) }
+    init() {
+        values = (0..<Self.slotCount).map { _ in UnsafeAtomic<UInt64>.create(0) }
     }
 
     deinit {
         for v in values { v.destroy() }
     }
 
+    /// The running totals a worker keeps in its own memory between publications.
+    struct Totals: ~Copyable {
+        private let slots = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: DatagramCounters.slotCount)
+
+        init() { slots.initialize(repeating: 0) }
+        deinit { slots.deallocate() }
+
+        /// Adds `n` to a fixed slot.
+        @inline(__always)
+        func add(_ n: UInt64, to slot: Slot) { slots[slot.rawValue] &+= n }
+
+        /// Counts one drop.
+        @inline(__always)
+        func drop(_ reason: DropReason) { slots[Slot.allCases.count + reason.rawValue] &+= 1 }
+
+        fileprivate func value(_ index: Int) -> UInt64 { slots[index] }
+    }
+
     /// Publishes a worker's running totals.
     @inline(__always)
-    func publish(_ totals: UnsafeMutableBufferPointer<UInt64>) {
+    func publish(_ totals: borrowing Totals) {
         for i in 0..<values.count {
-            values[i].store(totals[i], ordering: .relaxed)
+            values[i].store(totals.value(i), ordering: .relaxed)
         }
     }
 
     /// The current value of a fixed slot.
-    public func value(_ slot: Slot) -> UInt64 {
+    func value(_ slot: Slot) -> UInt64 {
         values[slot.rawValue].load(ordering: .relaxed)
     }
 
-    /// The current value of a drop reason's counter.
-    public func drops(reason: Int) -> UInt64 {
-        values[DatagramCounters.fixedSlots + reason].load(ordering: .relaxed)
+    /// The drops for `reason` so far.
+    func drops(_ reason: DropReason) -> UInt64 {
+        values[Slot.allCases.count + reason.rawValue].load(ordering: .relaxed)
     }
 }
 
 /// Totals over a listener's workers, as a plain value.
-public struct DatagramStatistics: Sendable, Hashable {
-    public var received: UInt64 = 0
-    public var replied: UInt64 = 0
-    public var oversized: UInt64 = 0
-    public var receiveErrors: UInt64 = 0
-    public var sendErrors: UInt64 = 0
-    public var kissesSent: UInt64 = 0
-    /// Drops by reason name.
-    public var drops: [String: UInt64] = [:]
+package struct DatagramStatistics: Sendable, Hashable {
+    package var received: UInt64 = 0
+    package var replied: UInt64 = 0
+    package var receiveErrors: UInt64 = 0
+    package var sendErrors: UInt64 = 0
+    package var kissesSent: UInt64 = 0
+    /// Drops by reason (the reasons the service can drop for, zero or not).
+    package var drops: [DropReason: UInt64] = [:]
 
-    public init() {}
+    package init() {}
 
     /// All drops, whatever the reason.
-    public var dropped: UInt64 { drops.values.reduce(0, +) + oversized }
+    package var dropped: UInt64 { drops.values.reduce(0, +) }
 
     /// Adds another worker's (or listener's) totals.
-    public mutating func add(_ other: DatagramStatistics) {
+    package mutating func add(_ other: DatagramStatistics) {
         received += other.received
         replied += other.replied
-        oversized += other.oversized
         receiveErrors += other.receiveErrors
         sendErrors += other.sendErrors
         kissesSent += other.kissesSent
         for (k, v) in other.drops { drops[k, default: 0] += v }
     }
 
-    init(_ counters: DatagramCounters) {
+    init(_ counters: DatagramCounters, service: TockService) {
         received = counters.value(.received)
         replied = counters.value(.replied)
-        oversized = counters.value(.oversized)
         receiveErrors = counters.value(.receiveErrors)
         sendErrors = counters.value(.sendErrors)
         kissesSent = counters.value(.kissesSent)
-        for (i, name) in counters.dropReasons.enumerated() {
-            drops[name] = counters.drops(reason: i)
+        for reason in service.dropReasons {
+            drops[reason] = counters.drops(reason)
         }
     }
 }

@@ -1,26 +1,40 @@
 import Atomics
 import Glibc
+import NIOConcurrencyHelpers
+import TockProtocol
 import TockSockets
 
-/// A UDP listener: `workers` threads, each running a `DatagramWorker`, on sockets bound to one
-/// address. Sockets it binds itself are one per worker, joined by SO_REUSEPORT; a socket
-/// inherited from systemd is one socket that every worker reads (recvmmsg on a shared socket
-/// is safe on Linux, and each datagram goes to one reader).
-final class DatagramListener: @unchecked Sendable {
+/// A UDP listener for one service on one address: `workers` threads, each running a
+/// `DatagramWorker`. Sockets it binds itself are one per worker, joined by SO_REUSEPORT; a
+/// socket inherited from systemd is one socket that every worker reads (recvmmsg on a shared
+/// socket is safe on Linux, and each datagram goes to one reader).
+///
+/// Its life is an explicit state: `ready` (sockets bound, workers built), `running` (threads
+/// started), `stopped` (threads joined, sockets closed). Transitions happen under a lock,
+/// off the packet path.
+final class DatagramListener: Sendable {
+    /// The service served.
+    let service: TockService
     /// The address actually bound (port 0 resolved).
     let address: SocketEndpoint
     /// The inherited descriptor, when systemd bound the socket (socket activation).
     let inheritedFD: Int32?
+    /// One per worker.
     let counters: [DatagramCounters]
     /// The sockets, each closed once on stop.
     private let fds: [Int32]
-    private let start: [() -> WorkerThread]
-    private var threads: [WorkerThread] = []
-    private var closed = false
     private let stopping = ManagedAtomic(false)
+    private let state: NIOLockedValueBox<State>
+
+    private enum State {
+        /// Bound, not yet started: how to start each worker thread.
+        case ready([@Sendable () -> Void])
+        case running([WorkerThread])
+        case stopped
+    }
 
     /// Binds the sockets now, so that bind errors surface before anything starts.
-    convenience init<R: DatagramResponder>(name: String, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
         var fds: [Int32] = []
         var address = requested
         do {
@@ -34,30 +48,31 @@ final class DatagramListener: @unchecked Sendable {
             for fd in fds { close(fd) }
             throw error
         }
-        self.init(name: name, address: address, fds: fds, workers: fds.count, inherited: nil, makeResponder: makeResponder)
+        self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, makeResponder: makeResponder)
     }
 
     /// Serves a UDP socket systemd bound, with `workers` threads sharing it; sets the options
     /// the workers rely on. Owns `socket.fd` from here on, and closes it if this fails.
-    convenience init<R: DatagramResponder>(name: String, inherited socket: InheritedSocket, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, makeResponder: () -> R) throws(ListenerError) {
         do throws(ListenerError) {
             try ListenerSocket.adoptUDP(socket.fd, address: socket.address)
         } catch {
             close(socket.fd)
             throw error
         }
-        self.init(name: name, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, makeResponder: makeResponder)
+        self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, makeResponder: makeResponder)
     }
 
-    private init<R: DatagramResponder>(name: String, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, makeResponder: () -> R) {
+    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, makeResponder: () -> R) {
+        self.service = service
         self.address = address
         self.fds = fds
         self.inheritedFD = inherited?.fd
-        let counters = (0..<workers).map { _ in DatagramCounters(dropReasons: R.dropReasons) }
+        let counters = (0..<workers).map { _ in DatagramCounters() }
         self.counters = counters
         let answerFromDestination = ListenerSocket.isWildcard(address)
         let stopping = self.stopping
-        var start: [() -> WorkerThread] = []
+        var bodies: [@Sendable () -> Void] = []
         for i in 0..<workers {
             let worker = DatagramWorker(
                 fd: fds[i % fds.count],
@@ -67,14 +82,17 @@ final class DatagramListener: @unchecked Sendable {
                 counters: counters[i],
                 stopping: stopping
             )
-            start.append { WorkerThread.start(name: "\(name)-\(i)") { worker.run() } }
+            bodies.append { worker.run() }
         }
-        self.start = start
+        self.state = NIOLockedValueBox(.ready(bodies))
     }
 
-    /// Starts every worker thread.
+    /// Starts every worker thread (once; later calls do nothing).
     func run() {
-        threads = start.map { $0() }
+        state.withLockedValue { state in
+            guard case .ready(let bodies) = state else { return }
+            state = .running(bodies.enumerated().map { i, body in WorkerThread.start(name: "\(service)-\(i)", body) })
+        }
     }
 
     /// Stops and joins the workers (within the sockets' 200 ms receive timeout), then closes
@@ -82,11 +100,13 @@ final class DatagramListener: @unchecked Sendable {
     /// worker reads a closed (or reused) descriptor. Idempotent.
     func stop() {
         stopping.store(true, ordering: .relaxed)
-        for t in threads { t.join() }
-        threads = []
-        if !closed {
+        state.withLockedValue { state in
+            if case .stopped = state { return }
+            if case .running(let threads) = state {
+                for t in threads { t.join() }
+            }
             for fd in fds { close(fd) }
-            closed = true
+            state = .stopped
         }
     }
 
@@ -97,7 +117,7 @@ final class DatagramListener: @unchecked Sendable {
     /// Totals over all workers.
     var statistics: DatagramStatistics {
         var total = DatagramStatistics()
-        for c in counters { total.add(DatagramStatistics(c)) }
+        for c in counters { total.add(DatagramStatistics(c, service: service)) }
         return total
     }
 }

@@ -3,15 +3,15 @@ import Glibc
 import TockSockets
 
 /// A listener could not be opened: names the address, the reason and the fix.
-public struct ListenerError: Error, Sendable, CustomStringConvertible {
+package struct ListenerError: Error, Sendable, CustomStringConvertible {
     /// What kind of listener: "UDP", "TCP".
-    public var transport: String
-    public var address: SocketEndpoint
-    public var errorNumber: Int32
+    package var transport: String
+    package var address: SocketEndpoint
+    package var errorNumber: Int32
     /// The descriptor, when the socket was inherited (socket activation) rather than bound.
-    public var inheritedFD: Int32? = nil
+    package var inheritedFD: Int32? = nil
 
-    public var description: String {
+    package var description: String {
         if let inheritedFD {
             return "cannot set up \(transport) \(address) inherited from systemd (fd \(inheritedFD)): \(SystemError.describe(errorNumber))"
         }

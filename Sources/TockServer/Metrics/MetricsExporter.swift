@@ -10,7 +10,7 @@ import TockProtocol
 /// batch (see `DatagramCounters`), and this exporter turns the totals into counter increments
 /// when it is scraped. So the packet path has no lock and no allocation, and a scrape sees
 /// every request counted up to the workers' last batch.
-public final class MetricsExporter: Sendable {
+package final class MetricsExporter: Sendable {
     private let server: TockServer
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
@@ -23,13 +23,13 @@ public final class MetricsExporter: Sendable {
         var gauges: [String: CoreMetrics.Gauge] = [:]
     }
 
-    public init(server: TockServer) {
+    package init(server: TockServer) {
         self.server = server
         self.factory = PrometheusMetricsFactory(registry: registry)
     }
 
     /// The current figures in Prometheus's text exposition format.
-    public func scrape() -> [UInt8] {
+    package func scrape() -> [UInt8] {
         let status = server.status(busiestClients: 0)
         return state.withLockedValue { state in
             update(&state, from: status)
@@ -61,7 +61,7 @@ public final class MetricsExporter: Sendable {
             count("tockd_requests_total", d, s.requests)
             count("tockd_replies_total", d, s.replies)
             count("tockd_errors_total", d, s.errors)
-            if s.name == "ntp" { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
+            if s.name == TockService.ntp.rawValue { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
             for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {
                 count("tockd_drops_total", d + [("reason", reason)], n)
             }
@@ -78,9 +78,9 @@ public final class MetricsExporter: Sendable {
         gauge("tockd_clock_root_delay_seconds", value: c.rootDelaySeconds)
         gauge("tockd_clock_root_dispersion_seconds", value: c.rootDispersionSeconds)
         gauge("tockd_uptime_seconds", value: status.uptimeSeconds)
-        for name in ["ntp", "daytime", "time"] {
-            let group = status.clients.first { $0.name == name }
-            gauge("tockd_rate_limit_clients", [("protocol", name)], value: Double(group?.tracked ?? 0))
+        for service in TockService.allCases {
+            let group = status.clients.first { $0.name == service.rawValue }
+            gauge("tockd_rate_limit_clients", [("protocol", service.rawValue)], value: Double(group?.tracked ?? 0))
         }
     }
 }

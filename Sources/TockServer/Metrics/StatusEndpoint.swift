@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import Glibc
 import Logging
@@ -14,16 +15,17 @@ import TockSockets
 ///
 /// The socket is bound when this is created, so a bad address fails start-up like any other
 /// listener.
-public final class StatusEndpoint: Service, @unchecked Sendable {
+package final class StatusEndpoint: Service, Sendable {
     /// The address actually bound.
-    public let address: SocketEndpoint
+    package let address: SocketEndpoint
     private let fd: Int32
     private let server: TockServer
     private let exporter: MetricsExporter
     private let logger: Logger
-    private var handedOver = false
+    /// Whether NIO owns the socket (and closes it); if not, deinit does.
+    private let handedOver = ManagedAtomic(false)
 
-    public init(address requested: SocketEndpoint, server: TockServer, logger: Logger) throws(ListenerError) {
+    package init(address requested: SocketEndpoint, server: TockServer, logger: Logger) throws(ListenerError) {
         let fd = try ListenerSocket.tcp(requested, backlog: 64)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
@@ -33,19 +35,20 @@ public final class StatusEndpoint: Service, @unchecked Sendable {
     }
 
     deinit {
-        if !handedOver { close(fd) }
+        if !handedOver.load(ordering: .relaxed) { close(fd) }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let exporter = self.exporter
         let server = self.server
-        handedOver = true
+        handedOver.store(true, ordering: .relaxed)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
                 }
             }
             .withBoundSocket(fd)
@@ -58,7 +61,9 @@ public final class StatusEndpoint: Service, @unchecked Sendable {
 }
 
 /// Answers one HTTP request per head: `/metrics`, `/status[?clients=N]`, or 404.
-final class StatusHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+///
+/// Not Sendable: NIO calls it on its channel's event loop only.
+final class StatusHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -96,8 +101,9 @@ final class StatusHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
         let keepAlive = head.isKeepAlive
+        let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { context.close(promise: nil) }
+            if !keepAlive { channel.close(promise: nil) }
         }
     }
 

@@ -1,57 +1,41 @@
 import TockProtocol
 import TockSockets
 
-/// The NTP service on the datagram engine: the protocol core's `NTPResponder` with this
-/// worker's random generator and cached clock state.
+/// The NTP service on the datagram engine: the core's `NTPServer.handle` with this worker's
+/// random generator and its cached clock state and policy.
 struct NTPDatagramResponder: DatagramResponder {
-    static var replyCapacity: Int { NTPResponder.maximumReplyLength }
-    static var dropReasons: [String] { NTPDropReason.allCases.map(\.description) }
+    static var replyCapacity: Int { NTPServer.maximumReplyLength }
+    var service: TockService { .ntp }
 
-    let core: NTPResponder
+    let core: NTPServer
     var clock: CachedClockState
-    var random = FastRandom()
     /// The access list and rate limit, refreshed once per batch so a reload applies live.
     var policy: CachedPolicy
-    var monotonicNow: Int64 = 0
+    var random = FastRandom()
+    var admission: ClientAdmission<ClientLimiter>
 
-    init(precision: Int8, clock: ClockStateCell, policy: PolicyCell = PolicyCell(ServicePolicy(), tableBytes: 0)) {
-        self.core = NTPResponder(precision: precision)
+    init(precision: Int8, clock: ClockStateCell, policy: PolicyCell) {
+        self.core = NTPServer(precision: precision)
         self.clock = CachedClockState(clock)
         self.policy = CachedPolicy(policy)
+        self.admission = ClientAdmission(policy: self.policy.policy, table: self.policy.limiter, monotonicNanoseconds: 0)
     }
 
     mutating func beginBatch(now: UTCInstant) {
         clock.refresh()
-        policy.refresh()
-        if policy.limiter != nil { monotonicNow = SystemClock.monotonicNanoseconds() }
+        if policy.refresh() {
+            admission = ClientAdmission(policy: policy.policy, table: policy.limiter, monotonicNanoseconds: 0)
+        }
+        if admission.table != nil { admission.monotonicNanoseconds = SystemClock.monotonicNanoseconds() }
     }
 
-    /// The protocol decision first (so malformed and non-client packets are counted as such
-    /// and only valid requests can be kissed), then the access list, then the rate limit.
     @inline(__always)
-    mutating func respond(to request: UnsafeRawBufferPointer, from source: DatagramSource, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
-        let length: Int
-        switch core.respond(to: request, sourcePort: source.port, receiveTime: receiveTime, clock: clock.state, reply: reply, random: &random) {
-        case .respond(let n): length = n
-        case .drop(let reason): return .drop(reason: reason.rawValue)
+    mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
+        switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, reply: reply, random: &random) {
+        case .respond(let length, .time): .send(length: length, kind: .timestamped)
+        case .respond(let length, .kissOfDeath): .send(length: length, kind: .kissOfDeath)
+        case .ignore(let reason): .ignore(reason)
         }
-        if !policy.policy.permits(source) {
-            guard let code = policy.policy.denyKissCode else { return .drop(reason: NTPDropReason.denied.rawValue) }
-            NTPResponder.convertToKissOfDeath(code, reply: reply)
-            return .kiss(length: NTPPacket.headerLength)
-        }
-        if let limiter = policy.limiter {
-            switch limiter.decide(source, nowNanoseconds: monotonicNow, random: random.next()) {
-            case .allow:
-                break
-            case .kiss:
-                NTPResponder.convertToKissOfDeath(.rate, reply: reply)
-                return .kiss(length: NTPPacket.headerLength)
-            case .drop:
-                return .drop(reason: NTPDropReason.rateLimited.rawValue)
-            }
-        }
-        return .reply(length: length)
     }
 
     @inline(__always)

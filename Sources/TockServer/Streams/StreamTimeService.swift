@@ -5,8 +5,9 @@ import NIOPosix
 import TockProtocol
 import TockSockets
 
-/// Daytime or Time over TCP (RFC 867 and RFC 868): on each connection, write the time and
-/// close. Input is read and discarded.
+/// Daytime or Time over TCP (RFC 867 and RFC 868): on each connection, the core's
+/// `TextTimeServer.handle` decides, the reply is written and the connection closed. Input is
+/// read and discarded.
 ///
 /// Every connection is bounded by `connectionTimeout`: a client that never reads its reply or
 /// never closes is disconnected then, and because NIO serves all connections on non-blocking
@@ -15,7 +16,7 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    let writer: TextTimeReplyWriter
+    let core: TextTimeServer
     let clock: ClockStateCell
     let connectionTimeout: TimeAmount
     let counters: StreamCounters
@@ -27,8 +28,8 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     /// Whether this connection holds one of the `maxConnections` places.
     let holdsPlace = ManagedAtomic(false)
 
-    init(writer: TextTimeReplyWriter, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) {
-        self.writer = writer
+    init(core: TextTimeServer, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) {
+        self.core = core
         self.clock = clock
         self.connectionTimeout = connectionTimeout
         self.counters = counters
@@ -37,9 +38,8 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         self.maxConnections = maxConnections
     }
 
-    /// Whether the peer passes the access list and its rate limit.
-    func admits(_ remote: NIOCore.SocketAddress?) -> Bool {
-        guard !policy.access.isOpen || limiter != nil else { return true }
+    /// The peer as the core sees it, or nil for a peer that is not IPv4 or IPv6.
+    static func client(_ remote: NIOCore.SocketAddress?) -> ClientAddress? {
         var storage = sockaddr_storage()
         switch remote {
         case .v4(let a)?:
@@ -47,15 +47,9 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         case .v6(let a)?:
             withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: a.address, as: sockaddr_in6.self) }
         default:
-            return false
+            return nil
         }
-        return withUnsafePointer(to: &storage) { pointer in
-            let source = DatagramSource(address: pointer)
-            guard policy.permits(source) else { return false }
-            guard let limiter else { return true }
-            var random = SystemRandomNumberGenerator()
-            return limiter.decide(source, nowNanoseconds: SystemClock.monotonicNanoseconds(), random: random.next()) == .allow
-        }
+        return withUnsafePointer(to: &storage) { ClientAddress($0) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -64,13 +58,13 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         // Past the cap, close at once: the kernel's backlog and NIO's accept loop stay free.
         if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= maxConnections {
             counters.active.wrappingDecrement(ordering: .relaxed)
-            counters.refused.wrappingIncrement(ordering: .relaxed)
+            counters.count(.connectionLimit)
             context.close(promise: nil)
             return
         }
         holdsPlace.store(true, ordering: .relaxed)
-        guard admits(channel.remoteAddress) else {
-            counters.refused.wrappingIncrement(ordering: .relaxed)
+        guard let client = Self.client(channel.remoteAddress) else {
+            counters.count(.denied)
             context.close(promise: nil)
             return
         }
@@ -78,12 +72,18 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
             channel.close(promise: nil)
         }
         let now = SystemClock.now()
-        var buffer = context.channel.allocator.buffer(capacity: TextTimeReplyWriter.capacity)
-        let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TextTimeReplyWriter.capacity) { raw in
-            writer.write(now: now, zone: writer.zoneInfo(at: now), clock: clock.read().state, into: raw)
+        let admission = ClientAdmission(policy: policy, table: limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
+        var random = SystemRandomNumberGenerator()
+        let zone = core.needsLocalZone ? LocalZone.lookup(at: now) : .utc
+        var buffer = context.channel.allocator.buffer(capacity: TextTimeServer.maximumReplyLength)
+        var action = TextTimeServer.Action.ignore(.unsynchronized)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TextTimeServer.maximumReplyLength) { raw in
+            action = core.handle(from: client, transport: .stream, now: now, localZone: zone, clock: clock.read().state, admission: admission, random: random.next(), reply: raw)
+            if case .respond(let length) = action { return length }
+            return 0
         }
-        guard written > 0 else {
-            counters.silent.wrappingIncrement(ordering: .relaxed)
+        guard case .respond = action else {
+            if case .ignore(let reason) = action { counters.count(reason) }
             context.close(promise: nil)
             return
         }
@@ -113,12 +113,20 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
 final class StreamCounters: Sendable {
     let connections = ManagedAtomic<UInt64>(0)
     let replied = ManagedAtomic<UInt64>(0)
-    /// Connections closed without a reply because the clock was unsynchronised.
-    let silent = ManagedAtomic<UInt64>(0)
-    /// Connections closed at once: over the cap, denied, or rate-limited.
-    let refused = ManagedAtomic<UInt64>(0)
+    /// Connections closed without a reply, by reason.
+    private let drops: [ManagedAtomic<UInt64>] = DropReason.allCases.map { _ in ManagedAtomic(0) }
     /// Connections open now.
     let active = ManagedAtomic<Int>(0)
+
+    /// Counts a connection closed unanswered.
+    func count(_ reason: DropReason) {
+        drops[reason.rawValue].wrappingIncrement(ordering: .relaxed)
+    }
+
+    /// Connections closed unanswered for `reason`.
+    func drops(_ reason: DropReason) -> UInt64 {
+        drops[reason.rawValue].load(ordering: .relaxed)
+    }
 }
 
 
@@ -133,7 +141,7 @@ final class StreamTimeListener: Sendable {
 
     let address: SocketEndpoint
     let fd: Int32
-    let writer: TextTimeReplyWriter
+    let core: TextTimeServer
     let counters = StreamCounters()
     let policy: PolicyCell
     let maxConnections: Int
@@ -141,30 +149,30 @@ final class StreamTimeListener: Sendable {
     /// The inherited descriptor, when systemd bound the socket (socket activation).
     let inheritedFD: Int32?
 
-    init(address requested: SocketEndpoint, writer: TextTimeReplyWriter, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
+    init(address requested: SocketEndpoint, core: TextTimeServer, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
         self.policy = policy
         self.maxConnections = maxConnections
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
-        self.writer = writer
+        self.core = core
         self.inheritedFD = nil
     }
 
     /// Serves a TCP socket systemd bound (and usually already listens on); NIO makes it
     /// non-blocking and listens with its own backlog. Owns `socket.fd` from here on.
-    init(inherited socket: InheritedSocket, writer: TextTimeReplyWriter, policy: PolicyCell, maxConnections: Int) {
+    init(inherited socket: InheritedSocket, core: TextTimeServer, policy: PolicyCell, maxConnections: Int) {
         self.policy = policy
         self.maxConnections = maxConnections
         self.fd = socket.fd
         self.address = socket.address
-        self.writer = writer
+        self.core = core
         self.inheritedFD = socket.fd
     }
 
     /// Starts accepting on `group`; the returned channel closes the listener.
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
-        let writer = self.writer
+        let core = self.core
         let counters = self.counters
         let cell = self.policy
         let maxConnections = self.maxConnections
@@ -176,7 +184,7 @@ final class StreamTimeListener: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let (policy, limiter, _) = cell.read()
                     try channel.pipeline.syncOperations.addHandler(
-                        StreamTimeHandler(writer: writer, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
+                        StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
                     )
                 }
             }

@@ -1,32 +1,28 @@
 import Glibc
+import TockProtocol
 import TockSockets
 
 /// A socket a service manager bound and passed to tockd (socket activation), and the service
 /// tockd runs on it.
-public struct InheritedSocket: Sendable, Hashable, CustomStringConvertible {
-    /// The services a socket can be for.
-    public enum Service: String, Sendable, Hashable, CaseIterable {
-        case ntp, daytime, time
-    }
-
+package struct InheritedSocket: Sendable, Hashable, CustomStringConvertible {
     /// The transports tockd serves.
-    public enum Transport: String, Sendable, Hashable {
+    package enum Transport: String, Sendable, Hashable {
         case udp, tcp
     }
 
     /// The descriptor, from 3 (`SD_LISTEN_FDS_START`) up.
-    public var fd: Int32
+    package var fd: Int32
     /// Its entry in `LISTEN_FDNAMES` (systemd's `FileDescriptorName=`), if any.
-    public var name: String?
+    package var name: String?
     /// What tockd serves on it.
-    public var service: Service
+    package var service: TockService
     /// UDP (`ListenDatagram=`) or TCP (`ListenStream=`).
-    public var transport: Transport
+    package var transport: Transport
     /// The address the socket is bound to.
-    public var address: SocketEndpoint
+    package var address: SocketEndpoint
 
     /// A socket as `SocketActivation.classify` found it; tests and embedders may build one.
-    public init(fd: Int32, name: String?, service: Service, transport: Transport, address: SocketEndpoint) {
+    package init(fd: Int32, name: String?, service: TockService, transport: Transport, address: SocketEndpoint) {
         self.fd = fd
         self.name = name
         self.service = service
@@ -35,75 +31,66 @@ public struct InheritedSocket: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `NTP over UDP 0.0.0.0:123 (fd 3, name "ntp")`.
-    public var description: String {
+    package var description: String {
         let label = name.map { ", name \"\($0)\"" } ?? ""
         return "\(service.label) over \(transport.rawValue.uppercased()) \(address) (fd \(fd)\(label))"
     }
 }
 
-extension InheritedSocket.Service {
-    /// `NTP`, `Daytime`, `Time`.
-    public var label: String {
+extension TockService {
+    /// `NTP`, `Daytime`, `Time`, as messages name the service.
+    package var label: String {
         switch self {
         case .ntp: "NTP"
         case .daytime: "Daytime"
         case .time: "Time"
         }
     }
-
-    /// The service's well-known port: 123 (RFC 5905), 13 (RFC 867), 37 (RFC 868).
-    public var wellKnownPort: UInt16 {
-        switch self {
-        case .ntp: TockServerConfiguration.defaultNTPPort
-        case .daytime: TockServerConfiguration.defaultDaytimePort
-        case .time: TockServerConfiguration.defaultTimePort
-        }
-    }
 }
 
 /// Inherited sockets were announced but cannot be served: names the descriptor, what is wrong
 /// and what to change.
-public struct SocketActivationError: Error, Sendable, CustomStringConvertible {
+package struct SocketActivationError: Error, Sendable, CustomStringConvertible {
     /// What kind of problem; compare errors on this.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
         /// A short name, e.g. "not a socket".
-        public let rawValue: String
+        package let rawValue: String
         /// LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES is malformed or inconsistent.
-        public static let badEnvironment = Code(rawValue: "bad environment")
+        package static let badEnvironment = Code(rawValue: "bad environment")
         /// An announced descriptor is not open.
-        public static let notOpen = Code(rawValue: "not open")
+        package static let notOpen = Code(rawValue: "not open")
         /// An announced descriptor is a file, pipe or device rather than a socket.
-        public static let notASocket = Code(rawValue: "not a socket")
+        package static let notASocket = Code(rawValue: "not a socket")
         /// A socket of a family other than IPv4 and IPv6 (e.g. AF_UNIX).
-        public static let unsupportedFamily = Code(rawValue: "unsupported family")
+        package static let unsupportedFamily = Code(rawValue: "unsupported family")
         /// A socket other than UDP or TCP (SOCK_SEQPACKET, SOCK_RAW, SCTP, ...).
-        public static let unsupportedType = Code(rawValue: "unsupported type")
+        package static let unsupportedType = Code(rawValue: "unsupported type")
         /// A socket bound to no port.
-        public static let notBound = Code(rawValue: "not bound")
+        package static let notBound = Code(rawValue: "not bound")
         /// A connected TCP socket (`Accept=yes`), not a listening one.
-        public static let connected = Code(rawValue: "connected")
+        package static let connected = Code(rawValue: "connected")
         /// Neither the name nor the port says which service the socket is for.
-        public static let unassigned = Code(rawValue: "unassigned")
+        package static let unassigned = Code(rawValue: "unassigned")
         /// NTP over TCP.
-        public static let wrongTransport = Code(rawValue: "wrong transport")
-        public var description: String { rawValue }
+        package static let wrongTransport = Code(rawValue: "wrong transport")
+        package var description: String { rawValue }
     }
 
     /// What kind of problem.
-    public var code: Code
+    package var code: Code
     /// The descriptor at fault, if one is.
-    public var fd: Int32?
+    package var fd: Int32?
     /// What is wrong, and what to do.
-    public var reason: String
+    package var reason: String
 
     /// An error of `code` about `fd` (nil when no one descriptor is at fault).
-    public init(_ code: Code, fd: Int32? = nil, _ reason: String) {
+    package init(_ code: Code, fd: Int32? = nil, _ reason: String) {
         self.code = code
         self.fd = fd
         self.reason = reason
     }
 
-    public var description: String {
+    package var description: String {
         "socket activation: " + (fd.map { "fd \($0) " } ?? "") + reason
     }
 }
@@ -116,15 +103,15 @@ public struct SocketActivationError: Error, Sendable, CustomStringConvertible {
 /// Each socket goes to a service by its name (systemd.socket(5) `FileDescriptorName=ntp`,
 /// `daytime` or `time`), or, for any other name or none, by its port (123, 13, 37): one socket
 /// unit names all its sockets alike, so a single unit for every service relies on the ports.
-public enum SocketActivation {
+package enum SocketActivation {
     /// `SD_LISTEN_FDS_START`: the first passed descriptor.
-    public static let firstDescriptor: Int32 = 3
+    package static let firstDescriptor: Int32 = 3
     /// More sockets than any configuration tockd could serve sensibly; a larger count is a
     /// mistake (or garbage), not a socket unit.
-    public static let maximumDescriptors = 1024
+    package static let maximumDescriptors = 1024
     /// The variables, removed once read so that no child inherits them (sd_listen_fds(3)
     /// `unset_environment`).
-    public static let variables = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
+    package static let variables = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]
 
     /// The sockets this process was started with, checked and assigned to services; empty when
     /// it was not socket-activated. Removes the `LISTEN_*` variables from the environment and
@@ -132,7 +119,7 @@ public enum SocketActivation {
     ///
     /// Call it on the main thread before any other thread starts: setenv and unsetenv are not
     /// thread-safe.
-    public static func inheritedSockets() throws(SocketActivationError) -> [InheritedSocket] {
+    package static func inheritedSockets() throws(SocketActivationError) -> [InheritedSocket] {
         let values = variables.map { name in getenv(name).map { String(cString: $0) } }
         for name in variables { unsetenv(name) }
         guard let announced = try announcedDescriptors(listenPID: values[0], listenFDs: values[1], listenFDNames: values[2], pid: getpid()) else {
@@ -144,7 +131,7 @@ public enum SocketActivation {
     /// The descriptors the variables announce, with their names, or nil when they are not for
     /// this process (`LISTEN_PID` or `LISTEN_FDS` unset, or `LISTEN_PID` another process's, as
     /// when a parent that was activated did not clear them). Reads no descriptor.
-    public static func announcedDescriptors(listenPID: String?, listenFDs: String?, listenFDNames: String?, pid: Int32) throws(SocketActivationError) -> [(fd: Int32, name: String?)]? {
+    package static func announcedDescriptors(listenPID: String?, listenFDs: String?, listenFDNames: String?, pid: Int32) throws(SocketActivationError) -> [(fd: Int32, name: String?)]? {
         guard let listenPID else { return nil }
         guard let owner = Int32(listenPID), owner > 0 else {
             throw SocketActivationError(.badEnvironment, "LISTEN_PID=\(listenPID) is not a process ID")
@@ -173,7 +160,7 @@ public enum SocketActivation {
 
     /// Checks each descriptor is an IPv4/IPv6 UDP or TCP socket bound to a port, marks it
     /// close-on-exec, and assigns it to a service.
-    public static func classify(_ descriptors: [(fd: Int32, name: String?)]) throws(SocketActivationError) -> [InheritedSocket] {
+    package static func classify(_ descriptors: [(fd: Int32, name: String?)]) throws(SocketActivationError) -> [InheritedSocket] {
         var sockets: [InheritedSocket] = []
         for (fd, name) in descriptors {
             let (transport, address) = try inspect(fd)
@@ -185,12 +172,12 @@ public enum SocketActivation {
 
     /// The service for a socket: its name if that is `ntp`, `daytime` or `time`, else its port.
     /// Pure, so that every rule is tested without sockets.
-    public static func assign(fd: Int32, name: String?, transport: InheritedSocket.Transport, address: SocketEndpoint) throws(SocketActivationError) -> InheritedSocket.Service {
+    package static func assign(fd: Int32, name: String?, transport: InheritedSocket.Transport, address: SocketEndpoint) throws(SocketActivationError) -> TockService {
         let what = "(\(transport.rawValue.uppercased()) \(address)\(name.map { ", name \"\($0)\"" } ?? ""))"
-        let service: InheritedSocket.Service
-        if let name, let named = InheritedSocket.Service(rawValue: name) {
+        let service: TockService
+        if let name, let named = TockService(rawValue: name) {
             service = named
-        } else if let byPort = InheritedSocket.Service.allCases.first(where: { $0.wellKnownPort == address.port }) {
+        } else if let byPort = TockService.allCases.first(where: { $0.wellKnownPort == address.port }) {
             service = byPort
         } else {
             throw SocketActivationError(.unassigned, fd: fd, "\(what) is for no service tockd knows: name it with FileDescriptorName=ntp, daytime or time, or use port 123 (NTP), 13 (Daytime) or 37 (Time)")

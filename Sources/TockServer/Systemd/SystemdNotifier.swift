@@ -5,11 +5,11 @@ import Glibc
 ///
 /// With `Type=notify`, systemd considers tockd started only on `READY=1`, sent once every
 /// socket is bound and every worker runs, and shows `STATUS=` in `systemctl status`.
-public enum SystemdNotifier {
+package enum SystemdNotifier {
     /// Sends `state` (e.g. "READY=1") if tockd runs under a service manager that asked for
     /// notifications; returns whether it was sent. Failures are silent: notification is advice.
     @discardableResult
-    public static func notify(_ state: String, environment: [String: String]? = nil) -> Bool {
+    package static func notify(_ state: String, environment: [String: String]? = nil) -> Bool {
         let path: String
         if let environment {
             guard let p = environment["NOTIFY_SOCKET"] else { return false }

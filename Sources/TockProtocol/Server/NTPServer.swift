@@ -1,0 +1,173 @@
+/// What kind of reply a decision wrote.
+public enum NTPReplyKind: Sendable, Hashable {
+    /// A time reply: the transport stamps the transmit timestamp (T3) into it just before
+    /// sending (`NTPServer.stampTransmitTime`).
+    case time
+    /// A kiss-o'-death (RFC 5905 §7.4) with this code, sent because of `reason`; complete as
+    /// written, with no timestamps to stamp.
+    case kissOfDeath(KissCode, reason: DropReason)
+}
+
+/// The server's decision for one NTP datagram, carried out by the transport.
+public enum NTPServerAction: Sendable, Hashable {
+    /// Send the first `length` bytes of the reply buffer (after stamping T3 into a `.time`
+    /// reply).
+    case respond(length: Int, kind: NTPReplyKind)
+    /// Send nothing, and count `reason`.
+    case ignore(DropReason)
+}
+
+/// The NTP server's whole per-request decision (RFC 5905 §8 and §9.2, server side): protocol
+/// validation, access list, rate limit and kiss-o'-death, and the reply bytes, with no I/O
+/// and no clock reads.
+///
+/// Per packet it reads the request and writes the reply in buffers the caller owns; it does
+/// not allocate. The transport calls `handle` with the receive time (T2) and, for a `.time`
+/// reply, `stampTransmitTime` with T3 as late as it can before sending.
+public struct NTPServer: Sendable {
+    /// log2 seconds of the clock's resolution, put in every reply and used to randomise the
+    /// timestamp bits below it.
+    public let precision: Int8
+    /// The fraction bits below the precision, which carry no information and are randomised
+    /// so a client cannot predict timestamps (chrony does the same).
+    @usableFromInline let randomMask: UInt64
+
+    /// A server for a clock of the given precision.
+    public init(precision: Int8) {
+        self.precision = precision
+        let randomBits = max(0, min(32, 32 + Int(precision)))
+        self.randomMask = randomBits == 0 ? 0 : (UInt64(1) << UInt64(randomBits)) - 1
+    }
+
+    /// The longest reply `handle` writes: 48 bytes, or 52 with a crypto-NAK. A reply is never
+    /// longer than its request, so NTP's amplification factor stays at most 1.
+    public static let maximumReplyLength = 52
+
+    /// Decides what to do with `request` from `client`, received at `receiveTime` (T2), and
+    /// writes the reply (all but a time reply's transmit timestamp) into `reply`, which must
+    /// hold `maximumReplyLength` bytes.
+    ///
+    /// In order:
+    /// 1. Protocol validation, so malformed and non-client packets are counted as such and
+    ///    only valid requests can ever be kissed. Only client requests are answered (RFC 5905
+    ///    §9.2's dispatch table: mode 3 → mode 4); the version is echoed (1...4). NTPv1 had no
+    ///    mode field: its requests carry mode 0 and are told from servers' packets by the
+    ///    source port, so they are answered only when it isn't 123. Extension fields are
+    ///    validated (RFC 7822) and ignored.
+    /// 2. Admission: the access list, then the rate limit (`ClientAdmission.admit`). A refused
+    ///    client gets a kiss-o'-death when the policy says so, otherwise nothing.
+    /// 3. The time reply. A request with a MAC gets a crypto-NAK (four zero bytes: no
+    ///    symmetric keys are configured, RFC 5905 §7.3) so an authenticating client learns
+    ///    why, in a reply still no longer than its request.
+    @inlinable
+    public func handle<Table: RateLimitTable>(
+        _ request: UnsafeRawBufferPointer,
+        from client: ClientAddress,
+        receiveTime: UTCInstant,
+        clock: ServerClockState,
+        admission: ClientAdmission<Table>,
+        reply: UnsafeMutableRawBufferPointer,
+        random: inout FastRandom
+    ) -> NTPServerAction {
+        guard request.count >= NTPPacket.headerLength else { return .ignore(.tooShort) }
+        let first = request[0]
+        let version = (first >> 3) & 0x7
+        let mode = first & 0x7
+        guard version >= 1, version <= 4 else { return .ignore(.badVersion) }
+        switch mode {
+        case NTPMode.client.rawValue:
+            break
+        case NTPMode.reserved.rawValue where version == 1 && client.port != 123:
+            break
+        default:
+            return .ignore(.notClientMode)
+        }
+        let trailer: NTPTrailer
+        do {
+            trailer = try NTPTrailer(validating: request, version: version)
+        } catch {
+            return .ignore(.malformed)
+        }
+        let origin = NTPWire.load64(request, NTPWire.transmitOffset)
+
+        switch admission.admit(client, random: random.next()) {
+        case .serve:
+            break
+        case .drop(let reason):
+            return .ignore(reason)
+        case .kiss(let code, let reason):
+            Self.writeKissOfDeath(code, version: version, poll: request[2], origin: origin, reply: reply)
+            return .respond(length: NTPPacket.headerLength, kind: .kissOfDeath(code, reason: reason))
+        }
+
+        reply[0] = clock.leap.rawValue << 6 | version << 3 | NTPMode.server.rawValue
+        reply[1] = clock.stratum
+        reply[2] = request[2]  // poll, echoed (RFC 5905 §9.2)
+        reply[3] = UInt8(bitPattern: precision)
+        NTPWire.store32(NTPShort(nanoseconds: clock.rootDelayNanoseconds).rawValue, reply, NTPWire.rootDelayOffset)
+        NTPWire.store32(NTPShort(nanoseconds: clock.rootDispersionNanoseconds).rawValue, reply, NTPWire.rootDispersionOffset)
+        NTPWire.store32(clock.referenceID, reply, NTPWire.referenceIDOffset)
+        let reference = clock.isSynchronized ? NTPTimestamp(clock.referenceTime).rawValue : 0
+        NTPWire.store64(reference, reply, NTPWire.referenceTimeOffset)
+        NTPWire.store64(origin, reply, NTPWire.originOffset)
+        var receive = NTPTimestamp(receiveTime).rawValue & ~randomMask | random.next() & randomMask
+        if receive == origin { receive &+= 1 }
+        NTPWire.store64(receive, reply, NTPWire.receiveOffset)
+        NTPWire.store64(0, reply, NTPWire.transmitOffset)
+        if trailer.macLength > 0 {
+            NTPWire.store32(0, reply, NTPPacket.headerLength)
+            return .respond(length: NTPPacket.headerLength + 4, kind: .time)
+        }
+        return .respond(length: NTPPacket.headerLength, kind: .time)
+    }
+
+    /// Writes a kiss-o'-death (RFC 5905 §7.4): leap 3, stratum 0, the kiss code as reference
+    /// ID, the origin echoed so the client can trust it, and no usable timestamps (receive and
+    /// transmit zero, which RFC 4330 clients reject as time).
+    @inlinable
+    static func writeKissOfDeath(_ code: KissCode, version: UInt8, poll: UInt8, origin: UInt64, reply: UnsafeMutableRawBufferPointer) {
+        reply[0] = LeapIndicator.unsynchronized.rawValue << 6 | version << 3 | NTPMode.server.rawValue
+        reply[1] = 0
+        reply[2] = poll
+        reply[3] = 0
+        NTPWire.store32(0, reply, NTPWire.rootDelayOffset)
+        NTPWire.store32(0, reply, NTPWire.rootDispersionOffset)
+        NTPWire.store32(code.rawValue, reply, NTPWire.referenceIDOffset)
+        NTPWire.store64(0, reply, NTPWire.referenceTimeOffset)
+        NTPWire.store64(origin, reply, NTPWire.originOffset)
+        NTPWire.store64(0, reply, NTPWire.receiveOffset)
+        NTPWire.store64(0, reply, NTPWire.transmitOffset)
+    }
+
+    /// Writes the transmit timestamp (T3) into a `.time` reply written by `handle`.
+    ///
+    /// T3 is made strictly later than T2 and different from the origin, whatever the clock did
+    /// between them: equal timestamps would make a client's duplicate and bogus tests
+    /// (RFC 5905 §8) misfire, and an earlier T3 would be a negative server processing time.
+    @inlinable
+    public func stampTransmitTime(_ transmitTime: UTCInstant, reply: UnsafeMutableRawBufferPointer, random: inout FastRandom) {
+        let written = UnsafeRawBufferPointer(reply)
+        let receive = NTPWire.load64(written, NTPWire.receiveOffset)
+        let origin = NTPWire.load64(written, NTPWire.originOffset)
+        var transmit = NTPTimestamp(transmitTime).rawValue & ~randomMask | random.next() & randomMask
+        // Compare modulo 2^64 so the test holds across an era boundary.
+        if Int64(bitPattern: transmit &- receive) <= 0 { transmit = receive &+ 1 }
+        if transmit == origin { transmit &+= 1 }
+        NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
+    }
+
+/// The precision (log2 seconds) of a clock whose smallest observable step is
+    /// `resolutionNanoseconds`: the smallest p with 2^p ≥ the step (RFC 5905 §7.3).
+    public static func precision(resolutionNanoseconds: Int64) -> Int8 {
+        let step = Double(max(1, resolutionNanoseconds)) / 1e9
+        var p = -32
+        while p < 0, Double.pow2(p) < step { p += 1 }
+        return Int8(p)
+    }
+}
+
+extension Double {
+    static func pow2(_ exponent: Int) -> Double {
+        Double(sign: .plus, exponent: exponent, significand: 1)
+    }
+}
