@@ -94,15 +94,15 @@ import TockProtocol
 
     @Test func prefixesMatch() throws {
         let p = try Self.parse("192.0.2.0/24")
-        #expect(Self.v4(192, 0, 2, 77).withUnsafeBytes { p.contains($0) })
-        #expect(!Self.v4(192, 0, 3, 1).withUnsafeBytes { p.contains($0) })
+        #expect(p.contains(ClientAddress(bytes: Self.v4(192, 0, 2, 77), port: 1)!))
+        #expect(!p.contains(ClientAddress(bytes: Self.v4(192, 0, 3, 1), port: 1)!))
         let odd = try Self.parse("10.128.0.0/9")
-        #expect(Self.v4(10, 200, 1, 1).withUnsafeBytes { odd.contains($0) })
-        #expect(!Self.v4(10, 127, 1, 1).withUnsafeBytes { odd.contains($0) })
+        #expect(odd.contains(ClientAddress(bytes: Self.v4(10, 200, 1, 1), port: 1)!))
+        #expect(!odd.contains(ClientAddress(bytes: Self.v4(10, 127, 1, 1), port: 1)!))
         let v6 = try Self.parse("2001:db8::/32")
         let inside: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 9, 9] + [UInt8](repeating: 1, count: 10)
-        #expect(inside.withUnsafeBytes { v6.contains($0) })
-        #expect(!Self.v4(192, 0, 2, 1).withUnsafeBytes { v6.contains($0) })  // families never match
+        #expect(v6.contains(ClientAddress(bytes: inside, port: 1)!))
+        #expect(!v6.contains(ClientAddress(bytes: Self.v4(192, 0, 2, 1), port: 1)!))  // families never match
         #expect((try Self.parse("0.0.0.0/0")).length == 0)
     }
 
@@ -114,10 +114,10 @@ import TockProtocol
 
     @Test func denyWinsAndAllowRestricts() throws {
         let list = AccessList(allow: [try Self.parse("10.0.0.0/8")], deny: [try Self.parse("10.9.0.0/16")])
-        #expect(Self.v4(10, 1, 1, 1).withUnsafeBytes { list.permits($0) })
-        #expect(!Self.v4(10, 9, 1, 1).withUnsafeBytes { list.permits($0) })
-        #expect(!Self.v4(192, 0, 2, 1).withUnsafeBytes { list.permits($0) })
-        #expect(Self.v4(192, 0, 2, 1).withUnsafeBytes { AccessList().permits($0) })
+        #expect(list.permits(ClientAddress(bytes: Self.v4(10, 1, 1, 1), port: 1)!))
+        #expect(!list.permits(ClientAddress(bytes: Self.v4(10, 9, 1, 1), port: 1)!))
+        #expect(!list.permits(ClientAddress(bytes: Self.v4(192, 0, 2, 1), port: 1)!))
+        #expect(AccessList().permits(ClientAddress(bytes: Self.v4(192, 0, 2, 1), port: 1)!))
     }
 
     @Test func reflectionPorts() {
@@ -126,28 +126,110 @@ import TockProtocol
     }
 }
 
-@Suite struct KissOfDeathReplyTests {
-    @Test func convertedReplyIsAKissWithTheOriginEchoed() throws {
-        let responder = NTPResponder(precision: -20)
+/// A rate-limit table in plain memory, deciding with the core's bucket arithmetic.
+final class TestRateLimitTable: RateLimitTable {
+    let policy: RateLimitPolicy
+    var buckets: [ClientAddress: RateLimitBucket] = [:]
+    init(_ policy: RateLimitPolicy) { self.policy = policy }
+    func decide(_ client: ClientAddress, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
+        let key = client.prefix(ipv4Length: policy.ipv4PrefixLength, ipv6Length: policy.ipv6PrefixLength)
+        let (next, decision) = RateLimitBucket.decide(buckets[key] ?? RateLimitBucket(rawValue: 0), fingerprint: 1, nowNanoseconds: now, policy: policy, random: random)
+        buckets[key] = next
+        return decision
+    }
+}
+
+@Suite struct NTPDecisionTests {
+    static let now = UTCInstant(secondsSinceUnixEpoch: 1_795_546_000)
+    static let client = ClientAddress(ipv4: 0xC000_0207, port: 40000)
+    static let request = NTPClientExchange(version: 3, requestTransmit: NTPTimestamp(rawValue: 0x1122_3344_5566_7788)).requestBytes
+
+    func decide<T: RateLimitTable>(_ request: [UInt8] = NTPDecisionTests.request, admission: ClientAdmission<T>) -> (NTPServerAction, [UInt8]) {
         var random = FastRandom(seed: 1)
-        let request = NTPClientExchange(version: 3, requestTransmit: NTPTimestamp(rawValue: 0x1122_3344_5566_7788)).requestBytes
-        var reply = [UInt8](repeating: 0, count: NTPResponder.maximumReplyLength)
-        let now = UTCInstant(secondsSinceUnixEpoch: 1_795_546_000)
-        request.withUnsafeBytes { req in
+        var reply = [UInt8](repeating: 0xAA, count: NTPServer.maximumReplyLength)
+        let action = request.withUnsafeBytes { req in
             reply.withUnsafeMutableBytes { out in
-                _ = responder.respond(to: req, sourcePort: 40000, receiveTime: now, clock: .local(stratum: 2, now: now, precisionNanoseconds: 1), reply: out, random: &random)
-                NTPResponder.convertToKissOfDeath(.rate, reply: out)
-                responder.stampTransmitTime(now, reply: out, random: &random)
+                NTPServer(precision: -20).handle(req, from: Self.client, receiveTime: Self.now, clock: .local(stratum: 2, now: Self.now, precisionNanoseconds: 1), admission: admission, reply: out, random: &random)
             }
         }
+        return (action, reply)
+    }
+
+    @Test func deniedClientsGetTheConfiguredKissWithTheOriginEchoed() throws {
+        let deny = AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)])
+        let (action, reply) = decide(admission: ClientAdmission(policy: ServicePolicy(access: deny, denyKissCode: .deny)))
+        #expect(action == .respond(length: 48, kind: .kissOfDeath(.deny, reason: .denied)))
         let p = try NTPPacket(decoding: reply)
         #expect(p.leap == .unsynchronized && p.stratum == 0 && p.version == 3 && p.mode == .server)
-        #expect(p.kissCode == .rate)
+        #expect(p.kissCode == .deny)
         #expect(p.originTimestamp.rawValue == 0x1122_3344_5566_7788)
         #expect(p.receiveTimestamp.isZero && p.transmitTimestamp.isZero)
         let exchange = NTPClientExchange(version: 3, requestTransmit: NTPTimestamp(rawValue: 0x1122_3344_5566_7788))
-        #expect(exchange.evaluate(reply: Array(reply[..<48]), t1: now, t4: now) == .failure(.kissOfDeath(.rate)))
+        #expect(exchange.evaluate(reply: Array(reply[..<48]), t1: Self.now, t4: Self.now) == .failure(.kissOfDeath(.deny)))
+        // Without a kiss code, silence.
+        #expect(decide(admission: ClientAdmission(policy: ServicePolicy(access: deny))).0 == .ignore(.denied))
+        // Another client is served.
+        let other = ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [198, 51, 100, 0], length: 24)]), denyKissCode: .deny)
+        #expect(decide(admission: ClientAdmission(policy: other)).0 == .respond(length: 48, kind: .time))
     }
+
+    @Test func validationComesBeforeAdmission() {
+        let deny = ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]), denyKissCode: .deny)
+        var server = Self.request
+        server[0] = 0x24  // mode 4: never answered, not even with a kiss
+        #expect(decide(server, admission: ClientAdmission(policy: deny)).0 == .ignore(.notClientMode))
+        #expect(decide(Array(Self.request[..<47]), admission: ClientAdmission(policy: deny)).0 == .ignore(.tooShort))
+    }
+
+    @Test func rateLimitKissesOncePerEmptiedBucketThenDrops() {
+        let limit = RateLimitPolicy(intervalLog2: 12, burst: 2, leakLog2: 0, kissOfDeath: true)
+        let table = TestRateLimitTable(limit)
+        let admission = ClientAdmission(policy: ServicePolicy(rateLimit: limit), table: table, monotonicNanoseconds: 1 << 40)
+        let actions = (0..<5).map { _ in decide(admission: admission).0 }
+        #expect(actions == [
+            .respond(length: 48, kind: .time), .respond(length: 48, kind: .time),
+            .respond(length: 48, kind: .kissOfDeath(.rate, reason: .rateLimited)),
+            .ignore(.rateLimited), .ignore(.rateLimited),
+        ])
+        // A denied client never spends a bucket.
+        let denied = ClientAdmission(policy: ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]), rateLimit: limit), table: TestRateLimitTable(limit), monotonicNanoseconds: 0)
+        _ = decide(admission: denied)
+        #expect(denied.table!.buckets.isEmpty)
+    }
+}
+
+@Suite struct TextTimeDecisionTests {
+    static let now = UTCInstant(secondsSinceUnixEpoch: 1_795_546_000)
+
+    func decide<T: RateLimitTable>(_ service: TockService, port: UInt16 = 40000, transport: TextTimeServer.Transport = .datagram, clock: ServerClockState = .local(stratum: 2, now: TextTimeDecisionTests.now, precisionNanoseconds: 1), admission: ClientAdmission<T>) -> (TextTimeServer.Action, [UInt8]) {
+        var reply = [UInt8](repeating: 0, count: TextTimeServer.maximumReplyLength)
+        let action = reply.withUnsafeMutableBytes { out in
+            TextTimeServer(service: service, format: .iso8601, zone: .utc).handle(from: ClientAddress(ipv4: 0xC000_0207, port: port), transport: transport, now: Self.now, localZone: .utc, clock: clock, admission: admission, random: 0, reply: out)
+        }
+        if case .respond(let n) = action { return (action, Array(reply[..<n])) }
+        return (action, [])
+    }
+
+    @Test func answersWithTheTime() {
+        let open = ClientAdmission(policy: ServicePolicy())
+        let (action, text) = decide(.daytime, admission: open)
+        #expect(action == .respond(length: 22))
+        #expect(String(decoding: text, as: UTF8.self) == Daytime.text(Self.now, format: .iso8601))
+        #expect(decide(.time, admission: open).1 == RFC868.value(for: Self.now).bigEndianBytes)
+    }
+
+    @Test func dropsInOrderReflectionAdmissionClock() {
+        let open = ClientAdmission(policy: ServicePolicy())
+        let deny = ClientAdmission(policy: ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]), denyKissCode: .deny))
+        #expect(decide(.time, port: 19, admission: deny).0 == .ignore(.reflectionPort))
+        #expect(decide(.time, port: 19, transport: .stream, admission: open).0 == .respond(length: 4), "TCP peers completed a handshake")
+        #expect(decide(.daytime, clock: .unsynchronized, admission: deny).0 == .ignore(.denied), "a kiss is a drop outside NTP")
+        #expect(decide(.daytime, clock: .unsynchronized, admission: open).0 == .ignore(.unsynchronized))
+    }
+}
+
+extension UInt32 {
+    var bigEndianBytes: [UInt8] { [UInt8(self >> 24), UInt8(self >> 16 & 0xFF), UInt8(self >> 8 & 0xFF), UInt8(self & 0xFF)] }
 }
 
 @Suite struct LeapSecondTests {

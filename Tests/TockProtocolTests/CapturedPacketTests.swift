@@ -62,9 +62,9 @@ import TockProtocol
 
     @Test(arguments: [(ntplibRequest, UInt8(2)), (rdateRequest, UInt8(4))])
     func answersCapturedRequests(request: [UInt8], version: UInt8) throws {
-        let responder = NTPResponder(precision: -25)
+        let responder = NTPServer(precision: -25)
         var random = FastRandom(seed: 7)
-        var reply = [UInt8](repeating: 0, count: NTPResponder.maximumReplyLength)
+        var reply = [UInt8](repeating: 0, count: NTPServer.maximumReplyLength)
         let now = UTCInstant(secondsSinceUnixEpoch: 1_795_546_000)
         let state = ServerClockState.local(stratum: 10, now: now, precisionNanoseconds: 30)
         let action = request.withUnsafeBytes { req in
@@ -74,7 +74,7 @@ import TockProtocol
                 return a
             }
         }
-        #expect(action == .respond(length: 48))
+        #expect(action == .respond(length: 48, kind: .time))
         let p = try NTPPacket(decoding: Array(reply[..<48]))
         #expect(p.version == version)
         #expect(p.mode == .server)

@@ -9,14 +9,14 @@ import TockProtocol
 
     @Test(arguments: instants)
     func exchangeAcrossRollovers(seconds: Int64) throws {
-        let responder = NTPResponder(precision: -25)
+        let responder = NTPServer(precision: -25)
         var random = FastRandom(seed: UInt64(seconds))
         let t1 = UTCInstant(secondsSinceUnixEpoch: seconds, nanoseconds: 999_990_000)
         let t2 = t1.advanced(byNanoseconds: 5_000)
         let t3 = t2.advanced(byNanoseconds: 2_000)
         let t4 = t3.advanced(byNanoseconds: 5_000)
         let exchange = NTPClientExchange(version: 4, random: &random)
-        var reply = [UInt8](repeating: 0, count: NTPResponder.maximumReplyLength)
+        var reply = [UInt8](repeating: 0, count: NTPServer.maximumReplyLength)
         let action = exchange.requestBytes.withUnsafeBytes { req in
             reply.withUnsafeMutableBytes { out in
                 let a = responder.respond(to: req, sourcePort: 50_000, receiveTime: t2, clock: .local(stratum: 1, now: t1, precisionNanoseconds: 30), reply: out, random: &random)
@@ -24,7 +24,7 @@ import TockProtocol
                 return a
             }
         }
-        #expect(action == .respond(length: 48))
+        #expect(action == .respond(length: 48, kind: .time))
         let sample = try exchange.evaluate(reply: Array(reply[..<48]), t1: t1, t4: t4).get()
         // Sub-precision bits are random (2^-25 s ≈ 30 ns), so allow that much.
         #expect(abs(sample.offsetNanoseconds) < 100, "offset \(sample.offsetNanoseconds) ns at \(seconds)")

@@ -60,3 +60,10 @@ func be64(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
 func bigEndianBytes(_ value: UInt64) -> [UInt8] {
     (0..<8).map { UInt8(truncatingIfNeeded: value >> UInt64(56 - 8 * $0)) }
 }
+
+extension NTPServer {
+    /// `handle` for a client at 192.0.2.100 with the default (open) policy.
+    func respond(to request: UnsafeRawBufferPointer, sourcePort: UInt16, receiveTime: UTCInstant, clock: ServerClockState, reply: UnsafeMutableRawBufferPointer, random: inout FastRandom) -> NTPServerAction {
+        handle(request, from: ClientAddress(ipv4: 0xC000_0264, port: sourcePort), receiveTime: receiveTime, clock: clock, admission: ClientAdmission(policy: ServicePolicy()), reply: reply, random: &random)
+    }
+}

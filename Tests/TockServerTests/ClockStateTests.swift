@@ -15,8 +15,8 @@ import TockSockets
     @Test("Synchronised → unsynchronised → synchronised: NTP, Daytime and Time follow within a batch")
     func switchesBothWays() async throws {
         try await withServer(.loopback(daytimeFormat: .hms, clockSource: .external)) { server in
-            let ntp = server.ntpAddresses[0]
-            let time = server.timeAddresses[0]
+            let ntp = server.addresses(.ntp)[0]
+            let time = server.addresses(.time)[0]
             server.clockState.publish(Self.synchronized())
             let first = await blocking { NTPQuery(samples: 1, timeoutNanoseconds: 1_000_000_000).run(server: ntp) }
             #expect(first.best?.packet.stratum == 3)
@@ -44,7 +44,7 @@ import TockSockets
             var pending = Self.synchronized()
             pending.leap = .insertSecond
             server.clockState.publish(pending)
-            let reply = udpExchange(ntpRequest(version: 4, mode: 3), to: server.ntpAddresses[0])
+            let reply = udpExchange(ntpRequest(version: 4, mode: 3), to: server.addresses(.ntp)[0])
             #expect(reply.map { $0[0] >> 6 } == 1)
 
             var inProgress = pending
@@ -53,7 +53,7 @@ import TockSockets
             // The kernel repeats 23:59:59 during the leap second; any second read as :59 then
             // is shown as :60. Outside second 59 the text is unchanged, so check the rule only
             // when the wall clock is at :59, else check that the text is a normal time.
-            let text = String(decoding: udpExchange([], to: server.daytimeAddresses[0]) ?? [], as: UTF8.self)
+            let text = String(decoding: udpExchange([], to: server.addresses(.daytime)[0]) ?? [], as: UTF8.self)
             let second = Int(text.dropFirst(17).prefix(2)) ?? -1
             let wallSecond = Int(SystemClock.now().secondsSinceUnixEpoch % 60)
             if wallSecond == 59 || second == 60 {

@@ -81,8 +81,8 @@ struct LifecycleTests {
         let server = try TockServer(configuration: .loopback(), logger: quietLogger)
         let running = RunningServer(server)
         try await waitUntilReady(server)
-        let ntp = server.ntpAddresses
-        let text = server.daytimeAddresses + server.timeAddresses
+        let ntp = server.addresses(.ntp)
+        let text = server.addresses(.daytime) + server.addresses(.time)
         // It works before...
         for address in ntp {
             let reply = await blocking { udpExchange(ntpRequest(version: 4, mode: 3), to: address) }
@@ -108,7 +108,7 @@ struct LifecycleTests {
             if fd >= 0 { close(fd) }
             #expect(fd == -ECONNREFUSED, "\(address): TCP connect gave \(fd), not ECONNREFUSED")
         }
-        #expect(server.ntpStatistics.replied >= UInt64(ntp.count))
+        #expect(server.datagramStatistics(.ntp).replied >= UInt64(ntp.count))
     }
 
     @Test("Cancelling the run task stops the server too")
@@ -120,11 +120,11 @@ struct LifecycleTests {
         let stopped = await eventually(timeout: .seconds(5)) { running.finished.isSet }
         #expect(stopped, "run() had not returned 5 s after cancellation")
         if !stopped { await running.stop() }
-        for address in server.ntpAddresses {
+        for address in server.addresses(.ntp) {
             let reply = await blocking { udpExchange(ntpRequest(version: 4, mode: 3), to: address, timeoutMilliseconds: 300) }
             #expect(reply == nil, "\(address) still answers NTP")
         }
-        let fd = await blocking { tcpConnect(to: server.timeAddresses[0]) }
+        let fd = await blocking { tcpConnect(to: server.addresses(.time)[0]) }
         if fd >= 0 { close(fd) }
         #expect(fd == -ECONNREFUSED)
     }

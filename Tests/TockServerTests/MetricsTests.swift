@@ -48,7 +48,7 @@ struct MetricsTests {
                 let baseRequests = Self.sample(String(decoding: before.1, as: UTF8.self), #"tockd_requests_total{protocol="ntp",transport="udp"}"#) ?? 0
                 let baseReplies = Self.sample(String(decoding: before.1, as: UTF8.self), #"tockd_replies_total{protocol="ntp",transport="udp"}"#) ?? 0
 
-                var load = LoadConfiguration(target: server.ntpAddresses[0])
+                var load = LoadConfiguration(target: server.addresses(.ntp)[0])
                 load.clients = 8
                 load.window = 2
                 load.durationSeconds = 1.5
@@ -97,15 +97,16 @@ struct MetricsTests {
         var configuration = TockServerConfiguration.loopback(daytime: false, time: false)
         configuration.ntpListeners = [SocketEndpoint(ip: "127.0.0.1", port: 0)!]
         try await withServer(configuration) { server in
-            let ntp = server.ntpAddresses[0]
+            let ntp = server.addresses(.ntp)[0]
             // The limit goes on once the server is up (as a reload would put it on), so the
             // readiness probe cannot use up the burst, and the table starts empty.
             let limited = ServicePolicy(rateLimit: RateLimitPolicy(intervalLog2: 12, burst: 2, leakLog2: 0, kissOfDeath: true))
-            let current = server.currentPolicies
-            server.updatePolicies(ServicePolicies(ntp: limited, daytime: current.daytime, time: current.time))
+            var next = server.currentPolicies
+            next[.ntp] = limited
+            server.updatePolicies(next)
             // Workers refresh their policy after each receive, before handling the batch, so
             // the next request already meets the limit.
-            #expect(server.limiters["ntp"] != nil)
+            #expect(server.limiters[.ntp] != nil)
             try await Self.withEndpoint(server) { endpoint in
                 // 3 malformed, 2 in mode 1, then 10 client requests: 2 answered, 1 kissed, 7 dropped.
                 await blocking {

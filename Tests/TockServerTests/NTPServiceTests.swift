@@ -11,9 +11,9 @@ struct NTPServiceTests {
     @Test("NTPQuery over IPv4 and IPv6 gets valid stratum-10 samples")
     func queryBothFamilies() async throws {
         try await withServer(.loopback(daytime: false, time: false)) { server in
-            #expect(server.ntpAddresses.count == 2)
-            #expect(server.ntpAddresses.map(\.isIPv6) == [false, true])
-            for address in server.ntpAddresses {
+            #expect(server.addresses(.ntp).count == 2)
+            #expect(server.addresses(.ntp).map(\.isIPv6) == [false, true])
+            for address in server.addresses(.ntp) {
                 #expect(address.port != 0)
                 let result = await blocking { NTPQuery(samples: 3, intervalNanoseconds: 10_000_000).run(server: address) }
                 #expect(result.sent == 3, "\(address)")
@@ -38,7 +38,7 @@ struct NTPServiceTests {
                     #expect(sample.t3.nanoseconds(since: reference) < 60_000_000_000)
                 }
             }
-            let stats = server.ntpStatistics
+            let stats = server.datagramStatistics(.ntp)
             #expect(stats.replied >= 6)
             #expect(stats.dropped == 0)
         }
@@ -47,7 +47,7 @@ struct NTPServiceTests {
     @Test("Raw requests in versions 1-4 are answered in the same version with mode 4 and sane timestamps")
     func rawVersions() async throws {
         try await withServer(.loopback(daytime: false, time: false)) { server in
-            for address in server.ntpAddresses {
+            for address in server.addresses(.ntp) {
                 var requests: [(String, [UInt8])] = (1...4).map { v in ("v\(v) mode 3", ntpRequest(version: UInt8(v), mode: 3, poll: 6)) }
                 // NTPv1 had no mode: its requests carry mode 0, answered unless they come from port 123.
                 requests.append(("v1 mode 0", ntpRequest(first: 0x08, poll: 6)))
@@ -110,7 +110,7 @@ struct NTPServiceTests {
     @Test("Bad datagrams get no reply, are counted by reason, and the server keeps answering")
     func badInput() async throws {
         try await withServer(.loopback(daytime: false, time: false)) { server in
-            let address = server.ntpAddresses[0]
+            let address = server.addresses(.ntp)[0]
             let bad = Self.badDatagrams
             // One socket per datagram, so a reply can be traced to its request.
             let probes = bad.map { _ in UDPProbe(target: address) }
@@ -134,18 +134,15 @@ struct NTPServiceTests {
             }
             #expect(answered.isEmpty, "answered: \(answered)")
 
-            var expected: [String: UInt64] = [:]
-            for d in bad { expected[d.reason, default: 0] += 1 }
-            let expectedOversized = expected.removeValue(forKey: "oversized") ?? 0
-            for reason in ["too_short", "bad_version", "not_client_mode", "malformed", "denied", "rate_limited"] { expected[reason, default: 0] += 0 }
+            // Every reason NTP can drop for is listed, counted or not.
+            var expected: [DropReason: UInt64] = Dictionary(uniqueKeysWithValues: TockService.ntp.dropReasons.map { ($0, 0) })
+            for d in bad { expected[DropReason(label: d.reason)!, default: 0] += 1 }
             let counted = await eventually {
-                let s = server.ntpStatistics
-                return s.drops == expected && s.oversized == expectedOversized
+                server.datagramStatistics(.ntp).drops == expected
             }
-            let stats = server.ntpStatistics
+            let stats = server.datagramStatistics(.ntp)
             #expect(counted)
             #expect(stats.drops == expected)
-            #expect(stats.oversized == expectedOversized)
             #expect(stats.dropped == UInt64(bad.count))
             #expect(stats.received >= UInt64(bad.count) + 1)
             #expect(stats.receiveErrors == 0)
@@ -167,7 +164,7 @@ struct NTPServiceTests {
                 ("extension field and MAC", ntpRequest(version: 4, mode: 3, trailer: extensionField(length: 16) + mac(length: 20)), 52),
                 ("1000-byte extension field", ntpRequest(version: 4, mode: 3, trailer: extensionField(length: 1000)), 48),
             ]
-            for address in server.ntpAddresses {
+            for address in server.addresses(.ntp) {
                 for (name, request, expectedLength) in cases {
                     let reply = await blocking { udpExchange(request, to: address) }
                     guard let reply else {
@@ -183,15 +180,15 @@ struct NTPServiceTests {
                     }
                 }
             }
-            #expect(server.ntpStatistics.dropped == 0)
+            #expect(server.datagramStatistics(.ntp).dropped == 0)
         }
     }
 
     @Test("4 concurrent clients × 500 exchanges are all answered correctly")
     func concurrency() async throws {
         try await withServer(.loopback(daytime: false, time: false)) { server in
-            let addresses = server.ntpAddresses
-            let before = server.ntpStatistics.replied
+            let addresses = server.addresses(.ntp)
+            let before = server.datagramStatistics(.ntp).replied
             let results = await withTaskGroup(of: NTPQueryResult.self) { group in
                 for i in 0..<4 {
                     let address = addresses[i % addresses.count]
@@ -207,9 +204,9 @@ struct NTPServiceTests {
                 #expect(r.samples.allSatisfy { $0.packet.stratum == 10 && $0.packet.leap == .noWarning })
                 #expect(r.samples.allSatisfy { abs($0.offsetNanoseconds) < 100_000_000 }, "max |offset| \(r.samples.map { abs($0.offsetNanoseconds) }.max() ?? 0) ns")
             }
-            let counted = await eventually { server.ntpStatistics.replied - before >= 2000 }
-            #expect(counted, "replied \(server.ntpStatistics.replied - before)")
-            #expect(server.ntpStatistics.dropped == 0)
+            let counted = await eventually { server.datagramStatistics(.ntp).replied - before >= 2000 }
+            #expect(counted, "replied \(server.datagramStatistics(.ntp).replied - before)")
+            #expect(server.datagramStatistics(.ntp).dropped == 0)
         }
     }
 }

@@ -71,7 +71,7 @@ struct PortZeroTests {
                     logger: quietLogger
                 )
                 servers.append(server)
-                if let fd = held[server.ntpAddresses[0].port] {
+                if let fd = held[server.addresses(.ntp)[0].port] {
                     shared = (server, fd)
                     break
                 }
@@ -83,7 +83,7 @@ struct PortZeroTests {
         let group = ServiceGroup(configuration: .init(services: servers.map { .init(service: $0) }, logger: quietLogger))
         let task = Task { try await group.run() }
         if let shared {
-            let address = shared.server.ntpAddresses[0]
+            let address = shared.server.addresses(.ntp)[0]
             // What a client sees: requests from 32 source ports; the kernel spreads them over the
             // sockets that share the port, and those that reach the other socket go unanswered.
             let (unanswered, stolen) = await blocking { () -> (Int, Int) in

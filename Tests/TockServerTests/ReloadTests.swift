@@ -53,17 +53,17 @@ struct ReloadTests {
         let resolved = try initial.resolve()
         let level = LiveLogLevel(resolved.logLevel)
         try await withServer(resolved.configuration) { server in
-            let ntp = server.ntpAddresses[0]
-            let daytime = server.daytimeAddresses[0]
+            let ntp = server.addresses(.ntp)[0]
+            let daytime = server.addresses(.daytime)[0]
             let reloader = ReloadService(server: server, path: file.path, flags: TockdSettings(), running: initial, logLevel: level, logger: quietLogger)
             #expect(await answered(ntp))
 
             // Deny loopback for NTP only, and raise the log level.
             try file.write(Self.base + "[access]\ndeny = [\"ntp=127.0.0.0/8\"]\n[server]\nlog_level = \"debug\"\n")
-            #expect(reloader.reload() == .applied(changedServices: ["ntp"], logLevel: .debug, needRestart: []))
+            #expect(reloader.reload() == .applied(changedServices: [.ntp], logLevel: .debug, needRestart: []))
             #expect(level.level == .debug)
             #expect(await silent(ntp), "denied after reload")
-            #expect(server.ntpStatistics.drops["denied", default: 0] >= 1)
+            #expect(server.datagramStatistics(.ntp).drops[DropReason(label: "denied")!, default: 0] >= 1)
             let daytimeReply = await blocking { udpExchange([0], to: daytime, timeoutMilliseconds: 1000) }
             #expect(daytimeReply != nil, "Daytime is not denied")
 
@@ -79,22 +79,22 @@ struct ReloadTests {
 
             // Listener changes need a restart; the access change applies.
             try file.write(Self.base.replacingOccurrences(of: "workers = 2", with: "workers = 3"))
-            #expect(reloader.reload() == .applied(changedServices: ["ntp"], logLevel: .info, needRestart: [.workers]))
+            #expect(reloader.reload() == .applied(changedServices: [.ntp], logLevel: .info, needRestart: [.workers]))
             #expect(await answered(ntp))
             #expect(level.level == .info)
 
             // A rate limit switched on: one reply per 4096 s, no leak.
             try file.write(Self.base + "[rate_limit]\nenabled = true\ninterval = 12\nburst = 1\nleak = 0\n")
-            #expect(reloader.reload() == .applied(changedServices: ["ntp", "daytime", "time"], logLevel: .info, needRestart: []))
-            let limiter = try #require(server.limiters["ntp"])
+            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time], logLevel: .info, needRestart: []))
+            let limiter = try #require(server.limiters[.ntp])
             #expect(await answered(ntp))
             #expect(await silent(ntp), "the second request in 4096 s is limited")
-            #expect(server.ntpStatistics.drops["rate_limited", default: 0] >= 1)
+            #expect(server.datagramStatistics(.ntp).drops[DropReason(label: "rate_limited")!, default: 0] >= 1)
 
             // An access-only change keeps the clients' buckets.
             try file.write(Self.base + "[rate_limit]\nenabled = true\ninterval = 12\nburst = 1\nleak = 0\n[access]\ndeny = [\"192.0.2.0/24\"]\n")
-            #expect(reloader.reload() == .applied(changedServices: ["ntp", "daytime", "time"], logLevel: .info, needRestart: []))
-            #expect(server.limiters["ntp"] === limiter, "same rate limit, same table")
+            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time], logLevel: .info, needRestart: []))
+            #expect(server.limiters[.ntp] === limiter, "same rate limit, same table")
             #expect(await silent(ntp), "still limited: the bucket survived the reload")
 
             // Rate limit off again.

@@ -242,9 +242,9 @@ struct InheritedSocketServingTests {
         let inherited = try SocketActivation.classify([(ntp.fd, "ntp"), (daytime.fd, "daytime"), (time.fd, "time")])
         let configuration = TockServerConfiguration(inheritedSockets: inherited, daytimeFormat: .hms, clockSource: .local(stratum: 10), ntpWorkers: 2)
         try await withServer(configuration) { server in
-            #expect(server.ntpAddresses == [ntp.address])
-            #expect(server.daytimeAddresses == [daytime.address])
-            #expect(server.timeAddresses == [time.address])
+            #expect(server.addresses(.ntp) == [ntp.address])
+            #expect(server.addresses(.daytime) == [daytime.address])
+            #expect(server.addresses(.time) == [time.address])
             // What tockd sets on its own UDP sockets, it must set on inherited ones.
             #expect(fcntl(ntp.fd, F_GETFL) & O_NONBLOCK == 0, "workers need blocking receives that time out")
             #expect(intOption(ntp.fd, SOL_SOCKET, tock_SO_TIMESTAMPNS) == 1)
@@ -255,7 +255,7 @@ struct InheritedSocketServingTests {
 
             let answers = await blocking { (0..<20).compactMap { _ in udpExchange(ntpRequest(version: 4, mode: 3), to: ntp.address) } }
             #expect(answers.count == 20 && answers.allSatisfy { $0.count == 48 && $0[0] & 7 == 4 })
-            #expect(server.ntpStatistics.replied >= 20)
+            #expect(server.datagramStatistics(.ntp).replied >= 20)
             let text = await blocking { tcpReadAll(from: daytime.address) }
             #expect(text.end == .endOfFile)
             #expect(parseHMS(String(decoding: text.bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(text.bytes)")
@@ -283,7 +283,7 @@ struct InheritedSocketServingTests {
             sin6.sin6_family = sa_family_t(AF_INET6)
             _ = inet_pton(AF_INET6, ip, &sin6.sin6_addr)
             withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin6, as: sockaddr_in6.self) }
-            return withUnsafePointer(to: &storage) { DatagramSource(address: $0).withAddressBytes { Array($0) } }
+            return withUnsafePointer(to: &storage) { ClientAddress($0).bytes }
         }
         #expect(bytes(of: "::ffff:192.0.2.7") == [192, 0, 2, 7])
         #expect(bytes(of: "::1").count == 16)
@@ -299,9 +299,8 @@ struct InheritedSocketServingTests {
         withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: sin6, as: sockaddr_in6.self) }
         let deny = ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]))
         let allow = ServicePolicy(access: AccessList(allow: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]))
-        withUnsafePointer(to: &storage) { pointer in
-            #expect(!deny.permits(DatagramSource(address: pointer)))
-            #expect(allow.permits(DatagramSource(address: pointer)))
-        }
+        let client = withUnsafePointer(to: &storage) { ClientAddress($0) }
+        #expect(!deny.access.permits(client))
+        #expect(allow.access.permits(client))
     }
 }

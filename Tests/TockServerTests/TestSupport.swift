@@ -130,7 +130,7 @@ private let livePorts = NSLock()
 nonisolated(unsafe) private var livePortSet: [String: Int] = [:]
 
 private func udpKeys(_ server: TockServer) -> [String] {
-    (server.ntpAddresses + server.daytimeAddresses + server.timeAddresses).map { "udp \($0)" }
+    (server.addresses(.ntp) + server.addresses(.daytime) + server.addresses(.time)).map { "udp \($0)" }
 }
 
 /// Starts a server with `configuration`, waits until it answers, runs `body`, and shuts the
@@ -183,7 +183,7 @@ struct NotReady: Error, CustomStringConvertible {
 /// Waits (at most 2 s) until the server's NTP workers answer, or, without NTP, until its TCP
 /// listeners accept and close connections.
 func waitUntilReady(_ server: TockServer) async throws {
-    if let ntp = server.ntpAddresses.first {
+    if let ntp = server.addresses(.ntp).first {
         let ok = await blocking { () -> Bool in
             let deadline = SystemClock.monotonicNanoseconds() + 2_000_000_000
             while SystemClock.monotonicNanoseconds() < deadline {
@@ -193,7 +193,7 @@ func waitUntilReady(_ server: TockServer) async throws {
         }
         guard ok else { throw NotReady(description: "NTP at \(ntp) did not answer within 2 s") }
     }
-    for address in server.daytimeAddresses + server.timeAddresses {
+    for address in server.addresses(.daytime) + server.addresses(.time) {
         let outcome = await blocking { tcpReadAll(from: address, timeoutMilliseconds: 2000) }
         if case .timedOut = outcome.end {
             throw NotReady(description: "TCP at \(address) did not answer within 2 s")

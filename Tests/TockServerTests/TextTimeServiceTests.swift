@@ -15,8 +15,8 @@ struct TextTimeServiceTests {
     @Test("Daytime .hms over UDP and TCP: HH:MM:SS in local time, nothing else")
     func daytimeHMS() async throws {
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .hms)) { server in
-            #expect(server.daytimeAddresses.count == 2)
-            for address in server.daytimeAddresses {
+            #expect(server.addresses(.daytime).count == 2)
+            for address in server.addresses(.daytime) {
                 for tcp in [false, true] {
                     let label = "\(address) \(tcp ? "TCP" : "UDP")"
                     let answer = try await blockingThrows { try TextTimeQuery(kind: .daytime, tcp: tcp).run(server: address) }
@@ -47,7 +47,7 @@ struct TextTimeServiceTests {
     @Test("Daytime over TCP ends with an orderly close (FIN), not a reset")
     func daytimeTCPClose() async throws {
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .hms)) { server in
-            for address in server.daytimeAddresses {
+            for address in server.addresses(.daytime) {
                 let result = await blocking { tcpReadAll(from: address) }
                 #expect(result.bytes.count == 8)
                 #expect(result.end == .endOfFile, "\(address): the connection ended with \(result.end)")
@@ -59,7 +59,7 @@ struct TextTimeServiceTests {
     func daytimeISO() async throws {
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .iso8601, daytimeZone: .utc)) { server in
             let parser = ISO8601DateFormatter()
-            for address in server.daytimeAddresses {
+            for address in server.addresses(.daytime) {
                 for tcp in [false, true] {
                     let label = "\(address) \(tcp ? "TCP" : "UDP")"
                     let answer = try await blockingThrows { try TextTimeQuery(kind: .daytime, tcp: tcp).run(server: address) }
@@ -88,7 +88,7 @@ struct TextTimeServiceTests {
     func daytimeRFC867() async throws {
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .rfc867)) { server in
             let pattern = "\(Self.weekdays), \(Self.months) \\d{1,2}, \\d{4} \\d\\d:\\d\\d:\\d\\d(-[A-Za-z0-9+-]{1,6}|[+-]\\d{4})\r\n"
-            for address in server.daytimeAddresses {
+            for address in server.addresses(.daytime) {
                 let udp = String(decoding: await blocking { udpExchange([], to: address) } ?? [], as: UTF8.self)
                 #expect(udp.hasSuffix("\r\n"), "UDP: \(udp.debugDescription)")
                 #expect(fullyMatches(udp, pattern), "UDP: \(udp.debugDescription)")
@@ -111,8 +111,8 @@ struct TextTimeServiceTests {
     @Test("Time (RFC 868) over UDP and TCP: four bytes, within 2 s of now")
     func time() async throws {
         try await withServer(.loopback(ntp: false, daytime: false)) { server in
-            #expect(server.timeAddresses.count == 2)
-            for address in server.timeAddresses {
+            #expect(server.addresses(.time).count == 2)
+            for address in server.addresses(.time) {
                 for tcp in [false, true] {
                     let label = "\(address) \(tcp ? "TCP" : "UDP")"
                     let answer = try await blockingThrows { try TextTimeQuery(kind: .time, tcp: tcp).run(server: address) }
@@ -140,7 +140,7 @@ struct TextTimeServiceTests {
     @Test("An unsynchronised server: NTP says so (LI 3, stratum 0), Daytime and Time stay silent")
     func unsynchronized() async throws {
         try await withServer(.loopback(clockSource: .unsynchronized)) { server in
-            for address in server.ntpAddresses {
+            for address in server.addresses(.ntp) {
                 let result = await blocking { NTPQuery(samples: 1, timeoutNanoseconds: 1_000_000_000).run(server: address) }
                 #expect(result.samples.isEmpty)
                 guard case .rejected(_, .unsynchronized) = result.lastError else {
@@ -157,14 +157,14 @@ struct TextTimeServiceTests {
                     #expect(Array(reply[24..<32]) == Array(request[40..<48]))
                 }
             }
-            for address in server.daytimeAddresses + server.timeAddresses {
+            for address in server.addresses(.daytime) + server.addresses(.time) {
                 let udp = await blocking { udpExchange([0x0A], to: address, timeoutMilliseconds: 300) }
                 #expect(udp == nil, "\(address) UDP answered \(udp.map(hex) ?? "")")
                 let tcp = await blocking { tcpReadAll(from: address, timeoutMilliseconds: 1000) }
                 #expect(tcp.bytes.isEmpty, "\(address) TCP sent \(hex(tcp.bytes))")
                 #expect(tcp.end == .endOfFile, "\(address): the connection should be closed without data (read returns 0), got \(tcp.end)")
             }
-            for (kind, addresses) in [(TextTimeQuery.Kind.daytime, server.daytimeAddresses), (.time, server.timeAddresses)] {
+            for (kind, addresses) in [(TextTimeQuery.Kind.daytime, server.addresses(.daytime)), (.time, server.addresses(.time))] {
                 for address in addresses {
                     for tcp in [false, true] {
                         let outcome = await blocking { () -> String in
@@ -183,14 +183,14 @@ struct TextTimeServiceTests {
             }
             let stats = server.datagramStatistics(.daytime)
             #expect(stats.replied == 0)
-            #expect(stats.drops["unsynchronized", default: 0] >= 2)
+            #expect(stats.drops[DropReason(label: "unsynchronized")!, default: 0] >= 2)
         }
     }
 
     @Test("100 idle TCP connections do not delay a fresh Time query")
     func idleConnections() async throws {
         try await withServer(.loopback(ntp: false, daytime: false)) { server in
-            let address = server.timeAddresses[0]
+            let address = server.addresses(.time)[0]
             let fds = await blocking { (0..<100).map { _ in tcpConnect(to: address) } }
             defer { for fd in fds where fd >= 0 { close(fd) } }
             #expect(fds.allSatisfy { $0 >= 0 }, "connect failed: \(fds.filter { $0 < 0 })")
@@ -208,7 +208,7 @@ struct TextTimeServiceTests {
     @Test("A TCP client that never closes is disconnected by the server")
     func connectionTimeout() async throws {
         try await withServer(.loopback(ntp: false, daytime: false, tcpConnectionTimeout: .milliseconds(300))) { server in
-            let address = server.timeAddresses[0]
+            let address = server.addresses(.time)[0]
             let (bytes, end, seconds) = await blocking { () -> ([UInt8], StreamEnd, Double) in
                 let start = SystemClock.monotonicNanoseconds()
                 let fd = tcpConnect(to: address)
@@ -228,7 +228,7 @@ struct TextTimeServiceTests {
         let script = packageRoot().deletingLastPathComponent().appendingPathComponent("shared/seed/seed_client.py").path
         try #require(FileManager.default.fileExists(atPath: script), "the seed client is missing: expected it at \(script)")
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .hms)) { server in
-            let address = try #require(server.daytimeAddresses.first { !$0.isIPv6 })
+            let address = try #require(server.addresses(.daytime).first { !$0.isIPv6 })
             let address4 = address
             let result = await blocking { spawn("python3", [script, address4.ipString, String(address4.port)], searchPath: true) }
             let (status, output, errors) = (result.status, result.output, result.errors)

@@ -1,7 +1,7 @@
 import Testing
 import TockProtocol
 
-/// What `NTPResponder` did with one request: its decision and the whole reply buffer.
+/// What `NTPServer` did with one request: its decision and the whole reply buffer.
 struct Served {
     var action: NTPServerAction
     /// The reply buffer (`maximumReplyLength` bytes, pre-filled with 0xAA).
@@ -36,9 +36,9 @@ func serve(
     transmitTime: UTCInstant = ServerFixture.transmitTime,
     seed: UInt64 = 1
 ) -> Served {
-    let responder = NTPResponder(precision: precision)
+    let responder = NTPServer(precision: precision)
     var random = FastRandom(seed: seed)
-    var reply = [UInt8](repeating: 0xAA, count: NTPResponder.maximumReplyLength)
+    var reply = [UInt8](repeating: 0xAA, count: NTPServer.maximumReplyLength)
     let action = request.withUnsafeBytes { request in
         reply.withUnsafeMutableBytes { reply in
             responder.respond(to: request, sourcePort: sourcePort, receiveTime: receiveTime, clock: clock, reply: reply, random: &random)
@@ -50,8 +50,8 @@ func serve(
     return Served(action: action, reply: reply)
 }
 
-@Suite("NTPResponder")
-struct NTPResponderTests {
+@Suite("NTPServer")
+struct NTPServerTests {
     /// 2^-20 s, the width of the randomised bits at precision -20, in nanoseconds (rounded up):
     /// the bits below the precision are replaced, so a timestamp is within this of the instant.
     static let precisionNanoseconds: Int64 = 954
@@ -59,7 +59,7 @@ struct NTPResponderTests {
     @Test func answersAVersion4ClientRequest() throws {
         let request = ntpRequest(ServerFixture.v4Client, poll: 10, transmit: 0xDEAD_BEEF_0123_4567)
         let served = serve(request)
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         let reply = served.reply
         #expect(reply[0] == 0x24)  // LI 0, VN 4, mode 4
         #expect(reply[1] == 2)
@@ -87,7 +87,7 @@ struct NTPResponderTests {
     @Test func transmitEarlierThanReceiveBecomesReceivePlusOne() {
         let earlier = ServerFixture.receiveTime.advanced(byNanoseconds: -1_000_000)
         let served = serve(ntpRequest(ServerFixture.v4Client), transmitTime: earlier)
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.transmit == served.receive + 1)
     }
 
@@ -123,7 +123,7 @@ struct NTPResponderTests {
     @Test(arguments: [UInt8(1), 2, 3, 4])
     func versionIsEchoed(version: UInt8) {
         let served = serve(ntpRequest(firstByte(version: version, mode: 3)))
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.reply[0] == firstByte(version: version, mode: 4))
     }
 
@@ -131,21 +131,21 @@ struct NTPResponderTests {
     func clientLeapBitsAreIgnored(first: UInt8) {
         // ntpd and chrony clients send LI 3 (unsynchronised) in their requests.
         let served = serve(ntpRequest(first))
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.reply[0] == 0x24)
     }
 
     @Test(arguments: [UInt8(0), 5, 6, 7])
     func unsupportedVersionsAreDropped(version: UInt8) {
         for mode: UInt8 in [0, 3, 4] {
-            #expect(serve(ntpRequest(firstByte(version: version, mode: mode))).action == .drop(.badVersion))
+            #expect(serve(ntpRequest(firstByte(version: version, mode: mode))).action == .ignore(.badVersion))
         }
     }
 
     @Test(arguments: [UInt8(0), 1, 2, 4, 5, 6, 7])
     func nonClientModesAreDropped(mode: UInt8) {
         for version: UInt8 in 1...4 where !(mode == 0 && version == 1) {
-            #expect(serve(ntpRequest(firstByte(version: version, mode: mode))).action == .drop(.notClientMode))
+            #expect(serve(ntpRequest(firstByte(version: version, mode: mode))).action == .ignore(.notClientMode))
         }
     }
 
@@ -154,45 +154,45 @@ struct NTPResponderTests {
         let readstat: [UInt8] = [0x16, 0x02, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]
         for probe in [monlist, readstat] {
             let padded = probe + [UInt8](repeating: 0, count: 48 - probe.count)
-            #expect(serve(padded).action == .drop(.notClientMode))
-            #expect(serve(padded + mac(length: 20)).action == .drop(.notClientMode))
-            #expect(serve(probe).action == .drop(.tooShort))
+            #expect(serve(padded).action == .ignore(.notClientMode))
+            #expect(serve(padded + mac(length: 20)).action == .ignore(.notClientMode))
+            #expect(serve(probe).action == .ignore(.tooShort))
         }
     }
 
     @Test func ntpVersion1ModeZeroIsAnsweredOnlyFromAClientPort() {
-        #expect(serve(ntpRequest(0x08), sourcePort: 123).action == .drop(.notClientMode))
-        #expect(serve(ntpRequest(0xC8), sourcePort: 123).action == .drop(.notClientMode))
+        #expect(serve(ntpRequest(0x08), sourcePort: 123).action == .ignore(.notClientMode))
+        #expect(serve(ntpRequest(0xC8), sourcePort: 123).action == .ignore(.notClientMode))
         let served = serve(ntpRequest(0x08, poll: 6), sourcePort: 50_000)
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.reply[0] == 0x0C)  // LI 0, VN 1, mode 4
         #expect(served.reply[2] == 6)
     }
 
     @Test(arguments: [0, 1, 8, 47])
     func shortRequestsAreDropped(length: Int) {
-        #expect(serve(Array(ntpRequest(ServerFixture.v4Client).prefix(length))).action == .drop(.tooShort))
+        #expect(serve(Array(ntpRequest(ServerFixture.v4Client).prefix(length))).action == .ignore(.tooShort))
     }
 
     @Test(arguments: [1, 2, 3, 4, 8, 12, 16 + 1])
     func trailingBytesThatAreNeitherFieldNorMACAreDropped(extra: Int) {
         let request = ntpRequest(ServerFixture.v4Client, trailer: [UInt8](repeating: 0, count: extra))
-        #expect(serve(request).action == .drop(.malformed))
-        #expect(serve(ntpRequest(firstByte(version: 3, mode: 3), trailer: [UInt8](repeating: 0, count: extra))).action == .drop(.malformed))
+        #expect(serve(request).action == .ignore(.malformed))
+        #expect(serve(ntpRequest(firstByte(version: 3, mode: 3), trailer: [UInt8](repeating: 0, count: extra))).action == .ignore(.malformed))
     }
 
     @Test func malformedExtensionFieldIsDropped() {
         let request = ntpRequest(ServerFixture.v4Client, trailer: extensionField(length: 28, declaredLength: 0xFFFF))
-        #expect(serve(request).action == .drop(.malformed))
+        #expect(serve(request).action == .ignore(.malformed))
         let v3 = ntpRequest(firstByte(version: 3, mode: 3), trailer: extensionField(length: 28))
-        #expect(serve(v3).action == .drop(.malformed))
+        #expect(serve(v3).action == .ignore(.malformed))
     }
 
     @Test(arguments: [(UInt8(4), 20), (4, 24), (3, 20), (1, 24)])
     func requestWithAMACGetsACryptoNAK(version: UInt8, macLength: Int) {
         let request = ntpRequest(firstByte(version: version, mode: 3), trailer: mac(length: macLength))
         let served = serve(request)
-        #expect(served.action == .respond(length: 52))
+        #expect(served.action == .respond(length: 52, kind: .time))
         #expect(served.reply[48..<52] == [0, 0, 0, 0])
         #expect(served.reply[24..<32] == request[40..<48])
     }
@@ -201,10 +201,10 @@ struct NTPResponderTests {
         let withField = ntpRequest(ServerFixture.v4Client, trailer: extensionField(length: 28))
         let plain = serve(ntpRequest(ServerFixture.v4Client))
         let served = serve(withField)
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.reply.prefix(48) == plain.reply.prefix(48))
         let withFieldAndMAC = ntpRequest(ServerFixture.v4Client, trailer: extensionField(length: 16) + mac(length: 24))
-        #expect(serve(withFieldAndMAC).action == .respond(length: 52))
+        #expect(serve(withFieldAndMAC).action == .respond(length: 52, kind: .time))
     }
 
     @Test func replyIsNeverLongerThanTheRequest() {
@@ -225,7 +225,7 @@ struct NTPResponderTests {
                 request[51] = UInt8(declared & 0xFF)
             }
             let action = serve(request, sourcePort: UInt16.random(in: 122...124, using: &random), seed: UInt64(length)).action
-            if case .respond(let n) = action {
+            if case .respond(let n, _) = action {
                 answered += 1
                 #expect(n <= length && (n == 48 || n == 52), "request \(request) got \(action)")
             }
@@ -235,7 +235,7 @@ struct NTPResponderTests {
 
     @Test func unsynchronisedClockSaysSo() {
         let served = serve(ntpRequest(ServerFixture.v4Client), clock: .unsynchronized)
-        #expect(served.action == .respond(length: 48))
+        #expect(served.action == .respond(length: 48, kind: .time))
         #expect(served.reply[0] >> 6 == 3)
         #expect(served.reply[0] & 0x3F == 0x24)
         #expect(served.reply[1] == 0)
@@ -290,6 +290,6 @@ struct NTPResponderTests {
         (10_000_000_000, 0),
     ])
     func precisionFromResolution(nanoseconds: Int64, precision: Int8) {
-        #expect(NTPResponder.precision(resolutionNanoseconds: nanoseconds) == precision)
+        #expect(NTPServer.precision(resolutionNanoseconds: nanoseconds) == precision)
     }
 }
