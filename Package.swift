@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "tock",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tockd", targets: ["tockd"]),
         .executable(name: "tock", targets: ["tock"]),

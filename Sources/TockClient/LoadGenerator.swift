@@ -1,4 +1,5 @@
 import Atomics
+import Synchronization
 import CTockShims
 import Glibc
 import Histogram
@@ -76,7 +77,7 @@ package struct LoadReport: Sendable {
 ///
 /// Requests carry a random transmit timestamp whose low 16 bits index the client's slot table,
 /// so a reply is matched in constant time and a forged or stale one fails the full comparison.
-package final class LoadGenerator: @unchecked Sendable {
+package final class LoadGenerator: Sendable {
     package let configuration: LoadConfiguration
     private let progressSent = ManagedAtomic<UInt64>(0)
     private let progressAnswered = ManagedAtomic<UInt64>(0)
@@ -150,23 +151,11 @@ package final class LoadGenerator: @unchecked Sendable {
 }
 
 /// Collects per-thread reports.
-final class ReportBox: @unchecked Sendable {
-    private(set) var values: [LoadReport]
-    private let lock = NSLockLike()
-    init(count: Int) { values = [LoadReport](repeating: LoadReport(), count: count) }
+final class ReportBox: Sendable {
+    private let reports: Mutex<[LoadReport]>
+    init(count: Int) { reports = Mutex([LoadReport](repeating: LoadReport(), count: count)) }
     func set(_ i: Int, _ r: LoadReport) {
-        lock.withLock { values[i] = r }
+        reports.withLock { $0[i] = r }
     }
-}
-
-/// A pthread mutex.
-final class NSLockLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
-    }
+    var values: [LoadReport] { reports.withLock { $0 } }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import Logging
+import Synchronization
 import ServiceLifecycle
 import TockConfig
 import TockProtocol
@@ -307,17 +308,14 @@ struct Tockd: ParsableCommand {
 
     /// Runs `body` on the concurrency runtime and waits for it on this thread.
     static func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
-        final class Outcome: @unchecked Sendable {
-            var error: Error?
-        }
-        let outcome = Outcome()
+        let outcome = Mutex<(any Error)?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
-            do { try await body() } catch { outcome.error = error }
+            do { try await body() } catch { outcome.withLock { $0 = error } }
             done.signal()
         }
         done.wait()
-        if let error = outcome.error { throw error }
+        if let error = outcome.withLock({ $0 }) { throw error }
     }
 }
 
