@@ -29,6 +29,8 @@ public protocol RateLimitTable {
 
 /// A table for services that limit nothing; never consulted.
 public enum NoRateLimit: RateLimitTable {
+    /// Allows every request; present only to satisfy `RateLimitTable`, since an admission
+    /// without a table never calls it.
     public func decide(_ client: ClientAddress, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision { .allow }
 }
 

@@ -18,8 +18,11 @@ public struct RateLimitPolicy: Sendable, Hashable {
     /// Prefix lengths that group addresses into one client: /32 and /64 by default, so a host
     /// rotating through its IPv6 /64 stays one client.
     public var ipv4PrefixLength: Int
+    /// The IPv6 prefix length that makes one client, 0...128 (see `ipv4PrefixLength`).
     public var ipv6PrefixLength: Int
 
+    /// Creates a policy; the defaults are chrony's `ratelimit` defaults (one response per 8 s,
+    /// bursts of 8, a leak of 1 in 4) without kisses.
     public init(intervalLog2: Int = 3, burst: Int = 8, leakLog2: Int = 2, kissOfDeath: Bool = false, ipv4PrefixLength: Int = 32, ipv6PrefixLength: Int = 64) {
         self.intervalLog2 = intervalLog2
         self.burst = burst
@@ -31,7 +34,9 @@ public struct RateLimitPolicy: Sendable, Hashable {
 
     /// The ranges each field accepts; configuration outside them is rejected.
     public static let intervalRange = -19...12
+    /// Accepted `burst` values: the bucket's token count has 8 bits.
     public static let burstRange = 1...255
+    /// Accepted `leakLog2` values, as chrony's `leak`: 0 (no leak) to 1 in 16.
     public static let leakRange = 0...4
 
     /// Why a policy is not valid.
@@ -73,6 +78,7 @@ public enum RateLimitDecision: Sendable, Hashable {
 public struct RateLimitBucket: Sendable, Hashable {
     public var rawValue: UInt64
 
+    /// A bucket from the 64-bit word a table stores; 0 is an empty slot.
     public init(rawValue: UInt64) {
         self.rawValue = rawValue
     }

@@ -3,6 +3,7 @@
 public struct KissCode: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public var rawValue: UInt32
 
+    /// A code from the reference ID of a received packet, its characters big-endian.
     public init(rawValue: UInt32) {
         self.rawValue = rawValue
     }

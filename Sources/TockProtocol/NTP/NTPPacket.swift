@@ -23,10 +23,15 @@ public enum LeapIndicator: UInt8, Sendable, CaseIterable, CustomStringConvertibl
 public enum NTPMode: UInt8, Sendable, CaseIterable {
     /// Reserved; NTPv1 clients sent it where later versions send `client`.
     case reserved = 0
+    /// A peer offering to synchronise with another and be synchronised by it.
     case symmetricActive = 1
+    /// A peer's answer to a symmetric-active peer.
     case symmetricPassive = 2
+    /// A client's request: what tockd answers (with NTPv1's mode 0, see `reserved`).
     case client = 3
+    /// A server's reply to a client.
     case server = 4
+    /// An unsolicited packet to many clients.
     case broadcast = 5
     /// NTP control messages (ntpq).
     case control = 6
@@ -42,9 +47,13 @@ public struct NTPPacket: Sendable, Hashable {
     /// The header's length on the wire.
     public static let headerLength = 48
 
+    /// LI: the pending leap second, or 3 when the sender's clock must not be followed
+    /// (RFC 5905 §7.3).
     public var leap: LeapIndicator
     /// 1...4 on the wire; 0 and 5...7 are invalid.
     public var version: UInt8
+    /// The sender's role: a request from a client is mode 3, the server's reply mode 4
+    /// (RFC 5905 §7.3, §9.2).
     public var mode: NTPMode
     /// 0 = unspecified or kiss-o'-death, 1 = primary, 2...15 secondary, 16 = unsynchronised.
     public var stratum: UInt8
@@ -52,14 +61,23 @@ public struct NTPPacket: Sendable, Hashable {
     public var poll: Int8
     /// log2 of the clock's precision in seconds.
     public var precision: Int8
+    /// The round-trip delay from the sender to its primary reference (RFC 5905 §7.3); a client
+    /// adds it to its own delay to bound the error of the time it receives.
     public var rootDelay: NTPShort
+    /// The sender's error bound relative to its primary reference (RFC 5905 §7.3).
     public var rootDispersion: NTPShort
     /// The reference ID: a kiss code or clock source name at stratum 0 and 1, an IPv4 address
     /// (or an IPv6 address hash) above.
     public var referenceID: UInt32
+    /// When the sender's clock was last set or corrected (RFC 5905 §7.3).
     public var referenceTimestamp: NTPTimestamp
+    /// T1 in a reply: the request's transmit timestamp echoed back, so the client can match
+    /// the reply to its request and reject forgeries (RFC 5905 §7.3, §8).
     public var originTimestamp: NTPTimestamp
+    /// T2 in a reply: when the server received the request (RFC 5905 §7.3).
     public var receiveTimestamp: NTPTimestamp
+    /// When the packet left the sender: T3 in a reply; in a request, the value the server
+    /// echoes as the origin timestamp (RFC 5905 §7.3).
     public var transmitTimestamp: NTPTimestamp
 
     /// Creates a header; every field defaults to zero except version 4 and mode client.

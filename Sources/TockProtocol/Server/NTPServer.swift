@@ -156,7 +156,7 @@ public struct NTPServer: Sendable {
         NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
     }
 
-/// The precision (log2 seconds) of a clock whose smallest observable step is
+    /// The precision (log2 seconds) of a clock whose smallest observable step is
     /// `resolutionNanoseconds`: the smallest p with 2^p ≥ the step (RFC 5905 §7.3).
     public static func precision(resolutionNanoseconds: Int64) -> Int8 {
         let step = Double(max(1, resolutionNanoseconds)) / 1e9

@@ -90,6 +90,8 @@ public struct KernelClockReading: Sendable, Hashable {
     /// `timex.esterror`, microseconds.
     public var estimatedErrorMicroseconds: Int64
 
+    /// A reading from the fields of `struct timex` and adjtimex's return value, so tests can
+    /// describe any kernel state without calling the kernel.
     public init(status: Int32, state: Int32, maxErrorMicroseconds: Int64, estimatedErrorMicroseconds: Int64) {
         self.status = status
         self.state = state

@@ -8,6 +8,8 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var version: Int
     /// Seconds since the server started.
     public var uptimeSeconds: Double
+    /// The clock state the server's replies carry now, so an operator can see at a glance
+    /// whether clients are being told the server is synchronised.
     public var clock: Clock
     /// Totals per protocol and transport.
     public var services: [Service]
@@ -16,6 +18,7 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     /// The busiest clients of each rate-limited service, most requests first.
     public var clients: [ClientGroup]
 
+    /// Creates a status document; `version` defaults to the current format.
     public init(version: Int = 1, uptimeSeconds: Double, clock: Clock, services: [Service], workers: [Worker], clients: [ClientGroup]) {
         self.version = version
         self.uptimeSeconds = uptimeSeconds
@@ -29,15 +32,22 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public struct Clock: Codable, Sendable, Hashable {
         /// Where the state comes from: kernel, local, unsynchronized or external.
         public var source: String
+        /// Whether replies claim a synchronised clock (leap indicator other than 3).
         public var synchronized: Bool
+        /// The stratum replies carry (RFC 5905 §7.3): 1 for a primary reference, 0 when
+        /// unsynchronised ("unspecified or invalid").
         public var stratum: Int
         /// Leap indicator, 0-3 (3: unsynchronised).
         public var leap: Int
         /// Reference ID as text: four ASCII characters, or a dotted IPv4 address.
         public var reference: String
+        /// Root delay, seconds: the round trip to the primary reference (RFC 5905 §7.3).
         public var rootDelaySeconds: Double
+        /// Root dispersion, seconds: the error bound relative to the primary reference that
+        /// replies carry (RFC 5905 §7.3).
         public var rootDispersionSeconds: Double
 
+        /// Creates the clock section from values already converted for display.
         public init(source: String, synchronized: Bool, stratum: Int, leap: Int, reference: String, rootDelaySeconds: Double, rootDispersionSeconds: Double) {
             self.source = source
             self.synchronized = synchronized
@@ -66,6 +76,7 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// Send and receive errors from the kernel.
         public var errors: UInt64
 
+        /// Creates one service's totals.
         public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64) {
             self.name = name
             self.transport = transport
@@ -79,12 +90,19 @@ public struct ServerStatus: Codable, Sendable, Hashable {
 
     /// One UDP worker thread.
     public struct Worker: Codable, Sendable, Hashable {
+        /// The protocol the worker serves: "ntp", "daytime" or "time".
         public var name: String
+        /// The address its listener is bound to.
         public var address: String
+        /// The worker's position among its listener's workers, from 0.
         public var index: Int
+        /// Datagrams this worker received: uneven figures across workers show the kernel's
+        /// SO_REUSEPORT hash favouring some cores.
         public var requests: UInt64
+        /// Replies this worker sent (kisses-o'-death included).
         public var replies: UInt64
 
+        /// Creates one worker's figures.
         public init(name: String, address: String, index: Int, requests: UInt64, replies: UInt64) {
             self.name = name
             self.address = address
@@ -96,13 +114,16 @@ public struct ServerStatus: Codable, Sendable, Hashable {
 
     /// A rate-limited service's busiest clients.
     public struct ClientGroup: Codable, Sendable, Hashable {
+        /// The service the table belongs to: "ntp", "daytime" or "time".
         public var name: String
         /// Clients in the table now.
         public var tracked: Int
         /// Clients the table can hold.
         public var capacity: Int
+        /// The clients with the most requests, most first.
         public var busiest: [Client]
 
+        /// Creates one service's client listing.
         public init(name: String, tracked: Int, capacity: Int, busiest: [Client]) {
             self.name = name
             self.tracked = tracked
@@ -113,13 +134,18 @@ public struct ServerStatus: Codable, Sendable, Hashable {
 
     /// One client (address prefix) of the rate-limit table.
     public struct Client: Codable, Sendable, Hashable {
+        /// The address prefix the table keys on: the address itself at /32 or /128, else
+        /// ADDRESS/LENGTH, since the limit applies to a whole prefix.
         public var prefix: String
+        /// Requests from this prefix since it took its slot in the table (an evicted prefix
+        /// starts again from 0).
         public var requests: UInt64
         /// Requests over the limit (dropped, kissed, or answered by the leak).
         public var limited: UInt64
         /// Tokens left in its bucket.
         public var tokens: Int
 
+        /// Creates one client's entry.
         public init(prefix: String, requests: UInt64, limited: UInt64, tokens: Int) {
             self.prefix = prefix
             self.requests = requests

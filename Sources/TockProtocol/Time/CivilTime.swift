@@ -3,6 +3,7 @@
 /// Daytime (RFC 867) and the client's display need year/month/day without Foundation's
 /// allocating formatters; the conversion is the proleptic Gregorian "days from civil" algorithm.
 public struct CivilTime: Sendable, Hashable {
+    /// The proleptic Gregorian year, e.g. 2036; not limited to four digits.
     public var year: Int
     /// 1...12
     public var month: Int

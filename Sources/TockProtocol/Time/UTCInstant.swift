@@ -47,6 +47,8 @@ public struct UTCInstant: Sendable, Hashable, Comparable, CustomStringConvertibl
         nanosecondsSinceUnixEpoch &- other.nanosecondsSinceUnixEpoch
     }
 
+    /// Whether `lhs` is earlier, by plain nanosecond count: no era wraps, unlike wire
+    /// timestamps.
     @inlinable
     public static func < (lhs: UTCInstant, rhs: UTCInstant) -> Bool {
         lhs.nanosecondsSinceUnixEpoch < rhs.nanosecondsSinceUnixEpoch
