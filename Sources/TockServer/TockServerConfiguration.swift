@@ -35,8 +35,8 @@ package struct TockServerConfiguration: Sendable {
     package var daytimePolicy: ServicePolicy
     /// The same for Time (UDP and TCP).
     package var timePolicy: ServicePolicy
-    /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 524,288
-    /// clients per service.
+    /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 131,072
+    /// clients per service at `ClientLimiter.bytesPerClient` (32) bytes each.
     package var clientTableBytes: Int
 
     /// The default ports, from `TockService.wellKnownPort`.

@@ -1,4 +1,7 @@
-/// Why an NTP datagram was not accepted. Each case is a drop reason the server counts.
+/// Why an NTP datagram could not be decoded or validated.
+///
+/// The server's decision (`NTPServer.handle`) checks length and version itself and counts
+/// every trailer error as `DropReason.malformed`; these cases say more, for clients and tests.
 public enum NTPParseError: Error, Sendable, Hashable {
     /// Shorter than the 48-byte header.
     case tooShort(Int)

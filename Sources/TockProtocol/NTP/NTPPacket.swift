@@ -118,7 +118,7 @@ public struct NTPPacket: Sendable, Hashable {
 
     /// Decodes the header from the first 48 bytes of `bytes`; anything after it is not read.
     ///
-    /// Use `NTPMessage` to validate what follows the header.
+    /// Use `NTPTrailer(validating:version:)` to validate what follows the header.
     public init(decoding bytes: UnsafeRawBufferPointer) throws(NTPParseError) {
         guard bytes.count >= NTPPacket.headerLength else { throw .tooShort(bytes.count) }
         let first = bytes[0]
