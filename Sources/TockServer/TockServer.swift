@@ -40,8 +40,14 @@ package final class TockServer: Service, Sendable {
     package enum State: Sendable, Hashable {
         /// Sockets bound, nothing running.
         case bound
-        /// `run` is serving.
-        case running
+        /// `run` is starting the listeners.
+        case starting
+        /// Every listener runs: datagrams are read and TCP connections accepted. Set just
+        /// before systemd is told READY=1, so tests and supervisors wait for this, not for a
+        /// probe to be answered in time.
+        case serving
+        /// Graceful shutdown: the listeners are being stopped.
+        case stopping
         /// `run` returned; the sockets are closed.
         case stopped
     }
@@ -172,7 +178,7 @@ package final class TockServer: Service, Sendable {
     package func run() async throws {
         let starting = state.withLockedValue { state -> Bool in
             guard state == .bound else { return false }
-            state = .running
+            state = .starting
             return true
         }
         guard starting else {
@@ -218,6 +224,7 @@ package final class TockServer: Service, Sendable {
 
         let ntpCount = addresses(.ntp).count
         let textCount = addresses(.daytime).count + addresses(.time).count
+        state.withLockedValue { $0 = .serving }
         SystemdNotifier.notify("READY=1\nSTATUS=serving \(ntpCount) NTP, \(textCount) Daytime/Time addresses; \(clock.isSynchronized ? "synchronised" : "unsynchronised")\nMAINPID=\(getpid())")
 
         let refresher = ClockStateService(source: configuration.clockSource, cell: clockState, precisionNanoseconds: precisionNanoseconds, logger: logger, now: { SystemClock.now() })
@@ -228,6 +235,7 @@ package final class TockServer: Service, Sendable {
             tasks.cancelAll()
         }
 
+        state.withLockedValue { $0 = .stopping }
         logger.info("tockd stopping")
         SystemdNotifier.notify("STOPPING=1")
         for l in datagramListeners { l.stop() }

@@ -3,8 +3,8 @@ import NIOPosix
 import TockProtocol
 import TockSockets
 
-/// Everything tockd's services need, as one immutable value built by the executable from flags
-/// (and later a configuration file).
+/// Everything tockd's services need, as one immutable value built from flags and the
+/// configuration file (`TockdSettings.resolve()` in TockConfig).
 package struct TockServerConfiguration: Sendable {
     /// Addresses for NTP (UDP).
     package var ntpListeners: [SocketEndpoint]

@@ -180,25 +180,15 @@ struct NotReady: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Waits (at most 2 s) until the server's NTP workers answer, or, without NTP, until its TCP
-/// listeners accept and close connections.
+/// Waits until the server says it serves (`TockServer.State.serving`: every worker thread
+/// started and every TCP listener accepting), the signal tockd gives systemd as READY=1.
+///
+/// Readiness comes from the server, not from a probe answered within a fixed time, which a
+/// loaded machine (many test servers starting at once on two cores) can miss. The 60 s bound
+/// only keeps a broken server from hanging the suite.
 func waitUntilReady(_ server: TockServer) async throws {
-    if let ntp = server.addresses(.ntp).first {
-        let ok = await blocking { () -> Bool in
-            let deadline = SystemClock.monotonicNanoseconds() + 2_000_000_000
-            while SystemClock.monotonicNanoseconds() < deadline {
-                if udpExchange(ntpRequest(version: 4, mode: 3), to: ntp, timeoutMilliseconds: 100) != nil { return true }
-            }
-            return false
-        }
-        guard ok else { throw NotReady(description: "NTP at \(ntp) did not answer within 2 s") }
-    }
-    for address in server.addresses(.daytime) + server.addresses(.time) {
-        let outcome = await blocking { tcpReadAll(from: address, timeoutMilliseconds: 2000) }
-        if case .timedOut = outcome.end {
-            throw NotReady(description: "TCP at \(address) did not answer within 2 s")
-        }
-    }
+    let ready = await eventually(timeout: .seconds(60)) { server.currentState == .serving }
+    guard ready else { throw NotReady(description: "the server did not reach .serving within 60 s (state \(server.currentState))") }
 }
 
 // MARK: - Raw UDP
