@@ -128,4 +128,27 @@ struct LifecycleTests {
         if fd >= 0 { close(fd) }
         #expect(fd == -ECONNREFUSED)
     }
+
+    @Test("A second server on a UDP port another process's SO_REUSEPORT sockets hold is refused, not joined")
+    func reusePortHeldByAnother() async throws {
+        // Stand-in for a running tockd: an SO_REUSEPORT socket of the same user on a fixed port.
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        #expect(loopbackV4.withSockAddr { bind(fd, $0, $1) } == 0)
+        let held = try Sockets.localAddress(fd)
+        for service in [TockService.ntp, .time] {
+            var configuration = TockServerConfiguration(clockSource: .local(stratum: 10), ntpWorkers: 2)
+            if service == .ntp { configuration.ntpListeners = [held] } else { configuration.timeListeners = [held] }
+            do throws(ListenerError) {
+                _ = try TockServer(configuration: configuration, logger: quietLogger)
+                Issue.record("\(service): TockServer joined UDP \(held), which another SO_REUSEPORT socket holds")
+            } catch {
+                #expect(error.errorNumber == EADDRINUSE, "\(service): \(error.description)")
+                #expect(error.description.contains("\(held)") && error.description.contains("already in use"), "\(error.description)")
+            }
+        }
+    }
 }

@@ -40,6 +40,8 @@ final class DatagramListener: Sendable {
         do {
             if address.port == 0 {
                 address.port = try ListenerSocket.freePort(on: address, alsoTCP: false)
+            } else {
+                try ListenerSocket.requireFree(address)
             }
             for _ in 0..<max(1, workers) {
                 fds.append(try ListenerSocket.udp(address))

@@ -21,7 +21,7 @@ package struct ListenerError: Error, Sendable, CustomStringConvertible {
         case EACCES, EPERM:
             return "\(what): permission denied; ports below 1024 need privileges: run as root, grant CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep tockd), or choose a port ≥ 1024, e.g. 127.0.0.1:\(port < 1024 ? Int(port) + 1000 : Int(port))"
         case EADDRINUSE:
-            return "\(what): address already in use; another server (chronyd, ntpd, inetd?) is listening there: stop it or choose another port"
+            return "\(what): address already in use; another server (chronyd, ntpd, inetd, another tockd?) is listening there: stop it or choose another port"
         case EADDRNOTAVAIL:
             return "\(what): no interface on this host has that address; use one of this host's addresses, or 0.0.0.0 / [::] for all"
         case EAFNOSUPPORT:
@@ -101,6 +101,27 @@ enum ListenerSocket {
     /// port that another reuseport socket of the same user already holds, and the two would
     /// silently split the traffic. So the port is chosen by sockets without SO_REUSEPORT, which
     /// the kernel only gives unused ports, and then closed for the listener to bind.
+    /// Fails with EADDRINUSE when any socket holds `address` already.
+    ///
+    /// The workers' sockets share their port through SO_REUSEPORT, which would also let them
+    /// join a port another process's SO_REUSEPORT sockets hold (a second tockd started by
+    /// mistake), and the kernel would split the clients between the two servers. A socket
+    /// without SO_REUSEPORT cannot join anyone, so binding one first, and closing it, proves the
+    /// port free, as chronyd's plain bind does. Not for inherited sockets, which systemd bound.
+    static func requireFree(_ address: SocketEndpoint) throws(ListenerError) {
+        guard address.port != 0 else { return }
+        do throws(SystemError) {
+            let fd = try Sockets.open(family: address.family, type: Sockets.datagram)
+            defer { close(fd) }
+            if address.isIPv6 {
+                try Sockets.setOption(fd, level: Int32(IPPROTO_IPV6), name: tock_IPV6_V6ONLY, value: 1, "IPV6_V6ONLY")
+            }
+            try Sockets.bind(fd, to: address)
+        } catch {
+            throw ListenerError(transport: "UDP", address: address, errorNumber: error.errorNumber)
+        }
+    }
+
     static func freePort(on address: SocketEndpoint, alsoTCP: Bool) throws(ListenerError) -> UInt16 {
         var lastError: Int32 = EADDRINUSE
         for _ in 0..<64 {
