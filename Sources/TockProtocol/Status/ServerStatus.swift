@@ -140,7 +140,8 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// Requests from this prefix since it took its slot in the table (an evicted prefix
         /// starts again from 0).
         public var requests: UInt64
-        /// Requests over the limit (dropped, kissed, or answered by the leak).
+        /// Requests refused by the limit (dropped or kissed); one the leak lets through got
+        /// its time and is not counted here.
         public var limited: UInt64
         /// Tokens left in its bucket.
         public var tokens: Int

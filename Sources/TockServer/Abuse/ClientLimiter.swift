@@ -90,7 +90,8 @@ package final class ClientLimiter: RateLimitTable, @unchecked Sendable {
         package var prefix: String
         /// Requests since the client took its slot.
         package var requests: UInt64
-        /// Of those, the ones limited (dropped, kissed or answered only by the leak).
+        /// Of those, the ones refused (dropped or kissed); a request the leak lets through
+        /// counts as answered, since the client got its time.
         package var limited: UInt64
         /// Tokens left in its bucket.
         package var tokens: Int

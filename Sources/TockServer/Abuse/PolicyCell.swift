@@ -39,7 +39,7 @@ package struct ServicePolicies: Sendable, Hashable {
 
 /// A service's live policy and its rate-limit table, replaceable while workers run.
 ///
-/// Like `ClockStateCell`: workers keep a copy and compare a version once per batch (one relaxed
+/// Like `ClockStateCell`: workers keep a copy and compare a version once per batch (one acquiring
 /// atomic load); only after a reload do they take the lock to copy the new policy, so the
 /// packet path never locks and a reload reaches every reply within one batch, without closing
 /// a socket or dropping a request in flight.

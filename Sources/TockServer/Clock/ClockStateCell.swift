@@ -5,7 +5,7 @@ import TockProtocol
 /// The server's current clock state, published by the clock-state service and read by every
 /// worker.
 ///
-/// Workers keep a copy and compare a version number once per batch (one relaxed atomic load);
+/// Workers keep a copy and compare a version number once per batch (one acquiring atomic load);
 /// only when it changed do they take the lock to copy the new state. So the packet path never
 /// locks, and a change reaches every reply within one batch.
 package final class ClockStateCell: Sendable {

@@ -14,7 +14,7 @@ enum DatagramReplyKind: Sendable, Hashable {
     case timestamped
     /// Send as written (Daytime, Time).
     case complete
-    /// A kiss-o'-death: sent as written, counted apart from replies.
+    /// A kiss-o'-death: sent as written; counted in `kissesSent` as well as in `replied`.
     case kissOfDeath
 }
 

@@ -179,7 +179,6 @@ final class StreamTimeListener: Sendable {
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
-            .childChannelOption(.socketOption(.so_linger), value: 0)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let (policy, limiter, _) = cell.read()
