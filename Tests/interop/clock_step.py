@@ -9,6 +9,7 @@ the end, whatever happens. Prints "N passed, N failed".
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def query():
     return d, out.stdout
 
 
+# SIGTERM and SIGINT end the script through the `finally` below, which puts the clock back.
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda number, frame: sys.exit(128 + number))
 real0 = time.clock_gettime(time.CLOCK_REALTIME)
 mono0 = time.clock_gettime(time.CLOCK_MONOTONIC)
 try:

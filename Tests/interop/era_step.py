@@ -8,6 +8,7 @@ tockd must serve NTP and Time on 127.0.0.1 with --clock-source local. The clock 
 CLOCK_MONOTONIC at the end, whatever happens. Prints "N passed, N failed".
 """
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,9 @@ def query(*args):
         return None, out.stdout + out.stderr
 
 
+# SIGTERM and SIGINT end the script through the `finally` below, which puts the clock back.
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda number, frame: sys.exit(128 + number))
 real0 = time.clock_gettime(time.CLOCK_REALTIME)
 mono0 = time.clock_gettime(time.CLOCK_MONOTONIC)
 try:
