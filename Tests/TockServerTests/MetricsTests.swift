@@ -21,14 +21,19 @@ struct MetricsTests {
 
     /// Runs an endpoint for `server` on 127.0.0.1:0 while `body` runs.
     static func withEndpoint(_ server: TockServer, _ body: (SocketEndpoint) async throws -> Void) async throws {
-        let endpoint = try StatusEndpoint(address: SocketEndpoint(ip: "127.0.0.1", port: 0)!, server: server, logger: quietLogger)
+        try await withEndpoint(try StatusEndpoint(address: SocketEndpoint(ip: "127.0.0.1", port: 0)!, server: server, logger: quietLogger)) { endpoint in
+            try await body(endpoint.address)
+        }
+    }
+
+    static func withEndpoint(_ endpoint: StatusEndpoint, _ body: (StatusEndpoint) async throws -> Void) async throws {
         let group = ServiceGroup(configuration: .init(services: [.init(service: endpoint)], logger: quietLogger))
         let task = Task { try await group.run() }
         // Ready when it answers.
         let address = endpoint.address
         _ = await eventually { (try? StatusQuery(timeoutNanoseconds: 200_000_000).get("/metrics", from: address)) != nil }
         do {
-            try await body(address)
+            try await body(endpoint)
         } catch {
             await group.triggerGracefulShutdown()
             try? await task.value
@@ -158,6 +163,59 @@ struct MetricsTests {
                 // The human rendering by tock status, from the real binary.
                 let (code, _) = try await blockingThrows { try StatusQuery().get("/nowhere", from: endpoint) }
                 #expect(code == 404)
+            }
+        }
+    }
+
+    @Test("Idle, dribbling and surplus connections to the metrics endpoint are closed; TCP time service and later scrapes go on")
+    func connectionFlood() async throws {
+        try await withServer(.loopback(ntp: false, daytime: false)) { server in
+            let endpoint = try StatusEndpoint(
+                address: SocketEndpoint(ip: "127.0.0.1", port: 0)!, server: server, logger: quietLogger,
+                maxConnections: 8, idleTimeout: .milliseconds(400), connectionLifetime: .seconds(2)
+            )
+            try await Self.withEndpoint(endpoint) { endpoint in
+                let address = endpoint.address
+                // 20 connections that send nothing: 8 are held (until idle), 12 closed at once.
+                let fds = await blocking { (0..<20).map { _ in tcpConnect(to: address) } }
+                defer { for fd in fds where fd >= 0 { close(fd) } }
+                #expect(fds.allSatisfy { $0 >= 0 })
+                let surplusClosed = await eventually(timeout: .seconds(10)) { endpoint.counters.drops(.connectionLimit) == 12 }
+                #expect(surplusClosed, "closed over the cap: \(endpoint.counters.drops(.connectionLimit))")
+                #expect(endpoint.counters.active.load(ordering: .relaxed) <= 8)
+                // The Daytime/Time TCP service is not affected.
+                let time = await blocking { tcpReadAll(from: server.addresses(.time)[0]) }
+                #expect(time.bytes.count == 4 && time.end == .endOfFile)
+                // Every held connection is closed by the server once idle (EOF, not our close).
+                let ends = await blocking { fds.map { tcpRead($0, timeoutMilliseconds: 5000).end } }
+                #expect(ends.allSatisfy { $0 == .endOfFile || $0 == .reset }, "\(ends)")
+                #expect(await eventually(timeout: .seconds(5)) { endpoint.counters.active.load(ordering: .relaxed) == 0 })
+
+                // Half a request line, then nothing: closed when idle.
+                let half = await blocking { () -> StreamEnd in
+                    let fd = tcpConnect(to: address)
+                    defer { close(fd) }
+                    _ = send(fd, Array("GET /met".utf8), 8, Int32(MSG_NOSIGNAL))
+                    return tcpRead(fd, timeoutMilliseconds: 5000).end
+                }
+                #expect(half == .endOfFile || half == .reset)
+                // One byte every 200 ms (never idle for 400 ms): closed when its lifetime is up.
+                let dribble = await blocking { () -> (Int, Bool) in
+                    let fd = tcpConnect(to: address)
+                    defer { close(fd) }
+                    let start = SystemClock.monotonicNanoseconds()
+                    for byte in Array("GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".utf8) {
+                        if send(fd, [byte], 1, Int32(MSG_NOSIGNAL)) != 1 { break }
+                        if tcpRead(fd, timeoutMilliseconds: 200).end != .timedOut { break }
+                    }
+                    let closed = tcpRead(fd, timeoutMilliseconds: 3000).end != .timedOut
+                    return (Int((SystemClock.monotonicNanoseconds() - start) / 1_000_000), closed)
+                }
+                #expect(dribble.1, "a dribbling client was never closed")
+                #expect(dribble.0 >= 1500 && dribble.0 < 6000, "closed after \(dribble.0) ms; the lifetime is 2 s")
+                // And the endpoint still answers.
+                let (code, _) = try await blockingThrows { try StatusQuery().get("/metrics", from: address) }
+                #expect(code == 200)
             }
         }
     }

@@ -15,6 +15,12 @@ import TockSockets
 ///
 /// The socket is bound when this is created, so a bad address fails start-up like any other
 /// listener.
+///
+/// Bounded like the Daytime/Time TCP services, so that idle or dribbling connections cannot
+/// exhaust tockd's file descriptors (and with them its TCP services): at most
+/// `maxConnections` open at once (more are closed at once), a connection that sends nothing
+/// for `idleTimeout` is closed, and none stays open longer than `connectionLifetime`, however
+/// slowly it sends.
 package final class StatusEndpoint: Service, Sendable {
     /// The address actually bound.
     package let address: SocketEndpoint
@@ -24,14 +30,28 @@ package final class StatusEndpoint: Service, Sendable {
     private let logger: Logger
     /// Whether NIO owns the socket (and closes it); if not, deinit does.
     private let handedOver = ManagedAtomic(false)
+    /// Most connections open at once.
+    package let maxConnections: Int
+    /// How long a connection may send nothing before it is closed.
+    package let idleTimeout: TimeAmount
+    /// How long any connection may stay open.
+    package let connectionLifetime: TimeAmount
+    /// Connections open now, and those closed at once for being over the cap.
+    package let counters = StreamCounters()
 
-    package init(address requested: SocketEndpoint, server: TockServer, logger: Logger) throws(ListenerError) {
+    package init(
+        address requested: SocketEndpoint, server: TockServer, logger: Logger,
+        maxConnections: Int = 64, idleTimeout: TimeAmount = .seconds(10), connectionLifetime: TimeAmount = .seconds(60)
+    ) throws(ListenerError) {
         let fd = try ListenerSocket.tcp(requested, backlog: 64)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
         self.server = server
         self.exporter = MetricsExporter(server: server)
         self.logger = logger
+        self.maxConnections = maxConnections
+        self.idleTimeout = idleTimeout
+        self.connectionLifetime = connectionLifetime
     }
 
     deinit {
@@ -42,13 +62,18 @@ package final class StatusEndpoint: Service, Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let exporter = self.exporter
         let server = self.server
+        let counters = self.counters
+        let (maxConnections, idleTimeout, lifetime) = (self.maxConnections, self.idleTimeout, self.connectionLifetime)
         handedOver.store(true, ordering: .relaxed)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ConnectionLimitHandler(counters: counters, maxConnections: maxConnections, lifetime: lifetime))
+                    try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
                 }
             }
             .withBoundSocket(fd)
@@ -57,6 +82,55 @@ package final class StatusEndpoint: Service, Sendable {
         try? await gracefulShutdown()
         try? await channel.close()
         try? await group.shutdownGracefully()
+    }
+}
+
+/// Holds a connection to the endpoint's limits: closes it at once past the connection cap, when
+/// it has been idle for the read timeout (`IdleStateHandler` fires the event), and when its
+/// lifetime is up.
+final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+
+    let counters: StreamCounters
+    let maxConnections: Int
+    let lifetime: TimeAmount
+    /// Whether this connection holds one of the `maxConnections` places.
+    let holdsPlace = ManagedAtomic(false)
+
+    init(counters: StreamCounters, maxConnections: Int, lifetime: TimeAmount) {
+        self.counters = counters
+        self.maxConnections = maxConnections
+        self.lifetime = lifetime
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        counters.connections.wrappingIncrement(ordering: .relaxed)
+        if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= maxConnections {
+            counters.active.wrappingDecrement(ordering: .relaxed)
+            counters.count(.connectionLimit)
+            context.close(promise: nil)
+            return
+        }
+        holdsPlace.store(true, ordering: .relaxed)
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if holdsPlace.exchange(false, ordering: .relaxed) {
+            counters.active.wrappingDecrement(ordering: .relaxed)
+        }
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

@@ -110,21 +110,21 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
 }
 
 /// Counters of a TCP listener.
-final class StreamCounters: Sendable {
-    let connections = ManagedAtomic<UInt64>(0)
-    let replied = ManagedAtomic<UInt64>(0)
+package final class StreamCounters: Sendable {
+    package let connections = ManagedAtomic<UInt64>(0)
+    package let replied = ManagedAtomic<UInt64>(0)
     /// Connections closed without a reply, by reason.
     private let drops: [ManagedAtomic<UInt64>] = DropReason.allCases.map { _ in ManagedAtomic(0) }
     /// Connections open now.
-    let active = ManagedAtomic<Int>(0)
+    package let active = ManagedAtomic<Int>(0)
 
     /// Counts a connection closed unanswered.
-    func count(_ reason: DropReason) {
+    package func count(_ reason: DropReason) {
         drops[reason.rawValue].wrappingIncrement(ordering: .relaxed)
     }
 
     /// Connections closed unanswered for `reason`.
-    func drops(_ reason: DropReason) -> UInt64 {
+    package func drops(_ reason: DropReason) -> UInt64 {
         drops[reason.rawValue].load(ordering: .relaxed)
     }
 }
