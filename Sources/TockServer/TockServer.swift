@@ -63,11 +63,13 @@ package final class TockServer: Service, Sendable {
     package init(configuration: TockServerConfiguration, logger: Logger) throws(ListenerError) {
         self.configuration = configuration
         self.logger = logger
-        let resolution = SystemClock.measuredResolutionNanoseconds()
-        self.precisionNanoseconds = resolution
-        let precision = NTPServer.precision(resolutionNanoseconds: resolution)
+        let precision = NTPServer.precision(resolutionNanoseconds: SystemClock.measuredResolutionNanoseconds())
         self.precision = precision
-        let clockState = ClockStateCell(configuration.clockSource.currentState(now: SystemClock.now(), precisionNanoseconds: resolution))
+        // The precision as every reply states it (2^precision s): a local clock's root
+        // dispersion, so the log, the status and clients see one figure.
+        let precisionNanoseconds = NTPServer.nanoseconds(precision: precision)
+        self.precisionNanoseconds = precisionNanoseconds
+        let clockState = ClockStateCell(configuration.clockSource.currentState(now: SystemClock.now(), precisionNanoseconds: precisionNanoseconds))
         self.clockState = clockState
         var cells: [TockService: PolicyCell] = [:]
         for service in TockService.allCases {
@@ -203,7 +205,7 @@ package final class TockServer: Service, Sendable {
         let clock = clockState.read().state
         var startMetadata: Logger.Metadata = [
             "clock_source": "\(configuration.clockSource)",
-            "precision": "\(precision) (\(precisionNanoseconds) ns)",
+            "precision": "\(TimeFigure.precision(precision))",
         ]
         if datagramListeners.contains(where: { $0.service == .ntp }) {
             startMetadata["ntp_workers_per_address"] = "\(configuration.ntpWorkers)"

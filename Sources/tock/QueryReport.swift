@@ -7,12 +7,7 @@ import TockSockets
 enum QueryReport {
     /// Seconds with a sign and microsecond digits: `+0.000123`.
     static func seconds(_ nanoseconds: Int64, signed: Bool = false) -> String {
-        let sign = nanoseconds < 0 ? "-" : (signed ? "+" : "")
-        let a = nanoseconds.magnitude
-        let whole = a / 1_000_000_000
-        let micros = (a % 1_000_000_000 + 500) / 1000
-        let frac = String(micros)
-        return "\(sign)\(whole).\(String(repeating: "0", count: 6 - frac.count))\(frac)"
+        TimeFigure.seconds(nanoseconds, signed: signed)
     }
 
     /// `2026-11-24T18:36:20.123456Z` and the same instant in the local zone.
@@ -45,7 +40,7 @@ enum QueryReport {
             "leap          \(p.leap)",
             "root delay    \(seconds(p.rootDelay.nanoseconds)) s",
             "root disp.    \(seconds(p.rootDispersion.nanoseconds)) s",
-            "precision     2^\(p.precision) s (\(NTPSampleMath.nanoseconds(log2: p.precision)) ns)",
+            "precision     \(TimeFigure.precision(p.precision))",
             "version       \(p.version)",
         ]
         if result.sent > 1 {
@@ -156,11 +151,5 @@ enum QueryReport {
             }
         }
         return out + "\""
-    }
-}
-
-enum NTPSampleMath {
-    static func nanoseconds(log2 p: Int8) -> Int64 {
-        Int64((1e9 * Double(sign: .plus, exponent: Int(p), significand: 1)).rounded(.up))
     }
 }

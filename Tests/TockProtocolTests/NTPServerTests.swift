@@ -239,8 +239,10 @@ struct NTPServerTests {
         #expect(served.reply[0] >> 6 == 3)
         #expect(served.reply[0] & 0x3F == 0x24)
         #expect(served.reply[1] == 0)
-        #expect(be32(served.reply, 12) == 0)
+        #expect(be32(served.reply, 12) == 0x494E_4954)  // INIT
         #expect(be64(served.reply, 16) == 0)
+        let exchange = NTPClientExchange(version: 4, requestTransmit: NTPTimestamp(rawValue: be64(served.reply, 24)))
+        #expect(exchange.evaluate(reply: Array(served.reply[..<48]), t1: ServerFixture.receiveTime, t4: ServerFixture.transmitTime) == .failure(.unsynchronized), "tock reads INIT as unsynchronised, not as a kiss")
     }
 
     @Test(arguments: [(LeapIndicator.insertSecond, UInt8(1)), (.deleteSecond, 2), (.noWarning, 0)])

@@ -43,7 +43,9 @@ struct ServerClockStateTests {
     @Test func maxErrorJustBelowTheLimitIsSynchronised() {
         let state = reading(status: 0, maxError: 15_999_999).serverState(stratum: 3, referenceID: 1, now: Self.now)
         #expect(state.leap == .noWarning)
-        #expect(state.rootDispersionNanoseconds == 15_999_999_000)
+        // As the wire states it: rounded up to the next 2^-16 s.
+        #expect(state.rootDispersionNanoseconds == NTPShort(nanoseconds: 15_999_999_000).nanoseconds)
+        #expect(state.rootDispersionNanoseconds >= 15_999_999_000 - 15_259)
     }
 
     @Test(arguments: [
@@ -63,7 +65,8 @@ struct ServerClockStateTests {
         let u = ServerClockState.unsynchronized
         #expect(u.leap == .unsynchronized)
         #expect(u.stratum == 0)
-        #expect(u.referenceID == 0)
+        #expect(u.referenceID == 0x494E_4954, "INIT, as NTPsec sends, never an empty kiss code")
+        #expect(NTPPacket(leap: .unsynchronized, version: 4, mode: .server, stratum: 0, referenceID: u.referenceID).kissCode?.demandsStop == false)
         #expect(!u.isSynchronized)
     }
 
@@ -75,6 +78,8 @@ struct ServerClockStateTests {
         #expect(ServerClockState.local(stratum: 1, now: Self.now, precisionNanoseconds: 954).referenceID == 0x4C4F_434C)  // "LOCL"
         #expect(local.referenceTime == Self.now)
         #expect(local.rootDelayNanoseconds == 0)
-        #expect(local.rootDispersionNanoseconds == 954)
+        // 954 ns is stated on the wire as one 2^-16 s unit: the state holds what clients see.
+        #expect(local.rootDispersionNanoseconds == 15_258)
+        #expect(NTPShort(nanoseconds: local.rootDispersionNanoseconds).rawValue == 1)
     }
 }

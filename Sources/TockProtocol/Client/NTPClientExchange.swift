@@ -75,10 +75,7 @@ public struct NTPSample: Sendable, Hashable {
     }
 
     static func nanoseconds(log2Seconds p: Int8) -> Int64 {
-        let p = Int(p)
-        if p >= 0 { return 1_000_000_000 << min(p, 30) }
-        if p <= -30 { return 1 }
-        return Int64((1e9 * Double.pow2(p)).rounded(.up))
+        NTPServer.nanoseconds(precision: p)
     }
 }
 

@@ -22,6 +22,9 @@ public struct KissCode: RawRepresentable, Sendable, Hashable, CustomStringConver
     public static let deny = KissCode("DENY")
     /// Access restricted; the client must stop (RFC 5905 §7.4).
     public static let restrict = KissCode("RSTR")
+    /// Not yet synchronised for the first time (RFC 5905 §7.4): what an unsynchronised server
+    /// states, not a demand to the client.
+    public static let initializing = KissCode("INIT")
     /// The NTS cookie could not be used (RFC 8915 §5.7).
     public static let ntsNak = KissCode("NTSN")
 

@@ -156,6 +156,15 @@ public struct NTPServer: Sendable {
         NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
     }
 
+    /// 2^`precision` seconds in nanoseconds, rounded up (a bound): what a precision field
+    /// (RFC 5905 §7.3) says the clock's step is.
+    public static func nanoseconds(precision p: Int8) -> Int64 {
+        let p = Int(p)
+        if p >= 0 { return 1_000_000_000 << min(p, 30) }
+        if p <= -30 { return 1 }
+        return Int64((1e9 * Double.pow2(p)).rounded(.up))
+    }
+
     /// The precision (log2 seconds) of a clock whose smallest observable step is
     /// `resolutionNanoseconds`: the smallest p with 2^p ≥ the step (RFC 5905 §7.3).
     public static func precision(resolutionNanoseconds: Int64) -> Int8 {

@@ -12,9 +12,11 @@ public struct ServerClockState: Sendable, Hashable {
     public var referenceID: UInt32
     /// When the clock was last set or corrected.
     public var referenceTime: UTCInstant
-    /// Round-trip delay to the primary reference, in nanoseconds.
+    /// Round-trip delay to the primary reference, in nanoseconds, as the wire states it (a
+    /// 16.16 NTP short: a value is rounded up to the next 2^-16 s), so every display shows what clients
+    /// receive.
     public var rootDelayNanoseconds: Int64
-    /// Total dispersion to the primary reference, in nanoseconds.
+    /// Total dispersion to the primary reference, in nanoseconds, as the wire states it.
     public var rootDispersionNanoseconds: Int64
     /// Whether an inserted leap second is being counted now (the kernel's TIME_OOP): the wall
     /// clock repeats 23:59:59, and Daytime shows 23:59:60.
@@ -33,19 +35,22 @@ public struct ServerClockState: Sendable, Hashable {
         self.stratum = stratum
         self.referenceID = referenceID
         self.referenceTime = referenceTime
-        self.rootDelayNanoseconds = rootDelayNanoseconds
-        self.rootDispersionNanoseconds = rootDispersionNanoseconds
+        self.rootDelayNanoseconds = NTPShort(nanoseconds: rootDelayNanoseconds).nanoseconds
+        self.rootDispersionNanoseconds = NTPShort(nanoseconds: rootDispersionNanoseconds).nanoseconds
     }
 
     /// Whether clients may use this server's time.
     public var isSynchronized: Bool { leap != .unsynchronized }
 
-    /// The state of a clock that must not be followed: leap 3, stratum 0, no reference
-    /// (RFC 5905 §7.3; chrony sends the same before its first synchronisation).
+    /// The state of a clock that must not be followed: leap 3, stratum 0, and the reference
+    /// ID `INIT` (RFC 5905 §7.4: "the association has not yet synchronized for the first
+    /// time"), as NTPsec sends. A zero reference ID at stratum 0 reads as a kiss-o'-death with
+    /// an empty code to some clients; `INIT` says what it is, and tock's own client reports it
+    /// as unsynchronised.
     public static let unsynchronized = ServerClockState(
         leap: .unsynchronized,
         stratum: 0,
-        referenceID: 0,
+        referenceID: KissCode.initializing.rawValue,
         referenceTime: UTCInstant(nanosecondsSinceUnixEpoch: 0),
         rootDelayNanoseconds: 0,
         rootDispersionNanoseconds: 0

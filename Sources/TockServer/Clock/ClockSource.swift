@@ -90,7 +90,7 @@ struct ClockStateService: Service {
             "synchronised": "\(state.isSynchronized)",
             "stratum": "\(state.stratum)",
             "leap": "\(state.leap)",
-            "root_dispersion_ms": "\(Double(state.rootDispersionNanoseconds) / 1e6)",
+            "root_dispersion": "\(TimeFigure.seconds(state.rootDispersionNanoseconds)) s",
         ]
     }
 }
