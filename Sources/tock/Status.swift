@@ -25,7 +25,7 @@ struct Status: ParsableCommand {
             """
     )
 
-    @Argument(help: "The metrics endpoint: HOST:PORT (default 127.0.0.1:9123).")
+    @Argument(help: "The metrics endpoint tockd serves with --metrics: HOST:PORT.")
     var endpoint: String = "127.0.0.1:9123"
 
     @Option(help: "Busiest clients to list per rate-limited service, 0-1000.")
@@ -50,7 +50,11 @@ struct Status: ParsableCommand {
             target = try Resolver.resolve(parsed.host ?? "127.0.0.1", port: parsed.port ?? 9123)[0]
             status = try StatusQuery(clients: clients, timeoutNanoseconds: Int64(timeout * 1e9)).run(endpoint: target)
         } catch let error as ClientError {
-            FileHandleStandardError.write("tock status: \(error)\n")
+            var hint = ""
+            if case .network = error {
+                hint = "\ntock status: tockd serves its status only when started with --metrics \(endpoint) (or [metrics] listen = \"\(endpoint)\" in its configuration file); is it running with that?"
+            }
+            FileHandleStandardError.write("tock status: \(error)\(hint)\n")
             throw ExitCode(QueryExit(error).rawValue)
         } catch {
             throw ValidationError("\(endpoint): \(error)")
