@@ -207,6 +207,12 @@ public enum NTPWire {
 
     /// Writes a big-endian value at `offset`.
     @inlinable @inline(__always)
+    public static func store16(_ v: UInt16, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
+        b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt16.self)
+    }
+
+    /// Writes a big-endian value at `offset`.
+    @inlinable @inline(__always)
     public static func store32(_ v: UInt32, _ b: UnsafeMutableRawBufferPointer, _ offset: Int) {
         b.storeBytes(of: v.bigEndian, toByteOffset: offset, as: UInt32.self)
     }

@@ -4,8 +4,11 @@ public enum NTPReplyKind: Sendable, Hashable {
     /// sending (`NTPServer.stampTransmitTime`).
     case time
     /// A kiss-o'-death (RFC 5905 §7.4) with this code, sent because of `reason`; complete as
-    /// written, with no timestamps to stamp.
+    /// written, with no timestamps to stamp. An NTS NAK (RFC 8915 §5.7) is `NTSN`.
     case kissOfDeath(KissCode, reason: DropReason)
+    /// An NTS-protected time reply (RFC 8915 §5.7): the transport stamps T3 and then seals it
+    /// (`NTPServer.sealAuthenticatedReply`), because the AEAD covers the transmit timestamp.
+    case authenticatedTime
 }
 
 /// The server's decision for one NTP datagram, carried out by the transport.
@@ -69,6 +72,29 @@ public struct NTPServer: Sendable {
         reply: UnsafeMutableRawBufferPointer,
         random: inout FastRandom
     ) -> NTPServerAction {
+        var nts: NoNTS?
+        return handle(request, from: client, receiveTime: receiveTime, clock: clock, admission: admission, nts: &nts, reply: reply, random: &random)
+    }
+
+    /// `handle` for a server that also speaks NTS (RFC 8915 §5.7): a request with NTS fields
+    /// is answered only when its cookie opens and its authenticator verifies, with the
+    /// Unique Identifier echoed and new cookies (one per cookie and placeholder, at most
+    /// eight) encrypted under the S2C key; an unusable cookie gets an NTS NAK (kiss `NTSN`,
+    /// the Unique Identifier echoed, nothing else); a bad authenticator gets nothing. `reply`
+    /// must be a whole slot of `NTSReplyScratch.slotLength` bytes when `nts` is not nil: the
+    /// S2C key and the plaintext wait past the reply for `sealAuthenticatedReply`. Requests
+    /// without NTS fields are answered as plain NTP.
+    @inlinable
+    public func handle<Table: RateLimitTable, Crypto: NTSServerCrypto>(
+        _ request: UnsafeRawBufferPointer,
+        from client: ClientAddress,
+        receiveTime: UTCInstant,
+        clock: ServerClockState,
+        admission: ClientAdmission<Table>,
+        nts: inout Crypto?,
+        reply: UnsafeMutableRawBufferPointer,
+        random: inout FastRandom
+    ) -> NTPServerAction {
         guard request.count >= NTPPacket.headerLength else { return .ignore(.tooShort) }
         let first = request[0]
         let version = (first >> 3) & 0x7
@@ -100,6 +126,19 @@ public struct NTPServer: Sendable {
             return .respond(length: NTPPacket.headerLength, kind: .kissOfDeath(code, reason: reason))
         }
 
+        // NTS (RFC 8915 §5.7): only NTPv4 carries extension fields, and only a server with
+        // cookie keys reads them.
+        var fields: NTSRequestFields?
+        if nts != nil, trailer.extensionFieldCount > 0, trailer.macLength == 0 {
+            do {
+                fields = try NTSRequestFields(parsing: request)
+            } catch .malformed {
+                return .ignore(.ntsMalformed)
+            } catch {
+                fields = nil
+            }
+        }
+
         reply[0] = clock.leap.rawValue << 6 | version << 3 | NTPMode.server.rawValue
         reply[1] = clock.stratum
         reply[2] = request[2]  // poll, echoed (RFC 5905 §9.2)
@@ -114,11 +153,106 @@ public struct NTPServer: Sendable {
         if receive == origin { receive &+= 1 }
         NTPWire.store64(receive, reply, NTPWire.receiveOffset)
         NTPWire.store64(0, reply, NTPWire.transmitOffset)
+        if let fields {
+            return authenticate(request, fields: fields, crypto: &nts!, reply: reply, random: &random)
+        }
         if trailer.macLength > 0 {
             NTPWire.store32(0, reply, NTPPacket.headerLength)
             return .respond(length: NTPPacket.headerLength + 4, kind: .time)
         }
         return .respond(length: NTPPacket.headerLength, kind: .time)
+    }
+
+    /// The NTS part of a reply whose header `handle` has written: opens the cookie, verifies the
+    /// authenticator, and lays out the Unique Identifier, the Authenticator's header and nonce,
+    /// and (in the scratch area) the S2C key and the new cookies to seal once T3 is stamped.
+    @inlinable
+    func authenticate<Crypto: NTSServerCrypto>(
+        _ request: UnsafeRawBufferPointer,
+        fields: NTSRequestFields,
+        crypto: inout Crypto,
+        reply: UnsafeMutableRawBufferPointer,
+        random: inout FastRandom
+    ) -> NTPServerAction {
+        let scratch = UnsafeMutableRawBufferPointer(rebasing: reply[NTSReplyScratch.offset..<(NTSReplyScratch.offset + NTSReplyScratch.length)])
+        let keys = UnsafeMutableRawBufferPointer(rebasing: scratch[8..<136])
+        let uidLength = fields.uniqueIdentifier.count
+        guard let algorithm = crypto.openCookie(UnsafeRawBufferPointer(rebasing: request[fields.cookie]), keys: keys) else {
+            // NTS NAK: a kiss-o'-death NTSN with the Unique Identifier echoed, so the client
+            // knows its cookie is stale and runs NTS-KE again (RFC 8915 §5.7).
+            let version = (request[0] >> 3) & 0x7
+            Self.writeKissOfDeath(.ntsNak, version: version, poll: request[2], origin: NTPWire.load64(request, NTPWire.transmitOffset), reply: reply)
+            UnsafeMutableRawBufferPointer(rebasing: reply[NTPPacket.headerLength..<(NTPPacket.headerLength + uidLength)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: request[fields.uniqueIdentifier]))
+            return .respond(length: NTPPacket.headerLength + uidLength, kind: .kissOfDeath(.ntsNak, reason: .ntsBadCookie))
+        }
+        let keyLength = algorithm.keyLength
+        let c2s = UnsafeRawBufferPointer(rebasing: keys[0..<keyLength])
+        let plaintextArea = UnsafeMutableRawBufferPointer(rebasing: scratch[136..<NTSReplyScratch.length])
+        let ciphertext = UnsafeRawBufferPointer(rebasing: request[fields.ciphertext])
+        guard ciphertext.count - 16 <= plaintextArea.count,
+              crypto.open(
+                key: c2s,
+                nonce: UnsafeRawBufferPointer(rebasing: request[fields.nonce]),
+                associatedData: UnsafeRawBufferPointer(rebasing: request[0..<fields.authenticatorStart]),
+                ciphertext: ciphertext,
+                into: UnsafeMutableRawBufferPointer(rebasing: plaintextArea[0..<(ciphertext.count - 16)])
+              )
+        else { return .ignore(.ntsBadAuthenticator) }
+        // Extension fields the client encrypted carry nothing this server acts on.
+
+        // The reply: header (written), Unique Identifier echoed, Authenticator.
+        var offset = NTPPacket.headerLength
+        UnsafeMutableRawBufferPointer(rebasing: reply[offset..<(offset + uidLength)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: request[fields.uniqueIdentifier]))
+        offset += uidLength
+        // As many cookies as the client used and asked for, at most eight, and never so many
+        // that the reply outgrows the request.
+        let cookieLength = crypto.cookieLength(for: algorithm)
+        let cookieField = 4 + (cookieLength + 3) & ~3
+        let fixed = offset + 8 + 16 + 16  // Authenticator header, nonce, tag
+        var cookies = min(1 + fields.placeholders, NTSReplyScratch.maximumCookies)
+        while cookies > 0, fixed + cookies * cookieField > request.count { cookies -= 1 }
+        guard cookies > 0, cookies * cookieField <= plaintextArea.count else { return .ignore(.ntsMalformed) }
+        var plain = 0
+        for _ in 0..<cookies {
+            NTPWire.store16(NTSExtensionFieldType.cookie.rawValue, plaintextArea, plain)
+            NTPWire.store16(UInt16(cookieField), plaintextArea, plain + 2)
+            let body = UnsafeMutableRawBufferPointer(rebasing: plaintextArea[(plain + 4)..<(plain + cookieField)])
+            let written = crypto.sealCookie(algorithm: algorithm, keys: UnsafeRawBufferPointer(rebasing: keys[0..<(keyLength + keyLength)]), into: body)
+            for i in written..<body.count { body[i] = 0 }
+            plain += cookieField
+        }
+        let authenticatorLength = 8 + 16 + 16 + plain
+        NTPWire.store16(NTSExtensionFieldType.authenticator.rawValue, reply, offset)
+        NTPWire.store16(UInt16(authenticatorLength), reply, offset + 2)
+        NTPWire.store16(16, reply, offset + 4)
+        NTPWire.store16(UInt16(16 + plain), reply, offset + 6)
+        NTPWire.store64(random.next(), reply, offset + 8)
+        NTPWire.store64(random.next(), reply, offset + 16)
+        // The scratch's first bytes: the key length and the plaintext length, for the seal.
+        scratch[0] = UInt8(keyLength)
+        NTPWire.store16(UInt16(plain), scratch, 2)
+        return .respond(length: offset + authenticatorLength, kind: .authenticatedTime)
+    }
+
+    /// Stamps T3 into an `.authenticatedTime` reply and seals its Authenticator: the new
+    /// cookies waiting in the slot's scratch area are encrypted under the S2C key, with the
+    /// reply up to the Authenticator as associated data (RFC 8915 §5.6), into the reply.
+    /// `slot` is the whole slot buffer; `length` the reply's.
+    @inlinable
+    public func sealAuthenticatedReply<Crypto: NTSServerCrypto>(_ transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int, crypto: inout Crypto, random: inout FastRandom) {
+        stampTransmitTime(transmitTime, reply: slot, random: &random)
+        let scratch = UnsafeMutableRawBufferPointer(rebasing: slot[NTSReplyScratch.offset..<(NTSReplyScratch.offset + NTSReplyScratch.length)])
+        let keyLength = Int(scratch[0])
+        let plain = Int(NTPWire.load16(UnsafeRawBufferPointer(scratch), 2))
+        let authenticator = NTPPacket.headerLength + Int(NTPWire.load16(UnsafeRawBufferPointer(slot), NTPPacket.headerLength + 2))
+        _ = crypto.seal(
+            key: UnsafeRawBufferPointer(rebasing: scratch[(8 + keyLength)..<(8 + 2 * keyLength)]),
+            nonce: UnsafeRawBufferPointer(rebasing: slot[(authenticator + 8)..<(authenticator + 24)]),
+            associatedData: UnsafeRawBufferPointer(rebasing: slot[0..<authenticator]),
+            plaintext: UnsafeRawBufferPointer(rebasing: scratch[136..<(136 + plain)]),
+            into: UnsafeMutableRawBufferPointer(rebasing: slot[(authenticator + 24)..<(authenticator + 24 + 16 + plain)])
+        )
+        precondition(authenticator + 24 + 16 + plain == length, "NTS reply layout")
     }
 
     /// Writes a kiss-o'-death (RFC 5905 §7.4): leap 3, stratum 0, the kiss code as reference

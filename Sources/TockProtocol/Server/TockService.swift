@@ -25,7 +25,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
     /// `tock status` list them.
     public var dropReasons: [DropReason] {
         switch self {
-        case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited]
+        case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
         case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
         }
     }
@@ -60,6 +60,12 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     case rateLimited
     /// TCP: the listener already holds its maximum of open connections.
     case connectionLimit
+    /// NTS fields that break RFC 8915 §5 (missing, repeated or misplaced fields, bad lengths).
+    case ntsMalformed
+    /// An NTS cookie that does not open: answered with an NTS NAK (kiss `NTSN`), counted here.
+    case ntsBadCookie
+    /// An NTS authenticator that does not verify under the cookie's key: no reply.
+    case ntsBadAuthenticator
 
     /// The label in metrics and status (`too_short`, `rate_limited`, …).
     public var label: String {
@@ -74,6 +80,9 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .denied: "denied"
         case .rateLimited: "rate_limited"
         case .connectionLimit: "connection_limit"
+        case .ntsMalformed: "nts_malformed"
+        case .ntsBadCookie: "nts_bad_cookie"
+        case .ntsBadAuthenticator: "nts_bad_authenticator"
         }
     }
 
