@@ -1,0 +1,87 @@
+/// A service tockd offers: its name in configuration, metrics and logs, and its well-known
+/// port.
+///
+/// Every place that is per service (listeners, policies, counters, status) is keyed by this
+/// type, so a new protocol (NTS-KE on 4460, Roughtime on 2002) is one case here and the
+/// compiler lists every switch that must learn it.
+public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, CustomStringConvertible {
+    /// NTP (RFC 5905), UDP.
+    case ntp
+    /// Daytime (RFC 867), UDP and TCP.
+    case daytime
+    /// Time (RFC 868), UDP and TCP.
+    case time
+
+    /// The port IANA assigned to the service.
+    public var wellKnownPort: UInt16 {
+        switch self {
+        case .ntp: 123
+        case .daytime: 13
+        case .time: 37
+        }
+    }
+
+    /// The reasons a request to this service can go unanswered, in the order metrics and
+    /// `tock status` list them.
+    public var dropReasons: [DropReason] {
+        switch self {
+        case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited]
+        case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
+        }
+    }
+
+    /// The name, as in the configuration file (`[ntp]`) and metric labels.
+    public var description: String { rawValue }
+}
+
+/// Why a request got no answer (or only a kiss-o'-death's worth of one). One type for every
+/// service, so drop counters are arrays indexed by reason and metric labels come from here.
+public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomStringConvertible {
+    /// NTP: shorter than the 48-byte header (RFC 5905 §7.3).
+    case tooShort
+    /// NTP: version 0 or 5...7.
+    case badVersion
+    /// NTP: not a client request: symmetric, server, broadcast, control (6), private (7,
+    /// monlist), or NTPv1's mode 0 from port 123 (a server, not a client).
+    case notClientMode
+    /// NTP: extension fields or MAC that do not parse (RFC 7822).
+    case malformed
+    /// A datagram larger than the receive buffer: dropped unread.
+    case oversized
+    /// Daytime/Time: the clock is unsynchronised, and RFC 868 says a server that cannot
+    /// determine the time makes no reply.
+    case unsynchronized
+    /// Daytime/Time over UDP: from a port whose service answers anything (echo, chargen, …),
+    /// which would start a reflection loop.
+    case reflectionPort
+    /// The access list does not admit the client.
+    case denied
+    /// The client's rate limit is spent.
+    case rateLimited
+    /// TCP: the listener already holds its maximum of open connections.
+    case connectionLimit
+
+    /// The label in metrics and status (`too_short`, `rate_limited`, …).
+    public var label: String {
+        switch self {
+        case .tooShort: "too_short"
+        case .badVersion: "bad_version"
+        case .notClientMode: "not_client_mode"
+        case .malformed: "malformed"
+        case .oversized: "oversized"
+        case .unsynchronized: "unsynchronized"
+        case .reflectionPort: "reflection_port"
+        case .denied: "denied"
+        case .rateLimited: "rate_limited"
+        case .connectionLimit: "connection_limit"
+        }
+    }
+
+    public var description: String { label }
+
+    /// The reason with this label, for readers of status documents.
+    public init?(label: String) {
+        guard let reason = Self.allCases.first(where: { $0.label == label }) else { return nil }
+        self = reason
+    }
+}
