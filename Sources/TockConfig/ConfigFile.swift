@@ -1,5 +1,4 @@
 import Glibc
-import Logging
 import TOMLKit
 import TockProtocol
 
@@ -24,18 +23,33 @@ package struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStrin
         case parserFailure
     }
 
+    /// What kind of mistake.
     package var kind: Kind
+    /// The file.
     package var path: String
     /// The 1-based line, when known.
     package var line: Int?
     /// The key as `table.key`, when the error is about one.
     package var key: String?
+    /// The value as the file writes it, when the error is about one.
     package var value: String?
     /// What is wrong.
     package var problem: String
     /// What would be accepted.
     package var allowed: String?
 
+    /// A mistake in the file at `path`.
+    package init(kind: Kind, path: String, line: Int? = nil, key: String? = nil, value: String? = nil, problem: String, allowed: String? = nil) {
+        self.kind = kind
+        self.path = path
+        self.line = line
+        self.key = key
+        self.value = value
+        self.problem = problem
+        self.allowed = allowed
+    }
+
+    /// One line: `path:line: key = value: problem; allowed: ...`.
     package var description: String {
         var text = path
         if let line { text += ":\(line)" }
@@ -51,99 +65,122 @@ package struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStrin
     }
 }
 
+/// Every mistake in a configuration file, in file order, so that one run shows an operator all
+/// there is to fix. A file that is not TOML at all (or cannot be read) has exactly one.
+package struct ConfigFileErrors: Error, Sendable, Equatable, Codable, CustomStringConvertible {
+    /// The mistakes, at least one, ordered by line.
+    package var all: [ConfigFileError]
+
+    /// The mistakes in `all`, put in file order (those without a line last).
+    package init(_ all: [ConfigFileError]) {
+        self.all = all.enumerated()
+            .sorted { ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset) }
+            .map(\.element)
+    }
+
+    /// A single mistake.
+    package init(_ error: ConfigFileError) {
+        self.all = [error]
+    }
+
+    /// One line per mistake.
+    package var description: String {
+        all.map(\.description).joined(separator: "\n")
+    }
+}
+
 /// tockd's TOML configuration file (`tockd --config /etc/tock/tockd.toml`), read into a
 /// settings layer that flags then override. Every key is checked: an unknown key, a wrong type
 /// or an out-of-range value is an error naming the key, the value, the line and what is allowed
 /// (the file is the operator's, and a typo silently ignored is a server misconfigured).
+///
+/// The tables and keys come from `Setting.all`: each setting's `table.key`, and for the
+/// settings every service may hold for itself (access lists), the same key in `[ntp]`,
+/// `[daytime]` and `[time]`.
 package enum ConfigFile {
-    /// The tables and keys tockd knows, and what each key holds.
-    static let schema: [String: [String: ValueKind]] = [
-        "server": ["user": .string, "log_level": .string],
-        "clock": ["source": .string, "stratum": .integer],
-        "ntp": ["listen": .stringArray, "workers": .integer, "allow": .stringArray, "deny": .stringArray, "deny_kiss": .string],
-        "daytime": ["listen": .stringArray, "format": .string, "zone": .string, "allow": .stringArray, "deny": .stringArray],
-        "time": ["listen": .stringArray, "allow": .stringArray, "deny": .stringArray],
-        "tcp": ["timeout": .number, "max_connections": .integer],
-        "access": ["allow": .stringArray, "deny": .stringArray],
-        "rate_limit": [
-            "enabled": .boolean, "interval": .integer, "burst": .integer, "leak": .integer, "kiss_of_death": .boolean,
-            "ipv4_prefix": .integer, "ipv6_prefix": .integer, "table_size_mib": .integer,
-        ],
-        "metrics": ["listen": .string],
-    ]
-
-    enum ValueKind {
-        case string, integer, number, boolean, stringArray
-
-        var description: String {
-            switch self {
-            case .string: "a string"
-            case .integer: "an integer"
-            case .number: "a number"
-            case .boolean: "true or false"
-            case .stringArray: "an array of strings"
-            }
-        }
+    /// Where a key of the file goes: its setting, and the service its table limits it to.
+    struct Placement {
+        var setting: Setting
+        var service: TockService?
     }
 
+    /// The tables and keys tockd knows.
+    static let schema: [String: [String: Placement]] = {
+        var schema: [String: [String: Placement]] = [:]
+        for setting in Setting.all {
+            let parts = setting.key.split(separator: ".", maxSplits: 1).map(String.init)
+            schema[parts[0], default: [:]][parts[1]] = Placement(setting: setting, service: nil)
+            if setting.serviceScope != nil {
+                for service in TockService.allCases {
+                    schema[service.rawValue, default: [:]][parts[1]] = Placement(setting: setting, service: service)
+                }
+            }
+        }
+        return schema
+    }()
+
     /// Reads and checks the file at `path`.
-    package static func load(path: String) throws(ConfigFileError) -> TockdSettings {
+    package static func load(path: String) throws(ConfigFileErrors) -> TockdSettings {
         guard let text = readFile(path) else {
-            throw ConfigFileError(kind: .unreadable, path: path, problem: "cannot read: \(String(cString: strerror(errno)))")
+            throw ConfigFileErrors(ConfigFileError(kind: .unreadable, path: path, problem: "cannot read: \(String(cString: strerror(errno)))"))
         }
         return try parse(text, path: path)
     }
 
     /// Parses and checks `text`, naming `path` in errors.
-    package static func parse(_ text: String, path: String) throws(ConfigFileError) -> TockdSettings {
+    package static func parse(_ text: String, path: String) throws(ConfigFileErrors) -> TockdSettings {
         if let line = TOMLKeyLines.malformedTableHeader(in: text) {
-            throw ConfigFileError(kind: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]")
+            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]"))
         }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigFileError(kind: .syntax, path: path, line: error.source.begin.line, problem: "not valid TOML: \(error.description)")
+            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, line: error.source.begin.line, problem: "not valid TOML: \(error.description)"))
         } catch {
-            throw ConfigFileError(kind: .syntax, path: path, problem: "not valid TOML: \(error)")
+            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, problem: "not valid TOML: \(error)"))
         }
-        let lines = TOMLKeyLines(text)
-        var reader = Reader(path: path, lines: lines)
-        return try reader.read(table)
+        var reader = Reader(path: path, lines: TOMLKeyLines(text))
+        reader.read(table)
+        if !reader.errors.isEmpty { throw ConfigFileErrors(reader.errors) }
+        return reader.settings
     }
 
-    /// Walks the parsed document against the schema.
+    /// Walks the parsed document against the schema, collecting every mistake.
     struct Reader {
         let path: String
         let lines: TOMLKeyLines
         var settings = TockdSettings()
-        var allow: [String]?
-        var deny: [String]?
+        var errors: [ConfigFileError] = []
 
         func error(_ kind: ConfigFileError.Kind, _ key: String, value: String? = nil, _ problem: String, allowed: String? = nil) -> ConfigFileError {
             ConfigFileError(kind: kind, path: path, line: lines.line(of: key), key: key, value: value, problem: problem, allowed: allowed)
         }
 
-        mutating func read(_ document: TOMLTable) throws(ConfigFileError) -> TockdSettings {
+        mutating func read(_ document: TOMLTable) {
             for tableName in document.keys.sorted(by: { lines.line(of: $0) ?? 0 < lines.line(of: $1) ?? 0 }) {
                 guard let keys = ConfigFile.schema[tableName] else {
                     let problem = document[tableName]?.type == .table ? "unknown table [\(tableName)]" : "unknown key (every key belongs in a table)"
-                    throw error(.unknownKey, tableName, problem, allowed: ConfigFile.schema.keys.sorted().map { "[\($0)]" }.joined(separator: ", "))
+                    errors.append(error(.unknownKey, tableName, problem, allowed: ConfigFile.schema.keys.sorted().map { "[\($0)]" }.joined(separator: ", ")))
+                    continue
                 }
                 guard let table = document[tableName]?.table else {
-                    throw error(.wrongType, tableName, value: document[tableName].map(Self.render), "must be a table", allowed: "[\(tableName)] followed by its keys")
+                    errors.append(error(.wrongType, tableName, value: document[tableName].map(Self.render), "must be a table", allowed: "[\(tableName)] followed by its keys"))
+                    continue
                 }
                 for key in table.keys.sorted(by: { lines.line(of: "\(tableName).\($0)") ?? 0 < lines.line(of: "\(tableName).\($1)") ?? 0 }) {
                     let full = "\(tableName).\(key)"
-                    guard let kind = keys[key] else {
-                        throw error(.unknownKey, full, "unknown key", allowed: "in [\(tableName)]: " + keys.keys.sorted().joined(separator: ", "))
+                    guard let placement = keys[key] else {
+                        errors.append(error(.unknownKey, full, "unknown key", allowed: "in [\(tableName)]: " + keys.keys.sorted().joined(separator: ", ")))
+                        continue
                     }
-                    try readValue(table[key]!, kind: kind, table: tableName, key: key)
+                    do {
+                        try readValue(table[key]!, placement, key: full)
+                    } catch {
+                        errors.append(error)
+                    }
                 }
             }
-            settings.allow = allow
-            settings.deny = deny
-            return settings
         }
 
         static func render(_ value: TOMLValueConvertible) -> String {
@@ -153,118 +190,47 @@ package enum ConfigFile {
             return value.debugDescription
         }
 
-        mutating func readValue(_ value: TOMLValueConvertible, kind: ValueKind, table: String, key: String) throws(ConfigFileError) {
-            let full = "\(table).\(key)"
-            let shown = Self.render(value)
-            let setting = Setting.allCases.first { $0.key == full }
-            func wrongType() -> ConfigFileError {
-                error(.wrongType, full, value: shown, "wrong type (\(value.type)); expected \(kind.description)", allowed: setting?.allowed)
-            }
-            // Each value's own check, as the flags get it, but reported with the key and line.
-            func checked(_ update: (inout TockdSettings) -> Void) throws(ConfigFileError) {
-                var layer = TockdSettings()
-                update(&layer)
-                do {
-                    try layer.validate()
-                } catch {
-                    throw self.error(error.problem == "out of range" ? .outOfRange : .invalidValue, full, value: shown, error.problem, allowed: error.setting.allowed)
-                }
-                settings = settings.overridden(by: layer)
-            }
-            func choice<T: RawRepresentable & CaseIterable>(_ type: T.Type, _ text: String) throws(ConfigFileError) -> T where T.RawValue == String {
-                guard let parsed = T(rawValue: text) else {
-                    throw error(.invalidValue, full, value: shown, "not one of the choices", allowed: T.allCases.map(\.rawValue).joined(separator: ", "))
-                }
-                return parsed
-            }
-
-            switch kind {
-            case .string:
-                guard let text = value.string else { throw wrongType() }
-                switch full {
-                case "server.user": try checked { $0.user = text }
-                case "server.log_level": settings.logLevel = try choice(Logger.Level.self, text)
-                case "clock.source": settings.clockSource = try choice(ClockSourceName.self, text)
-                case "daytime.format": settings.daytimeFormat = try choice(DaytimeFormat.self, text)
-                case "daytime.zone": settings.daytimeZone = try choice(DaytimeZone.self, text)
-                case "ntp.deny_kiss":
-                    guard text == "DENY" || text == "RSTR" else {
-                        throw error(.invalidValue, full, value: shown, "not a denial kiss code", allowed: Setting.denyKiss.allowed)
-                    }
-                    settings.denyKiss = text == "DENY" ? .deny : .restrict
-                case "metrics.listen": try checked { $0.metrics = text }
-                default: break
-                }
-            case .integer:
-                guard let number = value.int else { throw wrongType() }
-                switch full {
-                case "clock.stratum": try checked { $0.stratum = number }
-                case "ntp.workers": try checked { $0.workers = number }
-                case "tcp.max_connections": try checked { $0.tcpMaxConnections = number }
-                case "rate_limit.interval": try checked { $0.rateLimitInterval = number }
-                case "rate_limit.burst": try checked { $0.rateLimitBurst = number }
-                case "rate_limit.leak": try checked { $0.rateLimitLeak = number }
-                case "rate_limit.ipv4_prefix": try checked { $0.rateLimitIPv4Prefix = number }
-                case "rate_limit.ipv6_prefix": try checked { $0.rateLimitIPv6Prefix = number }
-                case "rate_limit.table_size_mib": try checked { $0.clientTableSize = number }
-                default: break
-                }
-            case .number:
-                guard let number = value.double ?? value.int.map(Double.init) else { throw wrongType() }
-                try checked { $0.tcpTimeout = number }
-            case .boolean:
-                guard let flag = value.bool else { throw wrongType() }
-                switch full {
-                case "rate_limit.enabled": settings.rateLimit = flag
-                case "rate_limit.kiss_of_death": settings.rateLimitKod = flag
-                default: break
-                }
-            case .stringArray:
-                // A single string is accepted as a list of one.
-                let array: [TOMLValueConvertible]
-                if value.string != nil {
-                    array = [value]
-                } else if let values = value.array {
-                    array = Array(values)
-                } else {
-                    throw wrongType()
-                }
+        /// The value in the form settings read, or nil for a TOML type no setting takes.
+        static func settingValue(_ value: TOMLValueConvertible) -> SettingValue? {
+            switch value.type {
+            case .string: return value.string.map { .string($0) }
+            case .int: return value.int.map { .integer($0) }
+            case .double: return value.double.map { .number($0) }
+            case .bool: return value.bool.map { .boolean($0) }
+            case .array:
                 var texts: [String] = []
-                for element in array {
-                    guard let text = element.string else { throw wrongType() }
+                for element in value.array ?? [] {
+                    guard let text = element.string else { return nil }
                     texts.append(text)
                 }
-                // Each element is checked and reported on its own, so the error shows the one
-                // that is wrong.
-                func checkedEach(_ update: (inout TockdSettings, [String]) -> Void) throws(ConfigFileError) {
-                    for text in texts {
-                        do throws(SettingError) {
-                            var layer = TockdSettings()
-                            update(&layer, [text])
-                            try layer.validate()
-                        } catch {
-                            throw self.error(.invalidValue, full, value: "\"\(text)\"", error.problem, allowed: error.setting.allowed)
-                        }
-                    }
-                    update(&settings, texts)
+                return .strings(texts)
+            default: return nil
+            }
+        }
+
+        /// Reads one key's value into `settings`, checked as the flags are, but reported with
+        /// the key and line (and for a list, the element at fault).
+        mutating func readValue(_ value: TOMLValueConvertible, _ placement: Placement, key: String) throws(ConfigFileError) {
+            let setting = placement.setting
+            let shown = Self.render(value)
+            guard let converted = Self.settingValue(value)?.coerced(to: setting.kind) else {
+                throw error(.wrongType, key, value: shown, "wrong type (\(value.type)); expected \(setting.kind.description)", allowed: setting.allowed)
+            }
+            do throws(ValueProblem) {
+                if let service = placement.service, let scope = setting.serviceScope {
+                    // Checked as written, stored as limited to the table's service.
+                    let scoped = try scope(converted, service)
+                    var scratch = TockdSettings()
+                    try setting.read(converted, &scratch)
+                    try setting.read(scoped, &settings)
+                } else {
+                    try setting.read(converted, &settings)
                 }
-                switch key {
-                case "listen":
-                    switch table {
-                    case "ntp": try checkedEach { $0.ntpListen = $1 }
-                    case "daytime": try checkedEach { $0.daytimeListen = $1 }
-                    default: try checkedEach { $0.timeListen = $1 }
-                    }
-                case "allow", "deny":
-                    // [access] applies to every service; [ntp], [daytime] and [time] to their own.
-                    let scoped = table == "access" ? texts : texts.map { "\(table)=\($0)" }
-                    for text in texts where table != "access" && text.contains("=") {
-                        throw error(.invalidValue, full, value: "\"\(text)\"", "a service prefix inside [\(table)]", allowed: "plain prefixes here; SERVICE=PREFIX only in [access]")
-                    }
-                    if key == "allow" { try checkedEach { $0.allow = $1 } } else { try checkedEach { $0.deny = $1 } }
-                    if key == "allow" { allow = (allow ?? []) + scoped } else { deny = (deny ?? []) + scoped }
-                default: break
-                }
+            } catch {
+                throw self.error(
+                    error.kind == .outOfRange ? .outOfRange : .invalidValue, key,
+                    value: error.element.map { "\"\($0)\"" } ?? shown, error.problem, allowed: error.allowed ?? setting.allowed
+                )
             }
         }
     }

@@ -1,7 +1,5 @@
 import Foundation
 import Glibc
-import Logging
-import TockProtocol
 
 /// Parsing the configuration file in a short-lived child process, for reloads.
 ///
@@ -15,7 +13,7 @@ package enum IsolatedParse {
     /// What the child prints.
     struct Outcome: Codable {
         var settings: SettingsWire?
-        var error: ConfigFileError?
+        var error: ConfigFileErrors?
     }
 
     /// The child's side: parses `path` in this process and returns the JSON to print.
@@ -32,9 +30,9 @@ package enum IsolatedParse {
 
     /// The server's side: runs `executable` (normally this program, `/proc/self/exe`) with
     /// `--config PATH --parse-config` and reads its answer, waiting at most `timeout` seconds.
-    package static func load(path: String, executable: String = "/proc/self/exe", timeout: Double = 10) throws(ConfigFileError) -> TockdSettings {
-        func failure(_ problem: String) -> ConfigFileError {
-            ConfigFileError(kind: .parserFailure, path: path, problem: problem)
+    package static func load(path: String, executable: String = "/proc/self/exe", timeout: Double = 10) throws(ConfigFileErrors) -> TockdSettings {
+        func failure(_ problem: String) -> ConfigFileErrors {
+            ConfigFileErrors(ConfigFileError(kind: .parserFailure, path: path, problem: problem))
         }
         let result = ChildProcess.run(executable, ["--config", path, "--parse-config"], timeout: timeout)
         guard result.launched else { throw failure("cannot run the parser (\(executable)): \(result.errors)") }
@@ -51,43 +49,59 @@ package enum IsolatedParse {
     }
 }
 
-/// `TockdSettings` as plain JSON fields.
+/// A settings layer as JSON: an object from each set setting's file key to its value, in the
+/// file's own types. Written and read through the settings table, so a new setting needs
+/// nothing here.
 struct SettingsWire: Codable {
-    var ntpListen, daytimeListen, timeListen, allow, deny: [String]?
-    var daytimeFormat, daytimeZone, clockSource, denyKiss, user, logLevel, metrics: String?
-    var stratum, workers, tcpMaxConnections, rateLimitInterval, rateLimitBurst, rateLimitLeak: Int?
-    var rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize: Int?
-    var tcpTimeout: Double?
-    var rateLimit, rateLimitKod: Bool?
+    var settings: TockdSettings
 
-    init(_ s: TockdSettings) {
-        ntpListen = s.ntpListen; daytimeListen = s.daytimeListen; timeListen = s.timeListen
-        allow = s.allow; deny = s.deny
-        daytimeFormat = s.daytimeFormat?.rawValue; daytimeZone = s.daytimeZone?.rawValue
-        clockSource = s.clockSource?.rawValue; denyKiss = s.denyKiss?.description
-        user = s.user; logLevel = s.logLevel?.rawValue; metrics = s.metrics
-        stratum = s.stratum; workers = s.workers; tcpMaxConnections = s.tcpMaxConnections
-        rateLimitInterval = s.rateLimitInterval; rateLimitBurst = s.rateLimitBurst; rateLimitLeak = s.rateLimitLeak
-        rateLimitIPv4Prefix = s.rateLimitIPv4Prefix; rateLimitIPv6Prefix = s.rateLimitIPv6Prefix
-        clientTableSize = s.clientTableSize; tcpTimeout = s.tcpTimeout
-        rateLimit = s.rateLimit; rateLimitKod = s.rateLimitKod
+    init(_ settings: TockdSettings) {
+        self.settings = settings
     }
 
-    var settings: TockdSettings {
-        var s = TockdSettings()
-        s.ntpListen = ntpListen; s.daytimeListen = daytimeListen; s.timeListen = timeListen
-        s.allow = allow; s.deny = deny
-        s.daytimeFormat = daytimeFormat.flatMap(DaytimeFormat.init(rawValue:))
-        s.daytimeZone = daytimeZone.flatMap(DaytimeZone.init(rawValue:))
-        s.clockSource = clockSource.flatMap(ClockSourceName.init(rawValue:))
-        s.denyKiss = denyKiss.map { $0 == "DENY" ? KissCode.deny : KissCode.restrict }
-        s.user = user; s.logLevel = logLevel.flatMap(Logger.Level.init(rawValue:)); s.metrics = metrics
-        s.stratum = stratum; s.workers = workers; s.tcpMaxConnections = tcpMaxConnections
-        s.rateLimitInterval = rateLimitInterval; s.rateLimitBurst = rateLimitBurst; s.rateLimitLeak = rateLimitLeak
-        s.rateLimitIPv4Prefix = rateLimitIPv4Prefix; s.rateLimitIPv6Prefix = rateLimitIPv6Prefix
-        s.clientTableSize = clientTableSize; s.tcpTimeout = tcpTimeout
-        s.rateLimit = rateLimit; s.rateLimitKod = rateLimitKod
-        return s
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for setting in Setting.all {
+            let key = Key(stringValue: setting.key)
+            switch setting.value(settings) {
+            case nil: continue
+            case .string(let text)?: try container.encode(text, forKey: key)
+            case .integer(let number)?: try container.encode(number, forKey: key)
+            case .number(let number)?: try container.encode(number, forKey: key)
+            case .boolean(let flag)?: try container.encode(flag, forKey: key)
+            case .strings(let texts)?: try container.encode(texts, forKey: key)
+            }
+        }
+    }
+
+    /// Each value is decoded as the type its setting expects, then read as the file's would be.
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: Key.self)
+        settings = TockdSettings()
+        for key in container.allKeys {
+            guard let setting = Setting.named(key.stringValue) else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "unknown setting")
+            }
+            let value: SettingValue = switch setting.kind {
+            case .string: .string(try container.decode(String.self, forKey: key))
+            case .integer: .integer(try container.decode(Int.self, forKey: key))
+            case .number: .number(try container.decode(Double.self, forKey: key))
+            case .boolean: .boolean(try container.decode(Bool.self, forKey: key))
+            case .strings: .strings(try container.decode([String].self, forKey: key))
+            }
+            do {
+                try setting.read(value, &settings)
+            } catch {
+                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: error.problem)
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import Atomics
 import Logging
 import ServiceLifecycle
+import Synchronization
 import TockProtocol
 import TockServer
 import UnixSignals
@@ -11,7 +12,7 @@ import UnixSignals
 /// is applied without closing a socket or dropping a request in flight; what cannot (listeners,
 /// workers, clock source, ...) is reported as needing a restart and keeps its running value.
 /// A file that does not load or check keeps the whole running configuration, and says why.
-package final class ReloadService: Service, @unchecked Sendable {
+package final class ReloadService: Service, Sendable {
     /// What one reload did.
     package enum Outcome: Sendable, Equatable {
         /// Applied: the services whose policy changed, the log level, and the changed settings
@@ -27,9 +28,9 @@ package final class ReloadService: Service, @unchecked Sendable {
     private let logLevel: LiveLogLevel
     private let logger: Logger
     /// Reads the file into a settings layer: in a child process for a running tockd.
-    private let load: @Sendable (String) throws(ConfigFileError) -> TockdSettings
-    /// The settings in force: touched only by `reload`, which runs one at a time.
-    private var running: TockdSettings
+    private let load: @Sendable (String) throws(ConfigFileErrors) -> TockdSettings
+    /// The settings in force. Held for a whole reload, so reloads run one at a time.
+    private let running: Mutex<TockdSettings>
 
     /// - Parameters:
     ///   - path: the configuration file, or nil when tockd runs on flags alone.
@@ -38,17 +39,18 @@ package final class ReloadService: Service, @unchecked Sendable {
     ///   - load: how to read the file; tockd parses it in a child process (`IsolatedParse`).
     package init(
         server: TockServer, path: String?, flags: TockdSettings, running: TockdSettings, logLevel: LiveLogLevel, logger: Logger,
-        load: @escaping @Sendable (String) throws(ConfigFileError) -> TockdSettings = { (path) throws(ConfigFileError) in try ConfigFile.load(path: path) }
+        load: @escaping @Sendable (String) throws(ConfigFileErrors) -> TockdSettings = { (path) throws(ConfigFileErrors) in try ConfigFile.load(path: path) }
     ) {
         self.load = load
         self.server = server
         self.path = path
         self.flags = flags
-        self.running = running
+        self.running = Mutex(running)
         self.logLevel = logLevel
         self.logger = logger
     }
 
+    /// Reloads on every SIGHUP until graceful shutdown.
     package func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
@@ -62,12 +64,23 @@ package final class ReloadService: Service, @unchecked Sendable {
             logger.notice("reload requested, but tockd runs without --config: nothing to reload")
             return .rejected("no configuration file")
         }
+        return running.withLock { running in reload(path: path, running: &running) }
+    }
+
+    private func reload(path: String, running: inout TockdSettings) -> Outcome {
         let next: TockdSettings
-        let policies: ServicePolicies
-        do {
+        let resolved: ResolvedSettings
+        do throws(ConfigFileErrors) {
             next = try load(path).overridden(by: flags)
-            _ = try next.resolve()
-            policies = try next.policies()
+        } catch {
+            // One line per mistake, so the log shows all of them.
+            for mistake in error.all {
+                logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(mistake)"])
+            }
+            return .rejected("\(error)")
+        }
+        do throws(SettingError) {
+            resolved = try next.resolve()
         } catch {
             logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
             return .rejected("\(error)")
@@ -79,36 +92,16 @@ package final class ReloadService: Service, @unchecked Sendable {
                 "settings": "\(needRestart.map(\.key).joined(separator: ", "))",
             ])
         }
-        let services = server.updatePolicies(policies)
-        let level = next.logLevel ?? .info
-        logLevel.level = level
+        let services = server.updatePolicies(resolved.policies)
+        logLevel.level = resolved.logLevel
         running = running.takingReloadable(from: next)
         logger.notice("configuration reloaded", metadata: [
             "path": "\(path)",
             "changed": "\(changed.filter(\.isReloadable).map(\.key).joined(separator: ", "))",
             "policies_replaced": "\(services.map(\.rawValue).joined(separator: ", "))",
-            "log_level": "\(level)",
+            "log_level": "\(resolved.logLevel)",
         ])
-        return .applied(changedServices: services, logLevel: level, needRestart: needRestart)
-    }
-}
-
-extension TockdSettings {
-    /// These settings with the reloadable ones taken from `other`.
-    func takingReloadable(from other: TockdSettings) -> TockdSettings {
-        var out = self
-        out.allow = other.allow
-        out.deny = other.deny
-        out.denyKiss = other.denyKiss
-        out.rateLimit = other.rateLimit
-        out.rateLimitInterval = other.rateLimitInterval
-        out.rateLimitBurst = other.rateLimitBurst
-        out.rateLimitLeak = other.rateLimitLeak
-        out.rateLimitKod = other.rateLimitKod
-        out.rateLimitIPv4Prefix = other.rateLimitIPv4Prefix
-        out.rateLimitIPv6Prefix = other.rateLimitIPv6Prefix
-        out.logLevel = other.logLevel
-        return out
+        return .applied(changedServices: services, logLevel: resolved.logLevel, needRestart: needRestart)
     }
 }
 
@@ -116,10 +109,12 @@ extension TockdSettings {
 package final class LiveLogLevel: Sendable {
     private let index: ManagedAtomic<Int>
 
+    /// Starts at `level`.
     package init(_ level: Logger.Level) {
         index = ManagedAtomic(Logger.Level.allCases.firstIndex(of: level)!)
     }
 
+    /// The level now in force.
     package var level: Logger.Level {
         get { Logger.Level.allCases[index.load(ordering: .relaxed)] }
         set { index.store(Logger.Level.allCases.firstIndex(of: newValue)!, ordering: .relaxed) }
@@ -138,22 +133,26 @@ package struct LiveLevelLogHandler: LogHandler {
         self.live = level
     }
 
+    /// The shared live level: setting it changes every logger's.
     package var logLevel: Logger.Level {
         get { live.level }
         set { live.level = newValue }
     }
 
+    /// This handler's own metadata.
     package var metadata: Logger.Metadata {
         get { inner.metadata }
         set { inner.metadata = newValue }
     }
 
+    /// One item of this handler's metadata.
     package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { inner[metadataKey: key] }
         set { inner[metadataKey: key] = newValue }
     }
 
-    package func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        inner.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
+    /// Writes the event; `Logger` has already checked its level against the live one.
+    package func log(event: LogEvent) {
+        inner.log(event: event)
     }
 }

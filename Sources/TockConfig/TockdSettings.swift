@@ -3,370 +3,489 @@ import TockProtocol
 import TockServer
 import TockSockets
 
-/// One of tockd's settings, by its configuration-file key and its flag, with what it accepts.
-package enum Setting: String, Sendable, CaseIterable {
-    case ntpListen, daytimeListen, timeListen, daytimeFormat, daytimeZone
-    case clockSource, stratum, workers, tcpTimeout, tcpMaxConnections
-    case allow, deny, denyKiss
-    case rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod
-    case rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize
-    case user, logLevel, metrics
+/// tockd's settings as one layer: every field optional, so that a layer of flags can override a
+/// configuration file's layer field by field. `resolve()` applies the defaults and builds the
+/// server's immutable configuration.
+///
+/// Each field is described by its entry in `Setting.all` below: adding a setting is a field
+/// here, an entry there (and its name in `all`), and the code that uses the resolved value.
+/// Everything else (file, flags, reload, `--help`, `--check-config`) follows from the entry.
+package struct TockdSettings: Sendable, Equatable {
+    /// `Setting.ntpListen`.
+    package var ntpListen: [String]?
+    /// `Setting.daytimeListen`.
+    package var daytimeListen: [String]?
+    /// `Setting.timeListen`.
+    package var timeListen: [String]?
+    /// `Setting.daytimeFormat`.
+    package var daytimeFormat: DaytimeFormat?
+    /// `Setting.daytimeZone`.
+    package var daytimeZone: DaytimeZone?
+    /// `Setting.clockSource`.
+    package var clockSource: ClockSourceName?
+    /// `Setting.stratum`.
+    package var stratum: Int?
+    /// `Setting.workers`.
+    package var workers: Int?
+    /// `Setting.tcpTimeout`, in seconds.
+    package var tcpTimeout: Double?
+    /// `Setting.tcpMaxConnections`.
+    package var tcpMaxConnections: Int?
+    /// `Setting.allow`: access-list prefixes as `[service=]PREFIX`.
+    package var allow: [String]?
+    /// `Setting.deny`: access-list prefixes as `[service=]PREFIX`.
+    package var deny: [String]?
+    /// `Setting.denyKiss`.
+    package var denyKiss: KissCode?
+    /// `Setting.rateLimit`.
+    package var rateLimit: Bool?
+    /// `Setting.rateLimitInterval`.
+    package var rateLimitInterval: Int?
+    /// `Setting.rateLimitBurst`.
+    package var rateLimitBurst: Int?
+    /// `Setting.rateLimitLeak`.
+    package var rateLimitLeak: Int?
+    /// `Setting.rateLimitKod`.
+    package var rateLimitKod: Bool?
+    /// `Setting.rateLimitIPv4Prefix`.
+    package var rateLimitIPv4Prefix: Int?
+    /// `Setting.rateLimitIPv6Prefix`.
+    package var rateLimitIPv6Prefix: Int?
+    /// `Setting.clientTableSize`, in MiB.
+    package var clientTableSize: Int?
+    /// `Setting.user`.
+    package var user: String?
+    /// `Setting.logLevel`.
+    package var logLevel: Logger.Level?
+    /// `Setting.metrics`: where to serve metrics over HTTP; nil (the default) for nowhere.
+    package var metrics: String?
 
-    /// The key in the configuration file, as `table.key`.
-    package var key: String {
-        switch self {
-        case .ntpListen: "ntp.listen"
-        case .daytimeListen: "daytime.listen"
-        case .timeListen: "time.listen"
-        case .daytimeFormat: "daytime.format"
-        case .daytimeZone: "daytime.zone"
-        case .clockSource: "clock.source"
-        case .stratum: "clock.stratum"
-        case .workers: "ntp.workers"
-        case .tcpTimeout: "tcp.timeout"
-        case .tcpMaxConnections: "tcp.max_connections"
-        case .allow: "access.allow"
-        case .deny: "access.deny"
-        case .denyKiss: "ntp.deny_kiss"
-        case .rateLimit: "rate_limit.enabled"
-        case .rateLimitInterval: "rate_limit.interval"
-        case .rateLimitBurst: "rate_limit.burst"
-        case .rateLimitLeak: "rate_limit.leak"
-        case .rateLimitKod: "rate_limit.kiss_of_death"
-        case .rateLimitIPv4Prefix: "rate_limit.ipv4_prefix"
-        case .rateLimitIPv6Prefix: "rate_limit.ipv6_prefix"
-        case .clientTableSize: "rate_limit.table_size_mib"
-        case .user: "server.user"
-        case .logLevel: "server.log_level"
-        case .metrics: "metrics.listen"
+    /// A layer that sets nothing.
+    package init() {}
+}
+
+// MARK: - The table
+
+extension Setting {
+    /// Every setting, in the order `--help` and `--check-config` list them and `resolve()`
+    /// applies them: a clock's source before its stratum, the rate-limit switch before the
+    /// limit's values.
+    package static let all: [Setting] = [
+        ntpListen, daytimeListen, timeListen, daytimeFormat, daytimeZone,
+        clockSource, stratum, workers, tcpTimeout, tcpMaxConnections,
+        allow, deny, denyKiss,
+        rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod,
+        rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize,
+        metrics, user, logLevel,
+    ]
+
+    /// Where NTP answers.
+    package static let ntpListen = listen(.ntp, \.ntpListen, "Serve NTP on UDP at LISTENER (repeatable); any listener given replaces the defaults")
+    /// Where Daytime answers.
+    package static let daytimeListen = listen(.daytime, \.daytimeListen, "Serve Daytime on UDP and TCP at LISTENER (repeatable)")
+    /// Where Time answers.
+    package static let timeListen = listen(.time, \.timeListen, "Serve Time (RFC 868) on UDP and TCP at LISTENER (repeatable)")
+
+    /// How Daytime writes the time.
+    package static let daytimeFormat = Setting(
+        key: TockService.daytime.key("format"), flag: "--daytime-format", reloadable: false,
+        help: "Daytime text: rfc867 ('Tuesday, November 24, 2026 18:36:20-UTC'), iso8601 ('2026-11-24T18:36:20Z') or hms ('18:36:20', the seed protocol's format)",
+        field: \.daytimeFormat, format: .choice, lands: .at(\.configuration.daytimeFormat)
+    )
+    /// Which zone Daytime writes.
+    package static let daytimeZone = Setting(
+        key: TockService.daytime.key("zone"), flag: "--daytime-zone", reloadable: false,
+        help: "Daytime zone: local (TZ or /etc/localtime) or utc",
+        field: \.daytimeZone, format: .choice, lands: .at(\.configuration.daytimeZone)
+    )
+
+    /// Where the clock state comes from.
+    package static let clockSource = Setting(
+        key: "clock.source", flag: "--clock-source", reloadable: false,
+        help: "Where the server's clock state comes from: kernel (adjtimex), local (always synchronised, like chrony's 'local'), or unsynchronized (always leap 3: for tests and draining)",
+        field: \.clockSource, format: .choice,
+        lands: .at(\.configuration.clockSource, to: { $0.clockSource }, back: { ClockSourceName($0) })
+    )
+    /// The stratum served when synchronised; applied after the source, whose default it replaces.
+    package static let stratum = Setting(
+        key: "clock.stratum", flag: "--stratum", reloadable: false,
+        help: "Stratum to serve when synchronised",
+        field: \.stratum, format: .integer(1...15),
+        lands: Landing(
+            apply: { (value, setting, _, resolved) throws(SettingError) in
+                guard let value else { return }
+                switch resolved.configuration.clockSource {
+                case .kernel: resolved.configuration.clockSource = .kernel(stratum: UInt8(value))
+                case .local: resolved.configuration.clockSource = .local(stratum: UInt8(value))
+                case .unsynchronized, .external:
+                    throw SettingError(setting, value: "\(value)", problem: "has no effect with clock source unsynchronized", afterMerge: true)
+                }
+            },
+            current: { resolved in
+                switch resolved.configuration.clockSource {
+                case .kernel(let stratum), .local(let stratum): Int(stratum)
+                case .unsynchronized, .external: nil
+                }
+            }
+        ),
+        defaultText: "\(ClockSource.defaultKernelStratum) for kernel, \(ClockSource.defaultLocalStratum) for local"
+    )
+
+    /// NTP worker threads per address.
+    package static let workers = Setting(
+        key: TockService.ntp.key("workers"), flag: "--workers", reloadable: false,
+        help: "NTP worker threads per NTP address; each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd",
+        field: \.workers, format: .integer(1...1024), lands: .at(\.configuration.ntpWorkers),
+        defaultText: "one per core"
+    )
+    /// How long a TCP connection may stay open.
+    package static let tcpTimeout = Setting(
+        key: "tcp.timeout", flag: "--tcp-timeout", reloadable: false,
+        help: "Seconds a TCP Daytime/Time connection may stay open",
+        field: \.tcpTimeout, format: .number(0.1...300, unit: "seconds"),
+        lands: .at(\.configuration.tcpConnectionTimeout, to: { .milliseconds(Int64($0 * 1000)) }, back: { $0.seconds })
+    )
+    /// Open TCP connections per listener.
+    package static let tcpMaxConnections = Setting(
+        key: "tcp.max_connections", flag: "--tcp-max-connections", reloadable: false,
+        help: "Most open TCP Daytime/Time connections per listener; more are closed at once",
+        field: \.tcpMaxConnections, format: .integer(1...1_000_000), lands: .at(\.configuration.tcpMaxConnections)
+    )
+
+    /// Who is served.
+    package static let allow = accessList(
+        "allow", \.allow, \.allow,
+        help: "Serve only clients in PREFIX, for every service or, as SERVICE=PREFIX, for one (repeatable)",
+        defaultText: "everyone"
+    )
+    /// Who is never served.
+    package static let deny = accessList(
+        "deny", \.deny, \.deny,
+        help: "Never serve clients in PREFIX, for every service or, as SERVICE=PREFIX, for one (repeatable); deny wins over allow",
+        defaultText: "no one"
+    )
+    /// What a denied NTP client is sent.
+    package static let denyKiss = Setting(
+        key: TockService.ntp.key("deny_kiss"), flag: "--deny-kiss", reloadable: true,
+        help: "Send denied NTP clients this kiss-o'-death instead of nothing",
+        field: \.denyKiss,
+        format: .choice([KissCode.deny, .restrict], name: { $0.description }, allowed: "DENY or RSTR", problem: "not a denial kiss code"),
+        lands: .everyService(\.denyKissCode, to: { $0 }, back: { $0 }),
+        defaultText: "none"
+    )
+
+    /// Whether responses per client are limited.
+    package static let rateLimit = Setting(
+        key: "rate_limit.enabled", flag: "--rate-limit", reloadable: true,
+        help: "Limit responses per client address (token bucket, as chrony's ratelimit; off unless given, as in chrony and NTPsec)",
+        field: \.rateLimit, format: .boolean,
+        lands: .everyService(\.rateLimit, to: { $0 ? RateLimitPolicy() : nil }, back: { $0 != nil })
+    )
+    /// The rate limit's interval.
+    package static let rateLimitInterval = rateLimitValue(
+        "interval", "--rate-limit-interval", \.rateLimitInterval, \.intervalLog2, .integer(RateLimitPolicy.intervalRange, unit: "log2 seconds"),
+        help: "With --rate-limit: log2 seconds per response a client earns (3 is one per 8 s, -4 sixteen per second)"
+    )
+    /// The rate limit's burst.
+    package static let rateLimitBurst = rateLimitValue(
+        "burst", "--rate-limit-burst", \.rateLimitBurst, \.burst, .integer(RateLimitPolicy.burstRange),
+        help: "With --rate-limit: responses a client may take in a burst"
+    )
+    /// The rate limit's leak.
+    package static let rateLimitLeak = rateLimitValue(
+        "leak", "--rate-limit-leak", \.rateLimitLeak, \.leakLog2, .integer(RateLimitPolicy.leakRange),
+        help: "With --rate-limit: answer 1 in 2^LEAK limited requests anyway, so spoofed floods cannot silence a victim"
+    )
+    /// Whether a limited NTP client is sent a RATE kiss.
+    package static let rateLimitKod = rateLimitValue(
+        "kiss_of_death", "--rate-limit-kod", \.rateLimitKod, \.kissOfDeath, .boolean,
+        help: "With --rate-limit: send limited NTP clients a RATE kiss-o'-death (at most one per emptied bucket) instead of nothing"
+    )
+    /// The IPv4 prefix length that makes one client.
+    package static let rateLimitIPv4Prefix = rateLimitValue(
+        "ipv4_prefix", "--rate-limit-ipv4-prefix", \.rateLimitIPv4Prefix, \.ipv4PrefixLength, .integer(0...32),
+        help: "With --rate-limit: IPv4 prefix length that makes one client"
+    )
+    /// The IPv6 prefix length that makes one client.
+    package static let rateLimitIPv6Prefix = rateLimitValue(
+        "ipv6_prefix", "--rate-limit-ipv6-prefix", \.rateLimitIPv6Prefix, \.ipv6PrefixLength, .integer(0...128),
+        help: "With --rate-limit: IPv6 prefix length that makes one client"
+    )
+    /// Memory for each service's client table.
+    package static let clientTableSize = Setting(
+        key: "rate_limit.table_size_mib", flag: "--client-table-size", reloadable: false,
+        help: "With --rate-limit: MiB of memory for each service's client table, fixed at start",
+        field: \.clientTableSize, format: .integer(1...1024, unit: "MiB"),
+        lands: .at(\.configuration.clientTableBytes, to: { $0 << 20 }, back: { $0 >> 20 })
+    )
+
+    /// Where metrics and status are served.
+    package static let metrics = Setting(
+        key: "metrics.listen", flag: "--metrics", reloadable: false,
+        help: "Serve Prometheus metrics (/metrics) and live status (/status, read by 'tock status') over HTTP at ADDR:PORT; keep it on 127.0.0.1 or ::1 unless a firewall guards it",
+        valueName: "addr:port", field: \.metrics,
+        format: .text(allowed: "ADDR:PORT or [IPv6]:PORT (numeric address; 127.0.0.1 or ::1 keeps it local)") { text in
+            problem { () throws(ValueProblem) in _ = try metricsAddress(text) }
+        },
+        lands: Landing(
+            apply: { (value, setting, _, resolved) throws(SettingError) in
+                if let value { resolved.metricsAddress = try setting.checked(value) { () throws(ValueProblem) in try metricsAddress(value) } }
+            },
+            current: { $0.metricsAddress?.description }
+        ),
+        defaultText: "off"
+    )
+    /// The user to drop to.
+    package static let user = Setting(
+        key: "server.user", flag: "--user", reloadable: false,
+        help: "After binding every socket as root, drop to this user (no groups, no capabilities); without it, a non-root tockd needs CAP_NET_BIND_SERVICE for ports below 1024",
+        field: \.user, format: .text(allowed: "a user name from the password database") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.user, to: { $0 }, back: { $0 }),
+        defaultText: "none (the user tockd starts as)"
+    )
+    /// How much tockd logs.
+    package static let logLevel = Setting(
+        key: "server.log_level", flag: "--log-level", reloadable: true,
+        help: "Log level",
+        field: \.logLevel, format: .choice, lands: .at(\.logLevel)
+    )
+
+    // MARK: Entries that share a shape
+
+    /// A service's listeners: key `SERVICE.listen`, flag `--SERVICE`. Unset, a service listens
+    /// on its well-known port on every address, unless another service's listeners are given.
+    static func listen(_ service: TockService, _ field: WritableKeyPath<TockdSettings, [String]?> & Sendable, _ help: String) -> Setting {
+        let endpoints = service.listenersPath
+        return Setting(
+            key: service.key("listen"), flag: "--\(service)", reloadable: false, help: help, valueName: "listener",
+            field: field,
+            format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
+                problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
+            },
+            lands: Landing(
+                apply: { (value, setting, layer, resolved) throws(SettingError) in
+                    let texts = value ?? (Setting.givesListeners(layer) ? [] : ["\(service.wellKnownPort)"])
+                    resolved.configuration[keyPath: endpoints] = try setting.checked(texts.count == 1 ? texts[0] : texts.description) { () throws(ValueProblem) in
+                        try listeners(texts, flag: setting.flag, defaultPort: service.wellKnownPort)
+                    }
+                },
+                current: { $0.configuration[keyPath: endpoints].map(\.description) }
+            ),
+            defaultText: "\(service.wellKnownPort) (every address)",
+            isListener: true
+        )
+    }
+
+    /// An access list: key `access.NAME`, and `SERVICE.NAME` in each service's table for that
+    /// service alone; flag `--NAME`, with `SERVICE=PREFIX` for one service.
+    static func accessList(
+        _ name: String, _ field: WritableKeyPath<TockdSettings, [String]?> & Sendable, _ list: WritableKeyPath<AccessList, [AddressPrefix]> & Sendable,
+        help: String, defaultText: String
+    ) -> Setting {
+        let services = TockService.allCases.map { "\($0)=" }
+        let allowed = "CIDR prefixes such as 192.0.2.0/24 or 2001:db8::/32, optionally as "
+            + services.dropLast().joined(separator: ", ") + " or \(services.last!)PREFIX"
+        return Setting(
+            key: "access.\(name)", flag: "--\(name)", reloadable: true, help: help, valueName: "[service=]prefix",
+            field: field,
+            format: .list(allowed: allowed) { text in
+                problem { () throws(ValueProblem) in _ = try accessEntry(text) }
+            },
+            lands: Landing(
+                apply: { (value, setting, _, resolved) throws(SettingError) in
+                    for text in value ?? [] {
+                        let entry = try setting.checked(text) { () throws(ValueProblem) in try accessEntry(text) }
+                        for service in entry.service.map({ [$0] }) ?? TockService.allCases {
+                            resolved.configuration[keyPath: service.policyPath].access[keyPath: list].append(entry.prefix)
+                        }
+                    }
+                },
+                current: { resolved in
+                    // A prefix every service has is written once, plainly; the others with their service.
+                    let lists = TockService.allCases.map { ($0, resolved.configuration[keyPath: $0.policyPath].access[keyPath: list]) }
+                    var texts: [String] = []
+                    for (service, prefixes) in lists {
+                        for prefix in prefixes {
+                            let text = lists.allSatisfy { $0.1.contains(prefix) } ? prefix.description : "\(service)=\(prefix)"
+                            if !texts.contains(text) { texts.append(text) }
+                        }
+                    }
+                    return texts
+                }
+            ),
+            defaultText: defaultText,
+            serviceScope: { (value, service) throws(ValueProblem) in
+                guard case .strings(let texts) = value else { return value }
+                if let scoped = texts.first(where: { $0.contains("=") }) {
+                    throw ValueProblem(
+                        .invalidValue, "a service prefix inside [\(service)]", element: scoped,
+                        allowed: "plain prefixes here; SERVICE=PREFIX only in [access]"
+                    )
+                }
+                return .strings(texts.map { "\(service)=\($0)" })
+            }
+        )
+    }
+
+    /// One value of the rate limit: key `rate_limit.NAME`; lands in every service's limit when
+    /// the limit is on, and defaults to `RateLimitPolicy()`'s.
+    static func rateLimitValue<Value: Sendable & Equatable>(
+        _ name: String, _ flag: String, _ field: WritableKeyPath<TockdSettings, Value?> & Sendable,
+        _ policyField: WritableKeyPath<RateLimitPolicy, Value> & Sendable, _ format: ValueFormat<Value>, help: String
+    ) -> Setting {
+        Setting(
+            key: "rate_limit.\(name)", flag: flag, reloadable: true, help: help,
+            field: field, format: format,
+            lands: Landing(
+                apply: { value, _, _, resolved in
+                    guard let value else { return }
+                    for service in TockService.allCases {
+                        resolved.configuration[keyPath: service.policyPath].rateLimit?[keyPath: policyField] = value
+                    }
+                },
+                current: { ($0.configuration[keyPath: TockService.ntp.policyPath].rateLimit ?? RateLimitPolicy())[keyPath: policyField] }
+            )
+        )
+    }
+}
+
+extension Landing {
+    /// The same value in every service's policy, at `path`; read back from NTP's.
+    static func everyService<Target>(
+        _ path: WritableKeyPath<ServicePolicy, Target> & Sendable,
+        to convert: @escaping @Sendable (Value) -> Target, back: @escaping @Sendable (Target) -> Value?
+    ) -> Self {
+        Self(
+            apply: { value, _, _, resolved in
+                guard let value else { return }
+                for service in TockService.allCases {
+                    resolved.configuration[keyPath: service.policyPath][keyPath: path] = convert(value)
+                }
+            },
+            current: { back($0.configuration[keyPath: TockService.ntp.policyPath][keyPath: path]) }
+        )
+    }
+}
+
+// MARK: - Values that need more than a range
+
+extension Setting {
+    /// Listener texts to addresses; a bare port means every address.
+    static func listeners(_ values: [String], flag: String, defaultPort: UInt16) throws(ValueProblem) -> [SocketEndpoint] {
+        do {
+            return try ListenerFlag.addresses(values, defaultPort: defaultPort, flag: flag)
+        } catch {
+            throw ValueProblem(.invalidValue, "not a listener address")
         }
     }
 
-    /// The command-line flag.
-    package var flag: String {
-        switch self {
-        case .ntpListen: "--ntp"
-        case .daytimeListen: "--daytime"
-        case .timeListen: "--time"
-        case .daytimeFormat: "--daytime-format"
-        case .daytimeZone: "--daytime-zone"
-        case .clockSource: "--clock-source"
-        case .stratum: "--stratum"
-        case .workers: "--workers"
-        case .tcpTimeout: "--tcp-timeout"
-        case .tcpMaxConnections: "--tcp-max-connections"
-        case .allow: "--allow"
-        case .deny: "--deny"
-        case .denyKiss: "--deny-kiss"
-        case .rateLimit: "--rate-limit"
-        case .rateLimitInterval: "--rate-limit-interval"
-        case .rateLimitBurst: "--rate-limit-burst"
-        case .rateLimitLeak: "--rate-limit-leak"
-        case .rateLimitKod: "--rate-limit-kod"
-        case .rateLimitIPv4Prefix: "--rate-limit-ipv4-prefix"
-        case .rateLimitIPv6Prefix: "--rate-limit-ipv6-prefix"
-        case .clientTableSize: "--client-table-size"
-        case .user: "--user"
-        case .logLevel: "--log-level"
-        case .metrics: "--metrics"
+    /// One access-list entry, `[service=]PREFIX`: the service it is limited to (nil for all)
+    /// and the prefix.
+    static func accessEntry(_ value: String) throws(ValueProblem) -> (service: TockService?, prefix: AddressPrefix) {
+        var text = Substring(value)
+        var service: TockService?
+        if let eq = value.firstIndex(of: "=") {
+            let name = String(value[..<eq])
+            guard let named = TockService(rawValue: name) else {
+                throw ValueProblem(.invalidValue, "unknown service '\(name)'")
+            }
+            service = named
+            text = value[value.index(after: eq)...]
+        }
+        do {
+            return (service, try AddressPrefix(parsing: String(text), parseAddress: ListenerFlag.addressBytes))
+        } catch {
+            throw ValueProblem(.invalidValue, error.reason)
         }
     }
 
-    /// What the setting accepts, for error messages.
-    package var allowed: String {
-        switch self {
-        case .ntpListen, .daytimeListen, .timeListen: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)"
-        case .daytimeFormat: DaytimeFormat.allCases.map(\.rawValue).joined(separator: ", ")
-        case .daytimeZone: DaytimeZone.allCases.map(\.rawValue).joined(separator: ", ")
-        case .clockSource: ClockSourceName.allCases.map(\.rawValue).joined(separator: ", ")
-        case .stratum: "1-15"
-        case .workers: "1-1024"
-        case .tcpTimeout: "0.1-300 (seconds)"
-        case .tcpMaxConnections: "1-1000000"
-        case .allow, .deny: "CIDR prefixes such as 192.0.2.0/24 or 2001:db8::/32, optionally as ntp=, daytime= or time=PREFIX"
-        case .denyKiss: "DENY or RSTR"
-        case .rateLimit, .rateLimitKod: "true or false"
-        case .rateLimitInterval: "\(RateLimitPolicy.intervalRange.lowerBound)-\(RateLimitPolicy.intervalRange.upperBound) (log2 seconds)"
-        case .rateLimitBurst: "\(RateLimitPolicy.burstRange.lowerBound)-\(RateLimitPolicy.burstRange.upperBound)"
-        case .rateLimitLeak: "\(RateLimitPolicy.leakRange.lowerBound)-\(RateLimitPolicy.leakRange.upperBound)"
-        case .rateLimitIPv4Prefix: "0-32"
-        case .rateLimitIPv6Prefix: "0-128"
-        case .clientTableSize: "1-1024 (MiB)"
-        case .user: "a user name from the password database"
-        case .logLevel: Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-        case .metrics: "ADDR:PORT or [IPv6]:PORT (numeric address; 127.0.0.1 or ::1 keeps it local)"
+    /// The metrics listener: one numeric address with a port.
+    static func metricsAddress(_ value: String) throws(ValueProblem) -> SocketEndpoint {
+        guard let parsed = try? HostAndPort(parsing: value, bareNumberIsPort: true), let port = parsed.port else {
+            throw ValueProblem(.invalidValue, "not an address with a port")
+        }
+        let host = parsed.host ?? "127.0.0.1"
+        guard let address = SocketEndpoint(ip: host == "localhost" ? "127.0.0.1" : host, port: port) else {
+            throw ValueProblem(.invalidValue, "'\(host)' is not a numeric IPv4 or IPv6 address")
+        }
+        return address
+    }
+
+    /// Runs `body`, naming this setting and `value` in the error it may throw.
+    func checked<T>(_ value: String, _ body: () throws(ValueProblem) -> T) throws(SettingError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw SettingError(self, value: value, problem: error.problem)
         }
     }
 
-    /// Whether a running tockd applies a new value on reload (SIGHUP); the others need a restart.
-    package var isReloadable: Bool {
-        switch self {
-        case .allow, .deny, .denyKiss, .rateLimit, .rateLimitInterval, .rateLimitBurst, .rateLimitLeak,
-             .rateLimitKod, .rateLimitIPv4Prefix, .rateLimitIPv6Prefix, .logLevel:
-            true
-        default:
-            false
+    /// The problem `body` reports, if any: for a format's check.
+    static func problem(_ body: () throws(ValueProblem) -> Void) -> String? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return error.problem
         }
     }
 }
 
 /// Where the clock state comes from, by name.
 package enum ClockSourceName: String, Sendable, CaseIterable {
-    case kernel, local, unsynchronized
-}
+    /// `ClockSource.kernel`: synchronised when the kernel says so.
+    case kernel
+    /// `ClockSource.local`: always synchronised.
+    case local
+    /// `ClockSource.unsynchronized`: never synchronised.
+    case unsynchronized
 
-/// A setting's value is not acceptable: names the setting, the value and what is allowed.
-package struct SettingError: Error, Sendable, Equatable, CustomStringConvertible {
-    package var setting: Setting
-    /// The offending value as the user wrote it.
-    package var value: String
-    /// What is wrong with it.
-    package var problem: String
-    /// Whether the value may have come from the file or the flags (a check across settings,
-    /// made after the two are merged).
-    package var afterMerge: Bool
-
-    package init(_ setting: Setting, value: String, problem: String, afterMerge: Bool = false) {
-        self.setting = setting
-        self.value = value
-        self.problem = problem
-        self.afterMerge = afterMerge
-    }
-
-    package var description: String {
-        let name = afterMerge ? "\(setting.flag) (\(setting.key) in the file)" : setting.flag
-        return "\(name) \(value): \(problem); allowed: \(setting.allowed)"
-    }
-}
-
-/// tockd's settings as one layer: every field optional, so that a layer of flags can override a
-/// configuration file's layer field by field. `resolve()` applies the defaults and builds the
-/// server's immutable configuration.
-package struct TockdSettings: Sendable, Equatable {
-    package var ntpListen: [String]?
-    package var daytimeListen: [String]?
-    package var timeListen: [String]?
-    package var daytimeFormat: DaytimeFormat?
-    package var daytimeZone: DaytimeZone?
-    package var clockSource: ClockSourceName?
-    package var stratum: Int?
-    package var workers: Int?
-    package var tcpTimeout: Double?
-    package var tcpMaxConnections: Int?
-    /// Access-list prefixes as `[service=]PREFIX`.
-    package var allow: [String]?
-    package var deny: [String]?
-    package var denyKiss: KissCode?
-    package var rateLimit: Bool?
-    package var rateLimitInterval: Int?
-    package var rateLimitBurst: Int?
-    package var rateLimitLeak: Int?
-    package var rateLimitKod: Bool?
-    package var rateLimitIPv4Prefix: Int?
-    package var rateLimitIPv6Prefix: Int?
-    package var clientTableSize: Int?
-    package var user: String?
-    package var logLevel: Logger.Level?
-    /// Where to serve metrics over HTTP; nil (the default) for nowhere.
-    package var metrics: String?
-
-    package init() {}
-
-    /// This layer with every field `other` sets replaced by `other`'s value.
-    package func overridden(by other: TockdSettings) -> TockdSettings {
-        var out = self
-        func take<T>(_ path: WritableKeyPath<TockdSettings, T?>) {
-            if let value = other[keyPath: path] { out[keyPath: path] = value }
-        }
-        take(\.ntpListen); take(\.daytimeListen); take(\.timeListen)
-        take(\.daytimeFormat); take(\.daytimeZone); take(\.clockSource); take(\.stratum)
-        take(\.workers); take(\.tcpTimeout); take(\.tcpMaxConnections)
-        take(\.allow); take(\.deny); take(\.denyKiss)
-        take(\.rateLimit); take(\.rateLimitInterval); take(\.rateLimitBurst); take(\.rateLimitLeak)
-        take(\.rateLimitKod); take(\.rateLimitIPv4Prefix); take(\.rateLimitIPv6Prefix); take(\.clientTableSize)
-        take(\.user); take(\.logLevel); take(\.metrics)
-        return out
-    }
-
-    // MARK: Checks, one setting at a time
-
-    /// Checks every field this layer sets, on its own (ranges, addresses, prefixes).
-    package func validate() throws(SettingError) {
-        try Self.check(.stratum, stratum, in: 1...15)
-        try Self.check(.workers, workers, in: 1...1024)
-        if let tcpTimeout, !(tcpTimeout >= 0.1 && tcpTimeout <= 300) {
-            throw SettingError(.tcpTimeout, value: "\(tcpTimeout)", problem: "out of range")
-        }
-        try Self.check(.tcpMaxConnections, tcpMaxConnections, in: 1...1_000_000)
-        try Self.check(.rateLimitInterval, rateLimitInterval, in: RateLimitPolicy.intervalRange)
-        try Self.check(.rateLimitBurst, rateLimitBurst, in: RateLimitPolicy.burstRange)
-        try Self.check(.rateLimitLeak, rateLimitLeak, in: RateLimitPolicy.leakRange)
-        try Self.check(.rateLimitIPv4Prefix, rateLimitIPv4Prefix, in: 0...32)
-        try Self.check(.rateLimitIPv6Prefix, rateLimitIPv6Prefix, in: 0...128)
-        try Self.check(.clientTableSize, clientTableSize, in: 1...1024)
-        if let denyKiss, denyKiss != .deny, denyKiss != .restrict {
-            throw SettingError(.denyKiss, value: denyKiss.description, problem: "not a denial kiss code")
-        }
-        if let user, user.isEmpty {
-            throw SettingError(.user, value: "\"\"", problem: "empty")
-        }
-        for (setting, values) in [(Setting.ntpListen, ntpListen), (.daytimeListen, daytimeListen), (.timeListen, timeListen)] {
-            for value in values ?? [] { _ = try Self.listeners([value], setting: setting, defaultPort: 0) }
-        }
-        for value in allow ?? [] { _ = try Self.accessEntry(value, setting: .allow) }
-        for value in deny ?? [] { _ = try Self.accessEntry(value, setting: .deny) }
-        if let metrics { _ = try Self.metricsAddress(metrics) }
-    }
-
-    static func check(_ setting: Setting, _ value: Int?, in range: ClosedRange<Int>) throws(SettingError) {
-        if let value, !range.contains(value) {
-            throw SettingError(setting, value: "\(value)", problem: "out of range")
+    /// The name of `source`; nil for one only a program can choose (external).
+    init?(_ source: ClockSource) {
+        switch source {
+        case .kernel: self = .kernel
+        case .local: self = .local
+        case .unsynchronized: self = .unsynchronized
+        case .external: return nil
         }
     }
 
-    /// Listener texts to addresses; a bare port means every address.
-    static func listeners(_ values: [String], setting: Setting, defaultPort: UInt16) throws(SettingError) -> [SocketEndpoint] {
-        do {
-            return try ListenerFlag.addresses(values, defaultPort: defaultPort, flag: setting.flag)
-        } catch {
-            throw SettingError(setting, value: values.count == 1 ? values[0] : values.description, problem: "not a listener address")
-        }
-    }
-
-    /// One access-list entry, `[service=]PREFIX`: the service it is limited to (nil for all)
-    /// and the prefix.
-    static func accessEntry(_ value: String, setting: Setting) throws(SettingError) -> (service: String?, prefix: AddressPrefix) {
-        var text = Substring(value)
-        var service: String?
-        if let eq = value.firstIndex(of: "=") {
-            let name = String(value[..<eq])
-            guard ["ntp", "daytime", "time"].contains(name) else {
-                throw SettingError(setting, value: value, problem: "unknown service '\(name)'")
-            }
-            service = name
-            text = value[value.index(after: eq)...]
-        }
-        do {
-            return (service, try AddressPrefix(parsing: String(text), parseAddress: ListenerFlag.addressBytes))
-        } catch {
-            throw SettingError(setting, value: value, problem: error.reason)
-        }
-    }
-
-    /// The metrics listener: one numeric address with a port.
-    static func metricsAddress(_ value: String) throws(SettingError) -> SocketEndpoint {
-        guard let parsed = try? HostAndPort(parsing: value, bareNumberIsPort: true), let port = parsed.port else {
-            throw SettingError(.metrics, value: value, problem: "not an address with a port")
-        }
-        let host = parsed.host ?? "127.0.0.1"
-        guard let address = SocketEndpoint(ip: host == "localhost" ? "127.0.0.1" : host, port: port) else {
-            throw SettingError(.metrics, value: value, problem: "'\(host)' is not a numeric IPv4 or IPv6 address")
-        }
-        return address
-    }
-
-    // MARK: Resolving
-
-    /// The settings with defaults applied, checked as a whole, as the server's configuration.
-    package func resolve() throws(SettingError) -> ResolvedSettings {
-        try validate()
-        let source = clockSource ?? .kernel
-        if let stratum, source == .unsynchronized {
-            throw SettingError(.stratum, value: "\(stratum)", problem: "has no effect with clock source unsynchronized", afterMerge: true)
-        }
-        let useDefaults = ntpListen == nil && daytimeListen == nil && timeListen == nil
-        func addresses(_ values: [String]?, _ setting: Setting, _ port: UInt16) throws(SettingError) -> [SocketEndpoint] {
-            try Self.listeners(useDefaults ? ["\(port)"] : (values ?? []), setting: setting, defaultPort: port)
-        }
-        let clock: ClockSource = switch source {
-        case .kernel: .kernel(stratum: UInt8(stratum ?? Int(ClockSource.defaultKernelStratum)))
-        case .local: .local(stratum: UInt8(stratum ?? Int(ClockSource.defaultLocalStratum)))
+    /// The source, at its default stratum.
+    var clockSource: ClockSource {
+        switch self {
+        case .kernel: .kernel(stratum: ClockSource.defaultKernelStratum)
+        case .local: .local(stratum: ClockSource.defaultLocalStratum)
         case .unsynchronized: .unsynchronized
         }
-        let timeout = tcpTimeout ?? 5
-        let configuration = TockServerConfiguration(
-            ntpListeners: try addresses(ntpListen, .ntpListen, TockServerConfiguration.defaultNTPPort),
-            daytimeListeners: try addresses(daytimeListen, .daytimeListen, TockServerConfiguration.defaultDaytimePort),
-            timeListeners: try addresses(timeListen, .timeListen, TockServerConfiguration.defaultTimePort),
-            daytimeFormat: daytimeFormat ?? .rfc867,
-            daytimeZone: daytimeZone ?? .local,
-            clockSource: clock,
-            ntpWorkers: workers ?? TockServerConfiguration.coreCount,
-            tcpConnectionTimeout: .milliseconds(Int64(timeout * 1000)),
-            tcpMaxConnections: tcpMaxConnections ?? 1024,
-            policy: try policies()[.ntp],
-            daytimePolicy: try policies()[.daytime],
-            timePolicy: try policies()[.time],
-            clientTableBytes: (clientTableSize ?? 4) << 20
-        )
-        return ResolvedSettings(
-            configuration: configuration,
-            user: user,
-            logLevel: logLevel ?? .info,
-            metricsAddress: try metrics.map { (m) throws(SettingError) in try Self.metricsAddress(m) }
-        )
-    }
-
-    /// The access, rate-limit and kiss-o'-death policy of each service: what reload changes.
-    package func policies() throws(SettingError) -> ServicePolicies {
-        let rateLimitPolicy = RateLimitPolicy(
-            intervalLog2: rateLimitInterval ?? 3,
-            burst: rateLimitBurst ?? 8,
-            leakLog2: rateLimitLeak ?? 2,
-            kissOfDeath: rateLimitKod ?? false,
-            ipv4PrefixLength: rateLimitIPv4Prefix ?? 32,
-            ipv6PrefixLength: rateLimitIPv6Prefix ?? 64
-        )
-        if let problem = rateLimitPolicy.problems.first {
-            throw SettingError(.rateLimit, value: "true", problem: problem)
-        }
-        func policy(_ service: String) throws(SettingError) -> ServicePolicy {
-            var allowed: [AddressPrefix] = []
-            var denied: [AddressPrefix] = []
-            for value in allow ?? [] {
-                let entry = try Self.accessEntry(value, setting: .allow)
-                if entry.service == nil || entry.service == service { allowed.append(entry.prefix) }
-            }
-            for value in deny ?? [] {
-                let entry = try Self.accessEntry(value, setting: .deny)
-                if entry.service == nil || entry.service == service { denied.append(entry.prefix) }
-            }
-            return ServicePolicy(
-                access: AccessList(allow: allowed, deny: denied),
-                rateLimit: rateLimit == true ? rateLimitPolicy : nil,
-                denyKissCode: denyKiss
-            )
-        }
-        return ServicePolicies(ntp: try policy("ntp"), daytime: try policy("daytime"), time: try policy("time"))
-    }
-
-    /// The settings whose values differ between `self` and `other`.
-    package func differences(from other: TockdSettings) -> [Setting] {
-        var out: [Setting] = []
-        func compare<T: Equatable>(_ setting: Setting, _ path: KeyPath<TockdSettings, T?>) {
-            if self[keyPath: path] != other[keyPath: path] { out.append(setting) }
-        }
-        compare(.ntpListen, \.ntpListen); compare(.daytimeListen, \.daytimeListen); compare(.timeListen, \.timeListen)
-        compare(.daytimeFormat, \.daytimeFormat); compare(.daytimeZone, \.daytimeZone)
-        compare(.clockSource, \.clockSource); compare(.stratum, \.stratum); compare(.workers, \.workers)
-        compare(.tcpTimeout, \.tcpTimeout); compare(.tcpMaxConnections, \.tcpMaxConnections)
-        compare(.allow, \.allow); compare(.deny, \.deny); compare(.denyKiss, \.denyKiss)
-        compare(.rateLimit, \.rateLimit); compare(.rateLimitInterval, \.rateLimitInterval)
-        compare(.rateLimitBurst, \.rateLimitBurst); compare(.rateLimitLeak, \.rateLimitLeak)
-        compare(.rateLimitKod, \.rateLimitKod); compare(.rateLimitIPv4Prefix, \.rateLimitIPv4Prefix)
-        compare(.rateLimitIPv6Prefix, \.rateLimitIPv6Prefix); compare(.clientTableSize, \.clientTableSize)
-        compare(.user, \.user); compare(.logLevel, \.logLevel); compare(.metrics, \.metrics)
-        return out
     }
 }
 
-/// Settings with defaults applied: the server's configuration and what the executable itself
-/// does with the rest.
-package struct ResolvedSettings: Sendable {
-    package var configuration: TockServerConfiguration
-    /// The user to drop to after binding, if any.
-    package var user: String?
-    package var logLevel: Logger.Level
-    /// Where to serve metrics and status over HTTP, if anywhere.
-    package var metricsAddress: SocketEndpoint?
+extension TockService {
+    /// A key in this service's table of the configuration file.
+    func key(_ name: String) -> String { "\(rawValue).\(name)" }
+
+    /// This service's listeners in the server's configuration.
+    var listenersPath: WritableKeyPath<TockServerConfiguration, [SocketEndpoint]> & Sendable {
+        switch self {
+        case .ntp: \.ntpListeners
+        case .daytime: \.daytimeListeners
+        case .time: \.timeListeners
+        }
+    }
+
+    /// This service's policy in the server's configuration.
+    var policyPath: WritableKeyPath<TockServerConfiguration, ServicePolicy> & Sendable {
+        switch self {
+        case .ntp: \.ntpPolicy
+        case .daytime: \.daytimePolicy
+        case .time: \.timePolicy
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as the configuration writes it.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
 }

@@ -2,10 +2,9 @@ import ArgumentParser
 import Dispatch
 import Glibc
 import Logging
-import Synchronization
 import ServiceLifecycle
+import Synchronization
 import TockConfig
-import TockProtocol
 import TockServer
 import TockSockets
 
@@ -64,131 +63,38 @@ struct Tockd: ParsableCommand {
     @Flag(help: .hidden)
     var parseConfig = false
 
-    @Option(name: .customLong("ntp"), help: ArgumentHelp("Serve NTP on UDP at LISTENER (repeatable).", valueName: "listener"))
-    var ntp: [String] = []
-
-    @Option(name: .customLong("daytime"), help: ArgumentHelp("Serve Daytime on UDP and TCP at LISTENER (repeatable).", valueName: "listener"))
-    var daytime: [String] = []
-
-    @Option(name: .customLong("time"), help: ArgumentHelp("Serve Time (RFC 868) on UDP and TCP at LISTENER (repeatable).", valueName: "listener"))
-    var time: [String] = []
-
-    @Option(help: "Daytime text: rfc867 ('Tuesday, November 24, 2026 18:36:20-UTC', the default), iso8601 ('2026-11-24T18:36:20Z') or hms ('18:36:20', the seed protocol's format).")
-    var daytimeFormat: DaytimeFormat?
-
-    @Option(help: "Daytime zone: local (TZ or /etc/localtime; the default) or utc.")
-    var daytimeZone: DaytimeZone?
-
-    @Option(help: "Where the server's clock state comes from: kernel (adjtimex; the default), local (always synchronised, like chrony's 'local'), or unsynchronized (always leap 3: for tests and draining).")
-    var clockSource: ClockSourceName?
-
-    @Option(help: "Stratum to serve when synchronised, 1-15 (default: 2 for kernel, 10 for local).")
-    var stratum: Int?
-
-    @Option(help: "NTP worker threads per NTP address, 1-1024 (default: one per core); each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd.")
-    var workers: Int?
-
-    @Option(help: "Seconds a TCP Daytime/Time connection may stay open, 0.1-300 (default: 5).")
-    var tcpTimeout: Double?
-
-    @Option(help: "Most open TCP Daytime/Time connections per listener; more are closed at once (1-1000000; default: 1024).")
-    var tcpMaxConnections: Int?
-
-    @Option(name: .customLong("allow"), help: ArgumentHelp("Serve only clients in PREFIX (CIDR, e.g. 192.0.2.0/24 or 2001:db8::/32), for every service or, as ntp=PREFIX, daytime=PREFIX or time=PREFIX, for one (repeatable). Default: everyone.", valueName: "[service=]prefix"))
-    var allow: [String] = []
-
-    @Option(name: .customLong("deny"), help: ArgumentHelp("Never serve clients in PREFIX, for every service or one (repeatable); deny wins over allow.", valueName: "[service=]prefix"))
-    var deny: [String] = []
-
-    @Option(help: "Send denied NTP clients this kiss-o'-death, DENY or RSTR, instead of nothing.")
-    var denyKiss: DenyKiss?
-
-    enum DenyKiss: String, ExpressibleByArgument, CaseIterable {
-        case DENY, RSTR
-        var code: KissCode { self == .DENY ? .deny : .restrict }
-    }
-
-    @Flag(inversion: .prefixedNo, help: "Limit responses per client address (token bucket, as chrony's ratelimit); off by default, as in chrony and NTPsec.")
-    var rateLimit: Bool?
-
-    @Option(parsing: .unconditional, help: "With --rate-limit: log2 seconds per response a client earns, -19 to 12 (default 3 = one per 8 s; negative values allowed, e.g. -4 for 16 per second).")
-    var rateLimitInterval: Int?
-
-    @Option(help: "With --rate-limit: responses a client may take in a burst, 1-255 (default: 8).")
-    var rateLimitBurst: Int?
-
-    @Option(help: "With --rate-limit: answer 1 in 2^LEAK limited requests anyway, 0-4 (default: 2), so spoofed floods cannot silence a victim.")
-    var rateLimitLeak: Int?
-
-    @Flag(inversion: .prefixedNo, help: "With --rate-limit: send limited NTP clients a RATE kiss-o'-death (at most one per emptied bucket) instead of nothing.")
-    var rateLimitKod: Bool?
-
-    @Option(help: "With --rate-limit: IPv4 prefix length that makes one client, 0-32 (default: 32).")
-    var rateLimitIpv4Prefix: Int?
-
-    @Option(help: "With --rate-limit: IPv6 prefix length that makes one client, 0-128 (default: 64).")
-    var rateLimitIpv6Prefix: Int?
-
-    @Option(help: "With --rate-limit: MiB of memory for each service's client table, fixed at start (1-1024; default 4 MiB, which holds 131,072 clients).")
-    var clientTableSize: Int?
-
-    @Option(help: ArgumentHelp("Serve Prometheus metrics (/metrics) and live status (/status, read by 'tock status') over HTTP at ADDR:PORT. Off by default; keep it on 127.0.0.1 or ::1 unless a firewall guards it.", valueName: "addr:port"))
-    var metrics: String?
-
-    @Option(help: "After binding every socket as root, drop to this user (no groups, no capabilities). Without it, a non-root tockd needs CAP_NET_BIND_SERVICE for ports below 1024.")
-    var user: String?
-
-    @Option(help: "Log level: trace, debug, info (the default), notice, warning, error or critical.")
-    var logLevel: Logger.Level?
+    /// Every setting's flag, from the settings table.
+    @OptionGroup var settings: SettingFlags
 
     /// The command line's settings layer: only what was given.
     var flagSettings: TockdSettings {
-        var s = TockdSettings()
-        s.ntpListen = ntp.isEmpty ? nil : ntp
-        s.daytimeListen = daytime.isEmpty ? nil : daytime
-        s.timeListen = time.isEmpty ? nil : time
-        s.daytimeFormat = daytimeFormat
-        s.daytimeZone = daytimeZone
-        s.clockSource = clockSource
-        s.stratum = stratum
-        s.workers = workers
-        s.tcpTimeout = tcpTimeout
-        s.tcpMaxConnections = tcpMaxConnections
-        s.allow = allow.isEmpty ? nil : allow
-        s.deny = deny.isEmpty ? nil : deny
-        s.denyKiss = denyKiss?.code
-        s.rateLimit = rateLimit
-        s.rateLimitInterval = rateLimitInterval
-        s.rateLimitBurst = rateLimitBurst
-        s.rateLimitLeak = rateLimitLeak
-        s.rateLimitKod = rateLimitKod
-        s.rateLimitIPv4Prefix = rateLimitIpv4Prefix
-        s.rateLimitIPv6Prefix = rateLimitIpv6Prefix
-        s.clientTableSize = clientTableSize
-        s.user = user
-        s.logLevel = logLevel
-        s.metrics = metrics
-        return s
+        get throws(SettingError) { try settings.layer() }
     }
 
+    /// Rejects flag values that are wrong on their own, naming the flag, before anything runs.
     func validate() throws {
         if parseConfig, config == nil { throw ValidationError("--parse-config needs --config") }
         do {
-            try flagSettings.validate()
+            _ = try flagSettings
         } catch {
             throw ValidationError(error.description)
         }
     }
 
-    /// The file's settings (if any) overridden by the flags, resolved; a problem is printed
-    /// and ends the process with status 1.
-    func loadSettings() throws -> (merged: TockdSettings, resolved: ResolvedSettings) {
-        var merged = flagSettings
+    /// The flags' layer, the file's settings (if any) overridden by the flags, and those
+    /// resolved; a problem (every mistake in the file) is printed and ends the process with
+    /// status 1.
+    func loadSettings() throws -> (flags: TockdSettings, merged: TockdSettings, resolved: ResolvedSettings) {
         do {
+            let flags = try flagSettings
+            var merged = flags
             if let config {
-                merged = try ConfigFile.load(path: config).overridden(by: flagSettings)
+                merged = try ConfigFile.load(path: config).overridden(by: flags)
             }
-            return (merged, try merged.resolve())
+            return (flags, merged, try merged.resolve())
+        } catch let errors as ConfigFileErrors where errors.all.count > 1 {
+            printError("tockd: invalid configuration, \(errors.all.count) mistakes:\n\(errors)")
+            throw ExitCode(1)
         } catch {
             printError("tockd: invalid configuration: \(error)")
             throw ExitCode(1)
@@ -206,9 +112,9 @@ struct Tockd: ParsableCommand {
         // A reload request that arrives before the reload service listens must not end the
         // process (SIGHUP's default action); the service takes the signal over when it starts.
         signal(SIGHUP, SIG_IGN)
-        let (merged, settings) = try loadSettings()
+        let (flags, merged, settings) = try loadSettings()
         if checkConfig {
-            print(Self.describe(settings, file: config))
+            print(settings.description(layer: merged, file: config))
             return
         }
         let liveLevel = LiveLogLevel(settings.logLevel)
@@ -226,7 +132,7 @@ struct Tockd: ParsableCommand {
         }
         var configuration = settings.configuration
         if !inherited.isEmpty {
-            if merged.ntpListen != nil || merged.daytimeListen != nil || merged.timeListen != nil {
+            if merged.givesListeners {
                 logger.warning("listeners from flags or the configuration file are ignored: serving the \(inherited.count) socket\(inherited.count == 1 ? "" : "s") inherited from systemd")
             }
             // The service manager chose the addresses.
@@ -261,44 +167,14 @@ struct Tockd: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let reload = ReloadService(server: server, path: config, flags: flagSettings, running: merged, logLevel: liveLevel, logger: logger,
-                                  load: { (path) throws(ConfigFileError) in try IsolatedParse.load(path: path) })
+        let reload = ReloadService(server: server, path: config, flags: flags, running: merged, logLevel: liveLevel, logger: logger,
+                                  load: { (path) throws(ConfigFileErrors) in try IsolatedParse.load(path: path) })
         let group = ServiceGroup(configuration: .init(
             services: services + [.init(service: reload)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
         try Tockd.runBlocking { try await group.run() }
-    }
-
-    /// What `--check-config` prints: the resolved configuration, one setting per line.
-    static func describe(_ settings: ResolvedSettings, file: String?) -> String {
-        let c = settings.configuration
-        func policy(_ p: ServicePolicy) -> String {
-            var parts: [String] = []
-            parts.append(p.access.isOpen ? "everyone" : "allow \(p.access.allow.isEmpty ? "all" : p.access.allow.map(\.description).joined(separator: " ")), deny \(p.access.deny.isEmpty ? "none" : p.access.deny.map(\.description).joined(separator: " "))")
-            if let r = p.rateLimit {
-                parts.append("rate limit interval 2^\(r.intervalLog2) s, burst \(r.burst), leak 1/2^\(r.leakLog2), \(r.kissOfDeath ? "RATE kiss" : "silent"), /\(r.ipv4PrefixLength) /\(r.ipv6PrefixLength)")
-            } else {
-                parts.append("no rate limit")
-            }
-            if let k = p.denyKissCode { parts.append("denied get \(k)") }
-            return parts.joined(separator: "; ")
-        }
-        var lines = ["configuration OK\(file.map { " (\($0) and flags)" } ?? " (flags)")"]
-        lines.append("ntp          \(c.ntpListeners.map(\.description).joined(separator: " ")) (\(c.ntpWorkers) workers each)")
-        lines.append("daytime      \(c.daytimeListeners.map(\.description).joined(separator: " ")) (\(c.daytimeFormat.rawValue), \(c.daytimeZone.rawValue))")
-        lines.append("time         \(c.timeListeners.map(\.description).joined(separator: " "))")
-        lines.append("clock        \(c.clockSource)")
-        lines.append("tcp          timeout \(c.tcpConnectionTimeout), at most \(c.tcpMaxConnections) connections per listener")
-        lines.append("ntp policy   \(policy(c.ntpPolicy))")
-        lines.append("daytime      \(policy(c.daytimePolicy))")
-        lines.append("time policy  \(policy(c.timePolicy))")
-        lines.append("client table \(c.clientTableBytes >> 20) MiB per service")
-        lines.append("metrics      \(settings.metricsAddress.map { "http://\($0)/metrics" } ?? "off")")
-        lines.append("user         \(settings.user ?? "(unchanged)")")
-        lines.append("log level    \(settings.logLevel)")
-        return lines.joined(separator: "\n")
     }
 
     func printError(_ text: String) {
@@ -308,18 +184,16 @@ struct Tockd: ParsableCommand {
 
     /// Runs `body` on the concurrency runtime and waits for it on this thread.
     static func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
-        let outcome = Mutex<(any Error)?>(nil)
+        final class Outcome: Sendable {
+            let error = Mutex<(any Error)?>(nil)
+        }
+        let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)
         Task {
-            do { try await body() } catch { outcome.withLock { $0 = error } }
+            do { try await body() } catch { outcome.error.withLock { $0 = error } }
             done.signal()
         }
         done.wait()
-        if let error = outcome.withLock({ $0 }) { throw error }
+        if let error = outcome.error.withLock({ $0 }) { throw error }
     }
 }
-
-extension ClockSourceName: ExpressibleByArgument {}
-extension DaytimeFormat: ExpressibleByArgument {}
-extension DaytimeZone: ExpressibleByArgument {}
-extension Logger.Level: @retroactive ExpressibleByArgument {}

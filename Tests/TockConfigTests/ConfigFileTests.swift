@@ -11,19 +11,26 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 @Suite("The configuration file")
 struct ConfigFileTests {
-    func parse(_ text: String) throws(ConfigFileError) -> TockdSettings {
+    func parse(_ text: String) throws(ConfigFileErrors) -> TockdSettings {
         try ConfigFile.parse(text, path: "test.toml")
     }
 
-    /// The error `text` gives; fails the test if it parses.
-    func error(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigFileError? {
+    /// The errors `text` gives; fails the test if it parses.
+    func errors(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> [ConfigFileError] {
         do {
             let settings = try parse(text)
             Issue.record("parsed, expected an error: \(settings)", sourceLocation: sourceLocation)
-            return nil
+            return []
         } catch {
-            return error
+            return error.all
         }
+    }
+
+    /// The one error `text` gives; fails the test if it parses or gives several.
+    func error(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> ConfigFileError? {
+        let all = errors(text, sourceLocation: sourceLocation)
+        if all.count > 1 { Issue.record("expected one error, got \(all.count): \(all)", sourceLocation: sourceLocation) }
+        return all.first
     }
 
     @Test("The shipped example (deploy/tockd.toml) loads and resolves to the documented defaults")
@@ -248,6 +255,52 @@ struct ConfigFileTests {
         }
     }
 
+    @Test("A file with several mistakes reports every one, in file order, each with its line")
+    func severalMistakes() throws {
+        let text = """
+            # tockd
+            [ntp]
+            workerz = 3
+            [rate_limit]
+            enabled = true
+            burst = 300
+            [clock]
+            source = "local"
+            stratum = "two"
+            """
+        let all = errors(text)
+        #expect(all.map(\.kind) == [.unknownKey, .outOfRange, .wrongType])
+        #expect(all.map(\.line) == [3, 6, 9])
+        #expect(all.map(\.key) == ["ntp.workerz", "rate_limit.burst", "clock.stratum"])
+        do {
+            _ = try parse(text)
+        } catch {
+            #expect(error.description == """
+                test.toml:3: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, listen, workers
+                test.toml:6: rate_limit.burst = 300: out of range; allowed: 1-255
+                test.toml:9: clock.stratum = "two": wrong type (string); expected an integer; allowed: 1-15
+                """)
+        }
+
+        // Tables in any order, an unknown table and two bad list elements: still every one, by line.
+        let more = errors("""
+            [time]
+            allow = ["ntp=10.0.0.0/8"]
+            [clok]
+            stratum = 3
+            [access]
+            deny = ["10.0.0.0/33"]
+            [daytime]
+            format = "rfc3339"
+            """)
+        #expect(more.map(\.line) == [2, 3, 6, 8])
+        #expect(more.map(\.kind) == [.invalidValue, .unknownKey, .invalidValue, .invalidValue])
+        #expect(more.map(\.key) == ["time.allow", "clok", "access.deny", "daytime.format"])
+
+        // A file that is not TOML has one error: nothing after it can be read.
+        #expect(errors("[clock]\nstratum = 3\n[ntp\nworkers = 0\n").map(\.kind) == [.syntax])
+    }
+
     @Test("A check across settings names both places the value may come from")
     func crossSetting() throws {
         let settings = try parse("[clock]\nsource = \"unsynchronized\"\nstratum = 3\n")
@@ -265,7 +318,8 @@ struct ConfigFileTests {
             _ = try ConfigFile.load(path: "/nonexistent/tockd.toml")
             Issue.record("loaded a file that does not exist")
         } catch {
-            #expect(error.kind == .unreadable)
+            #expect(error.all.count == 1)
+            #expect(error.all.first?.kind == .unreadable)
             #expect(error.description == "/nonexistent/tockd.toml: cannot read: No such file or directory")
         }
     }
@@ -317,8 +371,12 @@ struct ConfigFileTests {
                 _ = try parse(String(decoding: mangled, as: UTF8.self))
             } catch {
                 errors += 1
-                #expect(!error.description.isEmpty)
-                if let line = error.line { #expect(line >= 1) }
+                #expect(!error.all.isEmpty && !error.description.isEmpty)
+                for mistake in error.all {
+                    if let line = mistake.line { #expect(line >= 1) }
+                }
+                let lines = error.all.compactMap(\.line)
+                #expect(lines == lines.sorted(), "in file order")
             }
         }
         #expect(errors > 0)

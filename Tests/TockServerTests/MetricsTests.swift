@@ -172,7 +172,7 @@ struct MetricsTests {
         try await withServer(.loopback(ntp: false, daytime: false)) { server in
             let endpoint = try StatusEndpoint(
                 address: SocketEndpoint(ip: "127.0.0.1", port: 0)!, server: server, logger: quietLogger,
-                maxConnections: 8, idleTimeout: .milliseconds(400), connectionLifetime: .seconds(2)
+                connectionLimit: 8, idleTimeout: .milliseconds(400), connectionLifetime: .seconds(2)
             )
             try await Self.withEndpoint(endpoint) { endpoint in
                 let address = endpoint.address

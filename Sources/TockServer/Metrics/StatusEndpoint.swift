@@ -18,7 +18,7 @@ import TockSockets
 ///
 /// Bounded like the Daytime/Time TCP services, so that idle or dribbling connections cannot
 /// exhaust tockd's file descriptors (and with them its TCP services): at most
-/// `maxConnections` open at once (more are closed at once), a connection that sends nothing
+/// `connectionLimit` open at once (more are closed at once), a connection that sends nothing
 /// for `idleTimeout` is closed, and none stays open longer than `connectionLifetime`, however
 /// slowly it sends.
 package final class StatusEndpoint: Service, Sendable {
@@ -30,8 +30,8 @@ package final class StatusEndpoint: Service, Sendable {
     private let logger: Logger
     /// Whether NIO owns the socket (and closes it); if not, deinit does.
     private let handedOver = ManagedAtomic(false)
-    /// Most connections open at once.
-    package let maxConnections: Int
+    /// Most connections open at once; more are closed at once.
+    package let connectionLimit: Int
     /// How long a connection may send nothing before it is closed.
     package let idleTimeout: TimeAmount
     /// How long any connection may stay open.
@@ -41,7 +41,7 @@ package final class StatusEndpoint: Service, Sendable {
 
     package init(
         address requested: SocketEndpoint, server: TockServer, logger: Logger,
-        maxConnections: Int = 64, idleTimeout: TimeAmount = .seconds(10), connectionLifetime: TimeAmount = .seconds(60)
+        connectionLimit: Int = 64, idleTimeout: TimeAmount = .seconds(10), connectionLifetime: TimeAmount = .seconds(60)
     ) throws(ListenerError) {
         let fd = try ListenerSocket.tcp(requested, backlog: 64)
         self.fd = fd
@@ -49,7 +49,7 @@ package final class StatusEndpoint: Service, Sendable {
         self.server = server
         self.exporter = MetricsExporter(server: server)
         self.logger = logger
-        self.maxConnections = maxConnections
+        self.connectionLimit = connectionLimit
         self.idleTimeout = idleTimeout
         self.connectionLifetime = connectionLifetime
     }
@@ -63,14 +63,14 @@ package final class StatusEndpoint: Service, Sendable {
         let exporter = self.exporter
         let server = self.server
         let counters = self.counters
-        let (maxConnections, idleTimeout, lifetime) = (self.maxConnections, self.idleTimeout, self.connectionLifetime)
+        let (connectionLimit, idleTimeout, lifetime) = (self.connectionLimit, self.idleTimeout, self.connectionLifetime)
         handedOver.store(true, ordering: .relaxed)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ConnectionLimitHandler(counters: counters, maxConnections: maxConnections, lifetime: lifetime))
+                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: connectionLimit, lifetime: lifetime))
                     try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
@@ -93,20 +93,20 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
     typealias OutboundIn = NIOAny
 
     let counters: StreamCounters
-    let maxConnections: Int
+    let connectionLimit: Int
     let lifetime: TimeAmount
-    /// Whether this connection holds one of the `maxConnections` places.
+    /// Whether this connection holds one of the `connectionLimit` places.
     let holdsPlace = ManagedAtomic(false)
 
-    init(counters: StreamCounters, maxConnections: Int, lifetime: TimeAmount) {
+    init(counters: StreamCounters, connectionLimit: Int, lifetime: TimeAmount) {
         self.counters = counters
-        self.maxConnections = maxConnections
+        self.connectionLimit = connectionLimit
         self.lifetime = lifetime
     }
 
     func channelActive(context: ChannelHandlerContext) {
         counters.connections.wrappingIncrement(ordering: .relaxed)
-        if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= maxConnections {
+        if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= connectionLimit {
             counters.active.wrappingDecrement(ordering: .relaxed)
             counters.count(.connectionLimit)
             context.close(promise: nil)

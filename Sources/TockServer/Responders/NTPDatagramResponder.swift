@@ -32,7 +32,7 @@ struct NTPDatagramResponder: DatagramResponder {
     @inline(__always)
     mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
         switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, reply: reply, random: &random) {
-        case .respond(let length, .time): .send(length: length, kind: .timestamped)
+        case .respond(let length, .time), .respond(let length, .authenticatedTime): .send(length: length, kind: .timestamped)
         case .respond(let length, .kissOfDeath): .send(length: length, kind: .kissOfDeath)
         case .ignore(let reason): .ignore(reason)
         }

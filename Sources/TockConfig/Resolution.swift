@@ -1,0 +1,112 @@
+import Logging
+import TockProtocol
+import TockServer
+import TockSockets
+
+extension TockdSettings {
+    /// This layer with every field `other` sets replaced by `other`'s value.
+    package func overridden(by other: TockdSettings) -> TockdSettings {
+        var out = self
+        for setting in Setting.all where setting.isSet(other) {
+            setting.copy(other, &out)
+        }
+        return out
+    }
+
+    /// The settings whose values differ between `self` and `other`.
+    package func differences(from other: TockdSettings) -> [Setting] {
+        Setting.all.filter { !$0.same(self, other) }
+    }
+
+    /// These settings with the reloadable ones, set or not, taken from `other`.
+    func takingReloadable(from other: TockdSettings) -> TockdSettings {
+        var out = self
+        for setting in Setting.all where setting.isReloadable {
+            setting.copy(other, &out)
+        }
+        return out
+    }
+
+    /// Whether any listener is given: then only the listeners given run, and the others none.
+    package var givesListeners: Bool { Setting.givesListeners(self) }
+
+    /// Checks every field this layer sets, on its own (ranges, addresses, prefixes).
+    package func validate() throws(SettingError) {
+        for setting in Setting.all {
+            if let problem = setting.check(self) {
+                throw SettingError(setting, value: problem.element ?? setting.text(in: self), problem: problem.problem)
+            }
+        }
+    }
+
+    /// The settings with defaults applied, checked as a whole, as the server's configuration.
+    ///
+    /// Starts from the configuration types' own defaults (`TockServerConfiguration()`,
+    /// `ResolvedSettings()`) and applies each setting this layer sets, in table order.
+    package func resolve() throws(SettingError) -> ResolvedSettings {
+        try validate()
+        var resolved = ResolvedSettings()
+        for setting in Setting.all {
+            try setting.land(setting, self, &resolved)
+        }
+        for service in TockService.allCases {
+            if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
+                throw SettingError(.rateLimit, value: "true", problem: problem)
+            }
+        }
+        return resolved
+    }
+
+    /// The access, rate-limit and kiss-o'-death policy of each service: what reload changes.
+    package func policies() throws(SettingError) -> ServicePolicies {
+        try resolve().policies
+    }
+}
+
+/// Settings with defaults applied: the server's configuration and what the executable itself
+/// does with the rest.
+package struct ResolvedSettings: Sendable {
+    /// What the server runs with.
+    package var configuration: TockServerConfiguration
+    /// The user to drop to after binding, if any.
+    package var user: String?
+    /// How much tockd logs.
+    package var logLevel: Logger.Level
+    /// Where to serve metrics and status over HTTP, if anywhere.
+    package var metricsAddress: SocketEndpoint?
+
+    /// The defaults: the server's own, the user tockd starts as, level info, no metrics.
+    package init(
+        configuration: TockServerConfiguration = TockServerConfiguration(), user: String? = nil,
+        logLevel: Logger.Level = .info, metricsAddress: SocketEndpoint? = nil
+    ) {
+        self.configuration = configuration
+        self.user = user
+        self.logLevel = logLevel
+        self.metricsAddress = metricsAddress
+    }
+
+    /// Each service's policy, as a reload hands them to the server.
+    package var policies: ServicePolicies {
+        let policy = { (service: TockService) in configuration[keyPath: service.policyPath] }
+        return ServicePolicies(ntp: policy(.ntp), daytime: policy(.daytime), time: policy(.time))
+    }
+
+    /// What `--check-config` prints: every setting as `key = value`, the value in force (a
+    /// valid TOML line), marked where no layer set it. `layer` is what the file and flags set;
+    /// `file` names the file, if any.
+    package func description(layer: TockdSettings, file: String?) -> String {
+        var lines = ["configuration OK\(file.map { " (\($0) and flags)" } ?? " (flags)")"]
+        let width = Setting.all.map(\.key.count).max() ?? 0
+        for setting in Setting.all {
+            let key = setting.key + String(repeating: " ", count: width - setting.key.count)
+            let given = setting.isSet(layer) ? "" : "  # default"
+            if let value = setting.current(self) {
+                lines.append("\(key) = \(value.toml)\(given)")
+            } else {
+                lines.append("# \(setting.key) is not set: \(setting.defaultText ?? "none")")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
