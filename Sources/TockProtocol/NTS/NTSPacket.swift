@@ -146,9 +146,14 @@ public enum NTSReplyScratch {
 
 /// The crypto of a server without NTS: never instantiated (`handle` passes nil).
 public enum NoNTS: NTSServerCrypto {
+    /// Unreachable: no value of this type exists.
     public func cookieLength(for algorithm: NTSAEADAlgorithm) -> Int { 0 }
+    /// Unreachable: no value of this type exists.
     public mutating func openCookie(_ cookie: UnsafeRawBufferPointer, keys: UnsafeMutableRawBufferPointer) -> NTSAEADAlgorithm? { nil }
+    /// Unreachable: no value of this type exists.
     public mutating func sealCookie(algorithm: NTSAEADAlgorithm, keys: UnsafeRawBufferPointer, into cookie: UnsafeMutableRawBufferPointer) -> Int { 0 }
+    /// Unreachable: no value of this type exists.
     public mutating func open(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, associatedData: UnsafeRawBufferPointer, ciphertext: UnsafeRawBufferPointer, into plaintext: UnsafeMutableRawBufferPointer) -> Bool { false }
+    /// Unreachable: no value of this type exists.
     public mutating func seal(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, associatedData: UnsafeRawBufferPointer, plaintext: UnsafeRawBufferPointer, into ciphertext: UnsafeMutableRawBufferPointer) -> Int { 0 }
 }
