@@ -2,6 +2,7 @@ import Atomics
 import Foundation
 import Glibc
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -28,8 +29,22 @@ package final class StatusEndpoint: Service, Sendable {
     private let server: TockServer
     private let exporter: MetricsExporter
     private let logger: Logger
-    /// Whether NIO owns the socket (and closes it); if not, deinit does.
-    private let handedOver = ManagedAtomic(false)
+    /// Where the endpoint is in its life: `bound` (this object owns the socket and deinit
+    /// closes it), `running` (NIO owns it), `stopped`. It runs once.
+    private let state = NIOLockedValueBox(State.bound)
+
+    /// The endpoint's life.
+    package enum State: Sendable, Hashable {
+        /// Socket bound, not serving.
+        case bound
+        /// Serving.
+        case running
+        /// Closed.
+        case stopped
+    }
+
+    /// The current state.
+    package var currentState: State { state.withLockedValue { $0 } }
     /// Most connections open at once; more are closed at once.
     package let connectionLimit: Int
     /// How long a connection may send nothing before it is closed.
@@ -55,7 +70,7 @@ package final class StatusEndpoint: Service, Sendable {
     }
 
     deinit {
-        if !handedOver.load(ordering: .relaxed) { close(fd) }
+        if state.withLockedValue({ $0 }) == .bound { close(fd) }
     }
 
     package func run() async throws {
@@ -64,7 +79,13 @@ package final class StatusEndpoint: Service, Sendable {
         let server = self.server
         let counters = self.counters
         let (connectionLimit, idleTimeout, lifetime) = (self.connectionLimit, self.idleTimeout, self.connectionLifetime)
-        handedOver.store(true, ordering: .relaxed)
+        let starting = state.withLockedValue { state -> Bool in
+            guard state == .bound else { return false }
+            state = .running
+            return true
+        }
+        guard starting else { return }
+        defer { state.withLockedValue { $0 = .stopped } }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .childChannelInitializer { channel in
