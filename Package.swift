@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(
@@ -88,6 +89,21 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .systemLibrary(
+            name: "CNettle",
+            path: "Sources/CNettle",
+            pkgConfig: "nettle",
+            providers: [.apt(["nettle-dev"])]
+        ),
+        .target(
+            name: "TockCrypto",
+            dependencies: [
+                "CNettle",
+                "TockProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Sources/TockCrypto"
+        ),
         .target(name: "TockTestSupport", dependencies: ["TockSockets"], path: "Tests/TockTestSupport"),
         .testTarget(name: "TockProtocolTests", dependencies: ["TockProtocol"]),
         .testTarget(
@@ -103,6 +119,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockSockets", "TockTestSupport"]),
+        .testTarget(
+            name: "TockCryptoTests",
+            dependencies: ["TockCrypto"],
+            exclude: ["make_vectors.py", "exporter_vectors.py"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
