@@ -93,6 +93,11 @@ package final class ReloadService: Service, Sendable {
             ])
         }
         let services = server.updatePolicies(resolved.policies)
+        // A renewed NTS certificate (ACME) applies to new connections; a pair that does not
+        // load keeps the running one.
+        if let problem = server.reloadNTSCredentials() {
+            logger.error("NTS certificate reload failed; keeping the running certificate", metadata: ["error": "\(problem)"])
+        }
         logLevel.level = resolved.logLevel
         running = running.takingReloadable(from: next)
         logger.notice("configuration reloaded", metadata: [

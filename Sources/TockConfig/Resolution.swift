@@ -49,6 +49,7 @@ extension TockdSettings {
         for setting in Setting.all {
             try setting.land(setting, self, &resolved)
         }
+        resolved.configuration.nts = try resolved.nts.configuration(ntpListeners: resolved.configuration.ntpListeners)
         for service in TockService.allCases {
             if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
                 throw SettingError(.rateLimit, value: "true", problem: problem)
@@ -74,6 +75,9 @@ package struct ResolvedSettings: Sendable {
     package var logLevel: Logger.Level
     /// Where to serve metrics and status over HTTP, if anywhere.
     package var metricsAddress: SocketEndpoint?
+    /// The NTS settings as given, before `resolve()` turns them into the server's
+    /// `NTSServerConfiguration` (reading the certificate, private key and key files).
+    package var nts = NTSDraft()
 
     /// The defaults: the server's own, the user tockd starts as, level info, no metrics.
     package init(
@@ -89,7 +93,7 @@ package struct ResolvedSettings: Sendable {
     /// Each service's policy, as a reload hands them to the server.
     package var policies: ServicePolicies {
         let policy = { (service: TockService) in configuration[keyPath: service.policyPath] }
-        return ServicePolicies(ntp: policy(.ntp), daytime: policy(.daytime), time: policy(.time))
+        return ServicePolicies(ntp: policy(.ntp), daytime: policy(.daytime), time: policy(.time), ntsKE: policy(.ntsKE))
     }
 
     /// What `--check-config` prints: every setting as `key = value`, the value in force (a
@@ -108,5 +112,57 @@ package struct ResolvedSettings: Sendable {
             }
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// NTS as the settings give it, before the files are read.
+package struct NTSDraft: Sendable {
+    /// NTS-KE listeners.
+    package var keListeners: [SocketEndpoint] = []
+    /// The certificate chain's file.
+    package var certificatePath: String?
+    /// The private key's file.
+    package var privateKeyPath: String?
+    /// The cookie master secret's file.
+    package var keyFile: String?
+    /// The NTP server to announce.
+    package var ntpServer: String?
+    /// The NTP port to announce.
+    package var ntpPort: UInt16?
+    /// Seconds per cookie key.
+    package var keyPeriod: Int64 = 86_400
+
+    /// The server's NTS configuration, or nil when NTS is off (no NTS-KE listener and no key
+    /// file). Reads the certificate and key (checking that others cannot read the key) and the
+    /// key file, so a mistake stops tockd at start with the file and the fix named.
+    func configuration(ntpListeners: [SocketEndpoint]) throws(SettingError) -> NTSServerConfiguration? {
+        guard !keListeners.isEmpty || keyFile != nil else {
+            if let certificatePath { throw SettingError(.ntsCertificate, value: certificatePath, problem: "given without --nts-ke (nts.listen)", afterMerge: true) }
+            return nil
+        }
+        var credentials: NTSCredentials?
+        if !keListeners.isEmpty {
+            guard let certificatePath else { throw SettingError(.ntsCertificate, value: "(none)", problem: "NTS-KE needs a certificate", afterMerge: true) }
+            guard let privateKeyPath else { throw SettingError(.ntsPrivateKey, value: "(none)", problem: "NTS-KE needs a private key", afterMerge: true) }
+            do {
+                credentials = try NTSCredentials(certificatePath: certificatePath, privateKeyPath: privateKeyPath)
+            } catch {
+                throw SettingError(error.description.contains("private key") ? .ntsPrivateKey : .ntsCertificate, value: error.description.contains("private key") ? privateKeyPath : certificatePath, problem: error.description, afterMerge: true)
+            }
+        }
+        let keys: NTSCookieKeys
+        if let keyFile {
+            do {
+                keys = NTSCookieKeys(master: try NTSCookieKeys.readMaster(path: keyFile), periodSeconds: keyPeriod)
+            } catch {
+                throw SettingError(.ntsKeyFile, value: keyFile, problem: error.description, afterMerge: true)
+            }
+        } else {
+            keys = NTSCookieKeys.random(periodSeconds: keyPeriod)
+        }
+        // Announce the NTP port when this host's NTP is not on 123, so clients find it.
+        var port = ntpPort
+        if port == nil, ntpServer == nil, let first = ntpListeners.first, first.port != 123 { port = first.port }
+        return NTSServerConfiguration(keListeners: keListeners, credentials: credentials, cookieKeys: keys, ntpServer: ntpServer, ntpPort: port)
     }
 }

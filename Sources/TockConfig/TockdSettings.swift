@@ -60,6 +60,21 @@ package struct TockdSettings: Sendable, Equatable {
     /// `Setting.metrics`: where to serve metrics over HTTP; nil (the default) for nowhere.
     package var metrics: String?
 
+    /// `Setting.ntsKE`: NTS-KE listeners.
+    package var ntsKE: [String]?
+    /// `Setting.ntsCertificate`.
+    package var ntsCertificate: String?
+    /// `Setting.ntsPrivateKey`.
+    package var ntsPrivateKey: String?
+    /// `Setting.ntsKeyFile`.
+    package var ntsKeyFile: String?
+    /// `Setting.ntsNTPServer`.
+    package var ntsNTPServer: String?
+    /// `Setting.ntsNTPPort`.
+    package var ntsNTPPort: Int?
+    /// `Setting.ntsKeyPeriod`, in seconds.
+    package var ntsKeyPeriod: Int?
+
     /// A layer that sets nothing.
     package init() {}
 }
@@ -77,7 +92,74 @@ extension Setting {
         rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod,
         rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize,
         metrics, user, logLevel,
+        ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
     ]
+
+    /// Where NTS-KE answers (RFC 8915 §4); NTS is off without it (or a key file).
+    package static let ntsKE = Setting(
+        key: "nts.listen", flag: "--nts-ke", reloadable: false,
+        help: "Serve NTS key establishment (RFC 8915, TLS 1.3) on TCP at LISTENER (repeatable; port 4460 if none given), and NTS-protected NTP on every NTP listener; needs --nts-certificate and --nts-private-key",
+        valueName: "listener", field: \.ntsKE,
+        format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
+            problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
+        },
+        lands: Landing(
+            apply: { (value, setting, _, resolved) throws(SettingError) in
+                guard let value else { return }
+                resolved.nts.keListeners = try setting.checked(value.count == 1 ? value[0] : value.description) { () throws(ValueProblem) in
+                    try listeners(value, flag: setting.flag, defaultPort: TockService.ntsKE.wellKnownPort)
+                }
+            },
+            current: { $0.nts.keListeners.isEmpty ? nil : $0.nts.keListeners.map(\.description) }
+        ),
+        defaultText: "off"
+    )
+    /// The TLS certificate chain NTS-KE presents.
+    package static let ntsCertificate = Setting(
+        key: "nts.certificate", flag: "--nts-certificate", reloadable: false,
+        help: "PEM certificate chain for NTS-KE; SIGHUP reads the file again, so a renewed certificate applies without a restart (a new path needs one)",
+        valueName: "file", field: \.ntsCertificate, format: .text(allowed: "a PEM file") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.nts.certificatePath, to: { $0 }, back: { $0 })
+    )
+    /// The TLS private key.
+    package static let ntsPrivateKey = Setting(
+        key: "nts.private_key", flag: "--nts-private-key", reloadable: false,
+        help: "PEM private key for NTS-KE; refused if others can read it; SIGHUP reads the file again",
+        valueName: "file", field: \.ntsPrivateKey, format: .text(allowed: "a PEM file readable by its owner only") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.nts.privateKeyPath, to: { $0 }, back: { $0 })
+    )
+    /// The master secret of the cookie keys.
+    package static let ntsKeyFile = Setting(
+        key: "nts.key_file", flag: "--nts-key-file", reloadable: false,
+        help: "Master secret for NTS cookie keys (at least 32 random bytes, readable by its owner only): servers sharing it accept each other's cookies, so a fleet behind anycast or DNS shares one; given without --nts-ke, this host serves NTS-protected NTP for cookies another host's NTS-KE hands out",
+        valueName: "file", field: \.ntsKeyFile, format: .text(allowed: "a file of at least 32 random bytes, mode 600") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.nts.keyFile, to: { $0 }, back: { $0 }),
+        defaultText: "a random secret per start (cookies die with the process)"
+    )
+    /// The NTP host NTS-KE announces.
+    package static let ntsNTPServer = Setting(
+        key: "nts.ntp_server", flag: "--nts-ntp-server", reloadable: false,
+        help: "Tell NTS-KE clients to use this NTP server (a name or address: RFC 8915 §4.1.7) instead of this host",
+        valueName: "host", field: \.ntsNTPServer, format: .text(allowed: "a host name or address") { $0.isEmpty || $0.utf8.count > 255 ? "empty or too long" : nil },
+        lands: .at(\.nts.ntpServer, to: { $0 }, back: { $0 }),
+        defaultText: "this host"
+    )
+    /// The NTP port NTS-KE announces.
+    package static let ntsNTPPort = Setting(
+        key: "nts.ntp_port", flag: "--nts-ntp-port", reloadable: false,
+        help: "Tell NTS-KE clients to use this NTP port (RFC 8915 §4.1.8); default: the first NTP listener's port when it is not 123",
+        field: \.ntsNTPPort, format: .integer(1...65535),
+        lands: .at(\.nts.ntpPort, to: { UInt16($0) }, back: { $0.map(Int.init) }),
+        defaultText: "123, or the NTP listener's port"
+    )
+    /// The cookie-key period.
+    package static let ntsKeyPeriod = Setting(
+        key: "nts.key_period", flag: "--nts-key-period", reloadable: false,
+        help: "Seconds each NTS cookie key is current; cookies of the 7 periods before stay valid",
+        field: \.ntsKeyPeriod, format: .integer(60...31_536_000, unit: "seconds"),
+        lands: .at(\.nts.keyPeriod, to: { Int64($0) }, back: { Int($0) }),
+        defaultText: "86400 (a day)"
+    )
 
     /// Where NTP answers.
     package static let ntpListen = listen(.ntp, \.ntpListen, "Serve NTP on UDP at LISTENER (repeatable); any listener given replaces the defaults")
@@ -470,6 +552,7 @@ extension TockService {
         case .ntp: \.ntpListeners
         case .daytime: \.daytimeListeners
         case .time: \.timeListeners
+        case .ntsKE: \.ntsKEListeners
         }
     }
 
@@ -479,6 +562,7 @@ extension TockService {
         case .ntp: \.ntpPolicy
         case .daytime: \.daytimePolicy
         case .time: \.timePolicy
+        case .ntsKE: \.ntsKEPolicy
         }
     }
 }

@@ -28,6 +28,8 @@ package final class TockServer: Service, Sendable {
     let datagramListeners: [DatagramListener]
     /// Every TCP listener.
     let streamListeners: [StreamTimeListener]
+    /// Every NTS-KE listener.
+    let keListeners: [NTSKEListener]
     private let precisionNanoseconds: Int64
     /// When the server was created, on CLOCK_MONOTONIC.
     let startedAtMonotonicNanoseconds = SystemClock.monotonicNanoseconds()
@@ -79,11 +81,15 @@ package final class TockServer: Service, Sendable {
 
         var datagram: [DatagramListener] = []
         var stream: [StreamTimeListener] = []
+        var ke: [NTSKEListener] = []
+        var inheritedKE: [InheritedSocket] = []
         // Inherited descriptors handed to a listener, which closes them from then on.
         var adopted: Set<Int32> = []
         do throws(ListenerError) {
             func ntpResponder() -> NTPDatagramResponder {
-                NTPDatagramResponder(precision: precision, clock: clockState, policy: cells[.ntp]!)
+                // Each worker its own NTS contexts, confined to its thread.
+                let nts = configuration.nts.map { NTSPacketCrypto(keys: $0.cookieKeys, now: SystemClock.now().secondsSinceUnixEpoch) }
+                return NTPDatagramResponder(precision: precision, clock: clockState, policy: cells[.ntp]!, nts: nts)
             }
             func textCore(_ service: TockService) -> TextTimeServer {
                 TextTimeServer(service: service, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
@@ -118,6 +124,32 @@ package final class TockServer: Service, Sendable {
                     datagram.append(try DatagramListener(service: socket.service, inherited: socket, workers: 1) { textResponder(socket.service) })
                 case (.daytime, .tcp), (.time, .tcp):
                     stream.append(StreamTimeListener(inherited: socket, core: textCore(socket.service), policy: cells[socket.service]!, maxConnections: configuration.tcpMaxConnections))
+                case (.ntsKE, .udp):
+                    close(socket.fd)
+                    throw ListenerError(transport: "UDP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
+                case (.ntsKE, .tcp):
+                    inheritedKE.append(socket)
+                }
+            }
+            if let nts = configuration.nts {
+                let cookies = NTSCookieMaker(keys: nts.cookieKeys)
+                let core = NTSKEServer(ntpServer: nts.ntpServer, ntpPort: nts.ntpPort)
+                let timeout = TimeAmount.nanoseconds(Int64(nts.timeout.components.seconds) * 1_000_000_000 + nts.timeout.components.attoseconds / 1_000_000_000)
+                if !(nts.keListeners.isEmpty && inheritedKE.isEmpty) {
+                    guard let credentials = nts.credentials else {
+                        throw ListenerError(transport: "TCP", address: nts.keListeners.first ?? inheritedKE[0].address, errorNumber: ENOKEY)
+                    }
+                    for address in nts.keListeners {
+                        ke.append(try NTSKEListener(address: address, credentials: credentials, cookies: cookies, server: core, policy: cells[.ntsKE]!, connectionLimit: nts.connectionLimit, timeout: timeout))
+                    }
+                    for socket in inheritedKE {
+                        ke.append(NTSKEListener(inherited: socket, credentials: credentials, cookies: cookies, server: core, policy: cells[.ntsKE]!, connectionLimit: nts.connectionLimit, timeout: timeout))
+                    }
+                }
+            } else {
+                for socket in inheritedKE {
+                    close(socket.fd)
+                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: ENOKEY, inheritedFD: socket.fd)
                 }
             }
         } catch {
@@ -130,6 +162,7 @@ package final class TockServer: Service, Sendable {
         }
         self.datagramListeners = datagram
         self.streamListeners = stream
+        self.keListeners = ke
     }
 
     /// The bound addresses of `service` over UDP, TCP or both (ports resolved): listeners
@@ -137,6 +170,7 @@ package final class TockServer: Service, Sendable {
     package func addresses(_ service: TockService) -> [SocketEndpoint] {
         var seen: Set<SocketEndpoint> = []
         let all = datagramListeners.filter { $0.service == service }.map(\.address) + streamListeners.filter { $0.core.service == service }.map(\.address)
+            + (service == .ntsKE ? keListeners.map(\.address) : [])
         return all.filter { seen.insert($0).inserted }
     }
 
@@ -159,6 +193,31 @@ package final class TockServer: Service, Sendable {
             }
         }
         return total
+    }
+
+    /// NTS-KE totals: connections, responses, and connections ended without one, by reason.
+    package func keStatistics() -> (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) {
+        var total: (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) = (0, 0, [:])
+        for l in keListeners {
+            total.connections += l.counters.connections.load(ordering: .relaxed)
+            total.replied += l.counters.replied.load(ordering: .relaxed)
+            for reason in TockService.ntsKE.dropReasons {
+                total.drops[reason, default: 0] += l.counters.drops(reason)
+            }
+        }
+        return total
+    }
+
+    /// Reads the NTS certificate and key files again (SIGHUP): new connections use them; a
+    /// pair that does not load keeps the running one. Returns the error, if any.
+    package func reloadNTSCredentials() -> String? {
+        guard let credentials = configuration.nts?.credentials else { return nil }
+        do {
+            try credentials.reload()
+            return nil
+        } catch {
+            return error.description
+        }
     }
 
     /// The running access, rate-limit and kiss-o'-death policies.
@@ -195,6 +254,9 @@ package final class TockServer: Service, Sendable {
             for listener in streamListeners {
                 channels.append(try await listener.start(group: group, clock: clockState, connectionTimeout: timeout))
             }
+            for listener in keListeners {
+                channels.append(try await listener.start(group: group, logger: logger))
+            }
         } catch {
             for c in channels { try? await c.close() }
             try? await group.shutdownGracefully()
@@ -214,6 +276,12 @@ package final class TockServer: Service, Sendable {
         for l in datagramListeners where l.inheritedFD == nil {
             let transport = l.service == .ntp ? "udp" : "udp+tcp"
             logger.info("listening", metadata: ["service": "\(l.service)", "transport": "\(transport)", "address": "\(l.address)"])
+        }
+        for l in keListeners {
+            logger.info("listening", metadata: ["service": "nts-ke", "transport": "tcp+tls", "address": "\(l.address)"])
+        }
+        if configuration.nts != nil {
+            logger.info("NTS-protected NTP on every NTP listener", metadata: ["cookie_key_period_s": "\(configuration.nts!.cookieKeys.periodSeconds)", "kept_periods": "\(configuration.nts!.cookieKeys.keptPeriods)"])
         }
         for socket in configuration.inheritedSockets {
             var metadata: Logger.Metadata = ["service": "\(socket.service)", "transport": "\(socket.transport.rawValue)", "address": "\(socket.address)", "fd": "\(socket.fd)"]

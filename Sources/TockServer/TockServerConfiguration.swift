@@ -35,9 +35,18 @@ package struct TockServerConfiguration: Sendable {
     package var daytimePolicy: ServicePolicy
     /// The same for Time (UDP and TCP).
     package var timePolicy: ServicePolicy
+    /// The same for NTS-KE (the NTP policy unless set apart).
+    package var ntsKEPolicy: ServicePolicy
+    /// NTS-KE listeners: kept in `nts`; this view lets per-service code treat them alike.
+    package var ntsKEListeners: [SocketEndpoint] {
+        get { nts?.keListeners ?? [] }
+        set { nts?.keListeners = newValue }
+    }
     /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 131,072
     /// clients per service at `ClientLimiter.bytesPerClient` (32) bytes each.
     package var clientTableBytes: Int
+    /// NTS (RFC 8915): key establishment and NTS-protected NTP. Default: nil, no NTS.
+    package var nts: NTSServerConfiguration? = nil
 
     /// The default ports, from `TockService.wellKnownPort`.
     package static let defaultNTPPort = TockService.ntp.wellKnownPort
@@ -46,7 +55,7 @@ package struct TockServerConfiguration: Sendable {
 
     /// The access, rate-limit and kiss-o'-death policy of every service.
     package var policies: ServicePolicies {
-        ServicePolicies(ntp: ntpPolicy, daytime: daytimePolicy, time: timePolicy)
+        ServicePolicies(ntp: ntpPolicy, daytime: daytimePolicy, time: timePolicy, ntsKE: ntsKEPolicy)
     }
 
     package init(
@@ -69,6 +78,7 @@ package struct TockServerConfiguration: Sendable {
         self.ntpPolicy = policy
         self.daytimePolicy = daytimePolicy ?? policy
         self.timePolicy = timePolicy ?? policy
+        self.ntsKEPolicy = policy
         self.clientTableBytes = clientTableBytes
         self.ntpListeners = ntpListeners
         self.daytimeListeners = daytimeListeners
@@ -84,5 +94,36 @@ package struct TockServerConfiguration: Sendable {
     /// The number of cores this process may run on.
     package static var coreCount: Int {
         System.coreCount
+    }
+}
+
+/// NTS (RFC 8915) as one host serves it: NTS-KE listeners (none on a host that only serves
+/// NTS-protected NTP with a fleet's cookie keys), the TLS credentials, the cookie keys, and
+/// where to send clients for NTP.
+package struct NTSServerConfiguration: Sendable {
+    /// NTS-KE addresses (TCP, TLS 1.3). Default port 4460.
+    package var keListeners: [SocketEndpoint]
+    /// The certificate chain and key NTS-KE presents; nil when `keListeners` is empty.
+    package var credentials: NTSCredentials?
+    /// The cookie keys: from the key file a fleet shares, or random for one server.
+    package var cookieKeys: NTSCookieKeys
+    /// The NTP server NTS-KE announces, when another host serves NTP (RFC 8915 §4.1.7).
+    package var ntpServer: String?
+    /// The NTP port NTS-KE announces, when not 123 (RFC 8915 §4.1.8).
+    package var ntpPort: UInt16?
+    /// Open NTS-KE connections per listener beyond which new ones are closed at once.
+    package var connectionLimit: Int
+    /// How long an NTS-KE connection may send nothing (and twice that, live at all).
+    package var timeout: Duration
+
+    /// NTS on `keListeners` with `credentials` and `cookieKeys`.
+    package init(keListeners: [SocketEndpoint], credentials: NTSCredentials?, cookieKeys: NTSCookieKeys, ntpServer: String? = nil, ntpPort: UInt16? = nil, connectionLimit: Int = 1024, timeout: Duration = .seconds(5)) {
+        self.keListeners = keListeners
+        self.credentials = credentials
+        self.cookieKeys = cookieKeys
+        self.ntpServer = ntpServer
+        self.ntpPort = ntpPort
+        self.connectionLimit = connectionLimit
+        self.timeout = timeout
     }
 }

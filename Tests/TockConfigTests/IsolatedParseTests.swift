@@ -87,6 +87,14 @@ struct IsolatedParseTests {
             table_size_mib = 8
             [metrics]
             listen = "127.0.0.1:9123"
+            [nts]
+            listen = ["127.0.0.1:4460"]
+            certificate = "/etc/tock/nts.crt"
+            private_key = "/etc/tock/nts.key"
+            key_file = "/etc/tock/nts-cookie.key"
+            ntp_server = "ntp.example.net"
+            ntp_port = 1123
+            key_period = 3600
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let inProcess = try ConfigFile.load(path: file)
         #expect(Setting.all.filter { inProcess.differences(from: TockdSettings()).contains($0) }.count == Setting.all.count, "the file sets everything")

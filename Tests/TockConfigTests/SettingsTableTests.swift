@@ -22,9 +22,11 @@ struct SettingsTableTests {
             #expect(Setting.named(setting.key) == setting)
         }
         // The listeners' and the service tables' names are the services'.
-        for service in TockService.allCases {
+        for service in TockService.allCases where service != .ntsKE {
             #expect(Setting.all.contains { $0.key == "\(service).listen" && $0.flag == "--\(service)" })
         }
+        // NTS-KE's listeners sit with the other NTS settings, in [nts].
+        #expect(Setting.ntsKE.key == "nts.listen" && Setting.ntsKE.flag == "--nts-ke")
     }
 
     @Test("Defaults are the configuration types' own")

@@ -11,6 +11,8 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
     case daytime
     /// Time (RFC 868), UDP and TCP.
     case time
+    /// NTS Key Establishment (RFC 8915 §4), TLS 1.3 over TCP.
+    case ntsKE = "nts-ke"
 
     /// The port IANA assigned to the service.
     public var wellKnownPort: UInt16 {
@@ -18,6 +20,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         case .ntp: 123
         case .daytime: 13
         case .time: 37
+        case .ntsKE: 4460
         }
     }
 
@@ -27,6 +30,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         switch self {
         case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
         case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
+        case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .ntsKETimeout, .ntsKEInternal]
         }
     }
 
@@ -66,6 +70,16 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     case ntsBadCookie
     /// An NTS authenticator that does not verify under the cookie's key: no reply.
     case ntsBadAuthenticator
+    /// NTS-KE: the TLS handshake failed (not TLS, TLS 1.2 or older, a bad record).
+    case ntsKEHandshake
+    /// NTS-KE: TLS completed without the `ntske/1` ALPN protocol (RFC 8915 §4).
+    case ntsKEALPN
+    /// NTS-KE: the request broke the protocol; answered with an Error record (RFC 8915 §4.1.3).
+    case ntsKEBadRequest
+    /// NTS-KE: the connection sent nothing for too long, or outlived its deadline.
+    case ntsKETimeout
+    /// NTS-KE: the server could not derive keys; answered with Error 2.
+    case ntsKEInternal
 
     /// The label in metrics and status (`too_short`, `rate_limited`, …).
     public var label: String {
@@ -83,6 +97,11 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .ntsMalformed: "nts_malformed"
         case .ntsBadCookie: "nts_bad_cookie"
         case .ntsBadAuthenticator: "nts_bad_authenticator"
+        case .ntsKEHandshake: "tls_handshake"
+        case .ntsKEALPN: "no_alpn"
+        case .ntsKEBadRequest: "bad_request"
+        case .ntsKETimeout: "timeout"
+        case .ntsKEInternal: "internal_error"
         }
     }
 

@@ -12,6 +12,8 @@ enum DatagramVerdict: Sendable, Hashable {
 enum DatagramReplyKind: Sendable, Hashable {
     /// Stamp the transmit time (T3) into it just before the send (NTP time replies).
     case timestamped
+    /// Stamp T3, then seal it (NTS, RFC 8915 §5.7: the AEAD covers T3).
+    case authenticated
     /// Send as written (Daytime, Time).
     case complete
     /// A kiss-o'-death: sent as written; counted in `kissesSent` as well as in `replied`.
@@ -27,8 +29,9 @@ enum DatagramReplyKind: Sendable, Hashable {
 protocol DatagramResponder: Sendable {
     /// The service, whose drop reasons the engine counts.
     var service: TockService { get }
-    /// The largest reply `respond` writes; the engine reserves this much per slot.
-    static var replyCapacity: Int { get }
+    /// The slot size `respond` needs: the largest reply, plus any scratch it keeps past the
+    /// reply until `finish`. The engine reserves this much per slot.
+    var replyCapacity: Int { get }
 
     /// Refreshes per-batch state (clock state, policy, local zone, monotonic time); `now` is
     /// the time the batch was read.
@@ -42,11 +45,12 @@ protocol DatagramResponder: Sendable {
         reply: UnsafeMutableRawBufferPointer
     ) -> DatagramVerdict
 
-    /// Writes the transmit time into a `.timestamped` reply just before it is sent.
-    mutating func stampTransmitTime(_ time: UTCInstant, reply: UnsafeMutableRawBufferPointer)
+    /// Completes a `.timestamped` or `.authenticated` reply just before it is sent: writes the
+    /// transmit time and, for NTS, seals. `slot` is the whole slot, `length` the reply's.
+    mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int)
 }
 
 extension DatagramResponder {
-    /// Protocols without timestamped replies stamp nothing.
-    mutating func stampTransmitTime(_ time: UTCInstant, reply: UnsafeMutableRawBufferPointer) {}
+    /// Protocols without timestamped replies finish nothing.
+    mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int) {}
 }

@@ -37,11 +37,12 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// Runs until `stopping` is set; the socket's receive timeout bounds how long that takes.
     func run() {
         var responder = self.responder
-        var batch = DatagramBatch(capacity: Self.batchSize, receiveBufferSize: Self.receiveBufferSize, sendBufferSize: Responder.replyCapacity)
+        var batch = DatagramBatch(capacity: Self.batchSize, receiveBufferSize: Self.receiveBufferSize, sendBufferSize: responder.replyCapacity)
         let totals = DatagramCounters.Totals()
-        let stamp = UnsafeMutableBufferPointer<Bool>.allocate(capacity: Self.batchSize)
-        stamp.initialize(repeating: false)
-        defer { stamp.deallocate() }
+        // What each queued reply still needs before it leaves (T3, and for NTS the seal).
+        let kinds = UnsafeMutableBufferPointer<DatagramReplyKind>.allocate(capacity: Self.batchSize)
+        kinds.initialize(repeating: .complete)
+        defer { kinds.deallocate() }
 
         while !stopping.load(ordering: .relaxed) {
             let received = batch.receive(from: fd, flags: tock_MSG_WAITFORONE)
@@ -75,12 +76,12 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     totals.drop(reason)
                 case .send(let length, let kind):
                     if kind == .kissOfDeath { totals.add(1, to: .kissesSent) }
-                    stamp[slot] = kind == .timestamped
+                    kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 }
             }
             totals.add(UInt64(received), to: .received)
-            send(&batch, stamp: stamp, responder: &responder, totals: totals)
+            send(&batch, kinds: kinds, responder: &responder, totals: totals)
             counters.publish(totals)
         }
         counters.publish(totals)
@@ -90,7 +91,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// replies with a fresh T3 just before its sendmmsg: a reply waits for at most one chunk's
     /// sends after its transmit time is taken, not the whole batch's.
     @inline(__always)
-    private func send(_ batch: inout DatagramBatch, stamp: UnsafeMutableBufferPointer<Bool>, responder: inout Responder, totals: borrowing DatagramCounters.Totals) {
+    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, totals: borrowing DatagramCounters.Totals) {
         let replies = batch.queued
         var sent = 0
         var stamped = 0
@@ -98,8 +99,8 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             if stamped == sent {
                 stamped = min(replies, sent + Self.sendChunk)
                 let transmitTime = SystemClock.now()
-                for j in sent..<stamped where stamp[j] {
-                    responder.stampTransmitTime(transmitTime, reply: batch.queuedDatagram(j))
+                for j in sent..<stamped where kinds[j] == .timestamped || kinds[j] == .authenticated {
+                    responder.finish(kinds[j], transmitTime: transmitTime, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
                 }
             }
             let rc = batch.send(on: fd, from: sent, count: stamped - sent)

@@ -22,12 +22,20 @@ extension TockServer {
         var services: [ServerStatus.Service] = []
         var clients: [ServerStatus.ClientGroup] = []
         for service in TockService.allCases {
-            let udp = datagramStatistics(service)
-            services.append(ServerStatus.Service(
-                name: service.rawValue, transport: "udp", requests: udp.received, replies: udp.replied,
-                kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors
-            ))
-            if service != .ntp {
+            if service != .ntsKE {
+                let udp = datagramStatistics(service)
+                services.append(ServerStatus.Service(
+                    name: service.rawValue, transport: "udp", requests: udp.received, replies: udp.replied,
+                    kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors
+                ))
+            }
+            if service == .ntsKE {
+                let ke = keStatistics()
+                services.append(ServerStatus.Service(
+                    name: service.rawValue, transport: "tcp", requests: ke.connections, replies: ke.replied,
+                    kissesOfDeath: 0, drops: labels(ke.drops), errors: 0
+                ))
+            } else if service != .ntp {
                 let tcp = streamStatistics(service)
                 services.append(ServerStatus.Service(
                     name: service.rawValue, transport: "tcp", requests: tcp.connections, replies: tcp.replied,

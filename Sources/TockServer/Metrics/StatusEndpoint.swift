@@ -91,8 +91,9 @@ package final class StatusEndpoint: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: connectionLimit, lifetime: lifetime))
+                    // The idle handler first: its event travels towards the tail, through the limit.
                     try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: connectionLimit, lifetime: lifetime))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(StatusHTTPHandler(exporter: exporter, server: server))
                 }
@@ -119,7 +120,11 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
     /// Whether this connection holds one of the `connectionLimit` places.
     let holdsPlace = ManagedAtomic(false)
 
-    init(counters: StreamCounters, connectionLimit: Int, lifetime: TimeAmount) {
+    /// Whether the idle event closes the connection here (else a later handler acts on it).
+    let closesIdle: Bool
+
+    init(counters: StreamCounters, connectionLimit: Int, lifetime: TimeAmount, closesIdle: Bool = true) {
+        self.closesIdle = closesIdle
         self.counters = counters
         self.connectionLimit = connectionLimit
         self.lifetime = lifetime
@@ -147,7 +152,7 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
+        if closesIdle, event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
             return
         }

@@ -23,7 +23,7 @@ extension LocalZone {
 
 /// Daytime or Time over UDP on the datagram engine: the core's `TextTimeServer.handle`.
 struct TextTimeDatagramResponder: DatagramResponder {
-    static var replyCapacity: Int { TextTimeServer.maximumReplyLength }
+    var replyCapacity: Int { TextTimeServer.maximumReplyLength }
     var service: TockService { core.service }
 
     let core: TextTimeServer

@@ -44,6 +44,7 @@ extension TockService {
         case .ntp: "NTP"
         case .daytime: "Daytime"
         case .time: "Time"
+        case .ntsKE: "NTS-KE"
         }
     }
 }

@@ -1,0 +1,292 @@
+import Atomics
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import TockCrypto
+import TockProtocol
+import TockSockets
+
+/// The TLS certificate chain and private key NTS-KE serves, replaceable while it runs: an ACME
+/// client renews certificates every few weeks, and a reload (SIGHUP) reads the files again
+/// without closing a socket. Each new connection takes the pair current when it is accepted.
+package final class NTSCredentials: Sendable {
+    /// Where the chain and key come from.
+    package let certificatePath: String
+    /// The private key's file.
+    package let privateKeyPath: String
+    private let current: NIOLockedValueBox<(chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)>
+
+    /// Why credentials cannot be loaded.
+    package struct LoadError: Error, Sendable, CustomStringConvertible {
+        /// What is wrong and what to do.
+        package var description: String
+    }
+
+    /// Loads both files; fails with a message naming the file and the fix.
+    package init(certificatePath: String, privateKeyPath: String) throws(LoadError) {
+        self.certificatePath = certificatePath
+        self.privateKeyPath = privateKeyPath
+        current = NIOLockedValueBox(try Self.load(certificatePath: certificatePath, privateKeyPath: privateKeyPath))
+    }
+
+    /// Reads the files again; on failure the running pair stays.
+    package func reload() throws(LoadError) {
+        let fresh = try Self.load(certificatePath: certificatePath, privateKeyPath: privateKeyPath)
+        current.withLockedValue { $0 = fresh }
+    }
+
+    /// The current pair.
+    var pair: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) { current.withLockedValue { $0 } }
+
+    static func load(certificatePath: String, privateKeyPath: String) throws(LoadError) -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
+        // A private key others can read is no secret: refuse it, as roughtimed does.
+        var info = stat()
+        guard stat(privateKeyPath, &info) == 0 else {
+            throw LoadError(description: "NTS private key \(privateKeyPath): \(SystemError.describe(errno))")
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            throw LoadError(description: "NTS private key \(privateKeyPath) can be read by others (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 \(privateKeyPath)")
+        }
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        } catch {
+            throw LoadError(description: "NTS certificate \(certificatePath): not a readable PEM certificate chain (\(error))")
+        }
+        guard !chain.isEmpty else { throw LoadError(description: "NTS certificate \(certificatePath): no certificate in the file") }
+        do {
+            return (chain, try NIOSSLPrivateKey(file: privateKeyPath, format: .pem))
+        } catch {
+            throw LoadError(description: "NTS private key \(privateKeyPath): not a readable PEM private key (\(error))")
+        }
+    }
+}
+
+/// Makes the NTS-KE cookies (off the packet path): one `NTSPacketCrypto` shared by every
+/// connection under a lock, re-keyed when a period begins.
+package final class NTSCookieMaker: Sendable {
+    private let crypto: NIOLockedValueBox<NTSPacketCrypto>
+
+    /// A maker for `keys`.
+    package init(keys: NTSCookieKeys) {
+        crypto = NIOLockedValueBox(NTSPacketCrypto(keys: keys, now: SystemClock.now().secondsSinceUnixEpoch))
+    }
+
+    /// `count` new cookies holding `c2s` and `s2c`.
+    package func cookies(_ count: Int, algorithm: NTSAEADAlgorithm, c2s: [UInt8], s2c: [UInt8]) -> [[UInt8]] {
+        crypto.withLockedValue { crypto in
+            crypto.refresh(unixSeconds: SystemClock.now().secondsSinceUnixEpoch)
+            return (0..<count).map { _ in crypto.makeCookie(algorithm: algorithm, c2s: c2s, s2c: s2c) }
+        }
+    }
+}
+
+/// One NTS-KE connection: waits for TLS to finish with ALPN `ntske/1`, reads the request
+/// (which may arrive a byte at a time), has the core decide, derives the keys from the TLS
+/// exporter (RFC 8915 §5.1), writes the response and closes (RFC 8915 §4: one request per
+/// connection). Everything else ends the connection and is counted by reason.
+///
+/// Not Sendable: NIO calls it on its channel's event loop only.
+final class NTSKEHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let server: NTSKEServer
+    let cookies: NTSCookieMaker
+    let counters: StreamCounters
+    let logger: Logger
+    /// The TLS 1.3 exporter secret, from this connection's key-log callback.
+    let exporterSecret: NIOLockedValueBox<String?>
+    private var reader = NTSKEMessageReader()
+    private var negotiated = false
+    private var finished = false
+
+    init(server: NTSKEServer, cookies: NTSCookieMaker, counters: StreamCounters, exporterSecret: NIOLockedValueBox<String?>, logger: Logger) {
+        self.server = server
+        self.cookies = cookies
+        self.counters = counters
+        self.exporterSecret = exporterSecret
+        self.logger = logger
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted(let alpn) = event {
+            // swift-nio-ssl completes a handshake without ALPN when the client offers none;
+            // RFC 8915 §4 requires `ntske/1`.
+            guard alpn == NTSKEServer.alpn else {
+                fail(context, .ntsKEALPN)
+                return
+            }
+            negotiated = true
+        } else if event is IdleStateHandler.IdleStateEvent {
+            fail(context, .ntsKETimeout)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard negotiated, !finished else { return }
+        let buffer = unwrapInboundIn(data)
+        switch reader.append(buffer.readableBytesView) {
+        case .incomplete:
+            return
+        case .invalid(let why):
+            respond(context, server.response(for: .error(.badRequest, reason: why), cookies: []), failure: .ntsKEBadRequest)
+        case .complete(let records):
+            let decision = server.decide(records)
+            switch decision {
+            case .negotiated(let algorithm):
+                guard let line = exporterSecret.withLockedValue({ $0 }), let exporter = TLSExporter(keyLogLine: line) else {
+                    respond(context, server.response(for: .error(.internalServerError, reason: "no TLS exporter secret"), cookies: []), failure: .ntsKEInternal)
+                    return
+                }
+                let keys = exporter.ntsKeys(aead: algorithm.rawValue)
+                let made = cookies.cookies(NTSKEServer.cookiesPerResponse, algorithm: algorithm, c2s: keys.c2s, s2c: keys.s2c)
+                respond(context, server.response(for: decision, cookies: made), failure: nil)
+            case .error:
+                respond(context, server.response(for: decision, cookies: []), failure: .ntsKEBadRequest)
+            case .noCommonProtocol, .noCommonAlgorithm:
+                respond(context, server.response(for: decision, cookies: []), failure: nil)
+            }
+        }
+    }
+
+    private func respond(_ context: ChannelHandlerContext, _ records: [NTSKERecord], failure: DropReason?) {
+        finished = true
+        if let failure { counters.count(failure) } else { counters.replied.wrappingIncrement(ordering: .relaxed) }
+        let bytes = NTSKERecord.encode(records)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ reason: DropReason) {
+        guard !finished else { return }
+        finished = true
+        counters.count(reason)
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // TLS errors (garbage, TLS 1.2, a bad record) end here.
+        if !finished {
+            finished = true
+            counters.count(negotiated ? .ntsKEBadRequest : .ntsKEHandshake)
+            logger.debug("NTS-KE connection failed", metadata: ["error": "\(error)"])
+        }
+        context.close(promise: nil)
+    }
+}
+
+/// The NTS-KE listener (RFC 8915 §4): TLS 1.3 only, ALPN `ntske/1`, a connection cap, an
+/// idle timeout and a lifetime (so a client that dribbles bytes cannot hold a connection),
+/// and the service's access list and per-address rate limit on every connection.
+package final class NTSKEListener: Sendable {
+    /// The address served.
+    package let address: SocketEndpoint
+    let fd: Int32
+    /// Whether NIO owns the socket (and closes it); if not, deinit does.
+    private let handedOver = ManagedAtomic(false)
+    /// Connections, responses and failures by reason.
+    package let counters = StreamCounters()
+    let credentials: NTSCredentials
+    let cookies: NTSCookieMaker
+    let server: NTSKEServer
+    let policy: PolicyCell
+    let connectionLimit: Int
+    let idleTimeout: TimeAmount
+    let lifetime: TimeAmount
+
+    /// Binds `address` now, so a bind failure is reported at start.
+    package init(address requested: SocketEndpoint, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, timeout: TimeAmount) throws(ListenerError) {
+        let fd = try ListenerSocket.tcp(requested)
+        self.fd = fd
+        self.address = (try? Sockets.localAddress(fd)) ?? requested
+        self.credentials = credentials
+        self.cookies = cookies
+        self.server = server
+        self.policy = policy
+        self.connectionLimit = connectionLimit
+        self.idleTimeout = timeout
+        self.lifetime = timeout * 2
+    }
+
+    /// Serves a TCP socket systemd bound; owns `socket.fd` from here on.
+    package init(inherited socket: InheritedSocket, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, timeout: TimeAmount) {
+        self.fd = socket.fd
+        self.address = socket.address
+        self.credentials = credentials
+        self.cookies = cookies
+        self.server = server
+        self.policy = policy
+        self.connectionLimit = connectionLimit
+        self.idleTimeout = timeout
+        self.lifetime = timeout * 2
+    }
+
+    deinit {
+        if !handedOver.load(ordering: .relaxed) { close(fd) }
+    }
+
+    /// The TLS configuration of one connection: TLS 1.3 only, `ntske/1`, the current
+    /// certificate, and a key-log callback that keeps this connection's exporter secret.
+    ///
+    /// swift-nio-ssl has no public TLS exporter; the key-log callback hands over the TLS 1.3
+    /// `EXPORTER_SECRET`, from which `TLSExporter` derives RFC 8446 §7.5's exporter (checked
+    /// against OpenSSL's `export_keying_material`). One context per connection ties the
+    /// callback to its connection without matching client randoms; NTS-KE is one handshake per
+    /// client per day or so, so the context's cost does not matter.
+    static func tlsConfiguration(_ credentials: NTSCredentials, exporterSecret: NIOLockedValueBox<String?>) -> TLSConfiguration {
+        let pair = credentials.pair
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: pair.chain.map { .certificate($0) }, privateKey: .privateKey(pair.key))
+        tls.minimumTLSVersion = .tlsv13
+        tls.applicationProtocols = [NTSKEServer.alpn]
+        tls.keyLogCallback = { line in
+            let text = String(buffer: line)
+            if text.hasPrefix("EXPORTER_SECRET ") { exporterSecret.withLockedValue { $0 = text } }
+        }
+        return tls
+    }
+
+    /// Starts accepting on `group`; the returned channel closes the listener.
+    package func start(group: EventLoopGroup, logger: Logger) async throws -> Channel {
+        let (credentials, cookies, server, cell, counters) = (self.credentials, self.cookies, self.server, self.policy, self.counters)
+        let (limit, idle, lifetime) = (connectionLimit, idleTimeout, self.lifetime)
+        handedOver.store(true, ordering: .relaxed)
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Admission first: a denied or rate-limited address gets no TLS at all.
+                    let (policy, limiter, _) = cell.read()
+                    if let client = StreamTimeHandler.client(channel.remoteAddress) {
+                        var random = SystemRandomNumberGenerator()
+                        let admission = ClientAdmission(policy: policy, table: limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
+                        switch admission.admit(client, random: random.next()) {
+                        case .serve: break
+                        case .drop(let reason), .kiss(_, let reason):
+                            counters.connections.wrappingIncrement(ordering: .relaxed)
+                            counters.count(reason)
+                            channel.close(promise: nil)
+                            return
+                        }
+                    }
+                    let exporterSecret = NIOLockedValueBox<String?>(nil)
+                    let context = try NIOSSLContext(configuration: Self.tlsConfiguration(credentials, exporterSecret: exporterSecret))
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: limit, lifetime: lifetime, closesIdle: false))
+                    try sync.addHandler(NIOSSLServerHandler(context: context))
+                    try sync.addHandler(NTSKEHandler(server: server, cookies: cookies, counters: counters, exporterSecret: exporterSecret, logger: logger))
+                }
+            }
+            .withBoundSocket(fd)
+            .get()
+    }
+}
