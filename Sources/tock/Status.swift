@@ -80,12 +80,18 @@ struct Status: ParsableCommand {
         let c = status.clock
         line("tockd at \(endpoint), up \(duration(status.uptimeSeconds))")
         line("clock: \(c.synchronized ? "synchronised" : "NOT synchronised (replies say leap 3, stratum 0)"); source \(c.source), stratum \(c.stratum), leap \(c.leap), reference \(c.reference), root delay \(TimeFigure.seconds(Int64((c.rootDelaySeconds * 1e9).rounded()))) s, root dispersion \(TimeFigure.seconds(Int64((c.rootDispersionSeconds * 1e9).rounded()))) s")
+        if let nts = status.nts {
+            line("nts: cookies sealed under key \(nts.cookieKeyID) (a new key every \(nts.keyPeriodSeconds) s; cookies of the \(nts.keptPeriods) keys before it still accepted)")
+        }
         line()
         line(pad("service", 14, right: false) + pad("requests", 14) + pad("replies", 14) + pad("dropped", 12) + pad("KoD", 9) + pad("errors", 8) + "  drops by reason")
         for s in status.services {
             let dropped = s.drops.values.reduce(0, +)
             let reasons = s.drops.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             line(pad("\(s.name)/\(s.transport)", 14, right: false) + pad("\(s.requests)", 14) + pad("\(s.replies)", 14) + pad("\(dropped)", 12) + pad("\(s.kissesOfDeath)", 9) + pad("\(s.errors)", 8) + "  " + (reasons.isEmpty ? "-" : reasons))
+            if let authenticated = s.authenticated {
+                line(pad("  of which NTS", 14, right: false) + pad("", 14) + pad("\(authenticated)", 14) + "  authenticated replies (RFC 8915)")
+            }
         }
         if !status.workers.isEmpty {
             line()

@@ -17,9 +17,29 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var workers: [Worker]
     /// The busiest clients of each rate-limited service, most requests first.
     public var clients: [ClientGroup]
+    /// The NTS cookie key in use, when the server speaks NTS.
+    public var nts: NTS?
+
+    /// NTS cookie keys (RFC 8915 §6): which period seals new cookies, and for how long.
+    public struct NTS: Codable, Sendable, Hashable {
+        /// The id of the key sealing new cookies (the number of periods since the Unix epoch).
+        public var cookieKeyID: UInt32
+        /// Seconds per key period.
+        public var keyPeriodSeconds: Int64
+        /// Previous periods whose cookies still open.
+        public var keptPeriods: Int
+
+        /// The key state.
+        public init(cookieKeyID: UInt32, keyPeriodSeconds: Int64, keptPeriods: Int) {
+            self.cookieKeyID = cookieKeyID
+            self.keyPeriodSeconds = keyPeriodSeconds
+            self.keptPeriods = keptPeriods
+        }
+    }
 
     /// Creates a status document; `version` defaults to the current format.
-    public init(version: Int = 1, uptimeSeconds: Double, clock: Clock, services: [Service], workers: [Worker], clients: [ClientGroup]) {
+    public init(version: Int = 1, uptimeSeconds: Double, clock: Clock, services: [Service], workers: [Worker], clients: [ClientGroup], nts: NTS? = nil) {
+        self.nts = nts
         self.version = version
         self.uptimeSeconds = uptimeSeconds
         self.clock = clock
@@ -75,9 +95,13 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var drops: [String: UInt64]
         /// Send and receive errors from the kernel.
         public var errors: UInt64
+        /// NTS-protected replies sent (RFC 8915 §5.7), included in `replies`; absent in
+        /// documents from servers without NTS.
+        public var authenticated: UInt64?
 
         /// Creates one service's totals.
-        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64) {
+        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil) {
+            self.authenticated = authenticated
             self.name = name
             self.transport = transport
             self.requests = requests

@@ -14,8 +14,10 @@ final class DatagramCounters: Sendable {
         case receiveErrors
         /// sendmmsg failures (ECONNREFUSED from an ICMP error, ENOBUFS, ...).
         case sendErrors
-        /// Kiss-o'-death replies sent (RATE, DENY, RSTR).
+        /// Kiss-o'-death replies sent (RATE, DENY, RSTR, NTSN).
         case kissesSent
+        /// NTS-protected replies sent (RFC 8915 §5.7).
+        case authenticated
     }
 
     /// Slots: the fixed ones, then one per `DropReason`.
@@ -74,6 +76,7 @@ package struct DatagramStatistics: Sendable, Hashable {
     package var receiveErrors: UInt64 = 0
     package var sendErrors: UInt64 = 0
     package var kissesSent: UInt64 = 0
+    package var authenticated: UInt64 = 0
     /// Drops by reason (the reasons the service can drop for, zero or not).
     package var drops: [DropReason: UInt64] = [:]
 
@@ -89,6 +92,7 @@ package struct DatagramStatistics: Sendable, Hashable {
         receiveErrors += other.receiveErrors
         sendErrors += other.sendErrors
         kissesSent += other.kissesSent
+        authenticated += other.authenticated
         for (k, v) in other.drops { drops[k, default: 0] += v }
     }
 
@@ -98,6 +102,7 @@ package struct DatagramStatistics: Sendable, Hashable {
         receiveErrors = counters.value(.receiveErrors)
         sendErrors = counters.value(.sendErrors)
         kissesSent = counters.value(.kissesSent)
+        authenticated = counters.value(.authenticated)
         for reason in service.dropReasons {
             drops[reason] = counters.drops(reason)
         }

@@ -76,6 +76,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     totals.drop(reason)
                 case .send(let length, let kind):
                     if kind == .kissOfDeath { totals.add(1, to: .kissesSent) }
+                    if kind == .authenticated { totals.add(1, to: .authenticated) }
                     kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 }

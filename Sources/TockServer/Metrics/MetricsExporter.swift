@@ -62,6 +62,7 @@ package final class MetricsExporter: Sendable {
             count("tockd_replies_total", d, s.replies)
             count("tockd_errors_total", d, s.errors)
             if s.name == TockService.ntp.rawValue { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
+            if let authenticated = s.authenticated { count("tockd_nts_replies_total", d, authenticated) }
             for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {
                 count("tockd_drops_total", d + [("reason", reason)], n)
             }
@@ -78,6 +79,10 @@ package final class MetricsExporter: Sendable {
         gauge("tockd_clock_root_delay_seconds", value: c.rootDelaySeconds)
         gauge("tockd_clock_root_dispersion_seconds", value: c.rootDispersionSeconds)
         gauge("tockd_uptime_seconds", value: status.uptimeSeconds)
+        if let nts = status.nts {
+            gauge("tockd_nts_cookie_key_id", value: Double(nts.cookieKeyID))
+            gauge("tockd_nts_cookie_key_period_seconds", value: Double(nts.keyPeriodSeconds))
+        }
         for service in TockService.allCases {
             let group = status.clients.first { $0.name == service.rawValue }
             gauge("tockd_rate_limit_clients", [("protocol", service.rawValue)], value: Double(group?.tracked ?? 0))

@@ -26,7 +26,8 @@ extension TockServer {
                 let udp = datagramStatistics(service)
                 services.append(ServerStatus.Service(
                     name: service.rawValue, transport: "udp", requests: udp.received, replies: udp.replied,
-                    kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors
+                    kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors,
+                    authenticated: service == .ntp && configuration.nts != nil ? udp.authenticated : nil
                 ))
             }
             if service == .ntsKE {
@@ -61,7 +62,10 @@ extension TockServer {
             }
         }
         let uptime = Double(SystemClock.monotonicNanoseconds() - startedAtMonotonicNanoseconds) / 1e9
-        return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients)
+        let nts = configuration.nts.map { c in
+            ServerStatus.NTS(cookieKeyID: c.cookieKeys.keyID(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch), keyPeriodSeconds: c.cookieKeys.periodSeconds, keptPeriods: c.cookieKeys.keptPeriods)
+        }
+        return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts)
     }
 }
 
