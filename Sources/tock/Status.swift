@@ -81,7 +81,7 @@ struct Status: ParsableCommand {
         line("tockd at \(endpoint), up \(duration(status.uptimeSeconds))")
         line("clock: \(c.synchronized ? "synchronised" : "NOT synchronised (replies say leap 3, stratum 0)"); source \(c.source), stratum \(c.stratum), leap \(c.leap), reference \(c.reference), root delay \(TimeFigure.seconds(Int64((c.rootDelaySeconds * 1e9).rounded()))) s, root dispersion \(TimeFigure.seconds(Int64((c.rootDispersionSeconds * 1e9).rounded()))) s")
         if let nts = status.nts {
-            line("nts: cookies sealed under key \(nts.cookieKeyID) (a new key every \(nts.keyPeriodSeconds) s; cookies of the \(nts.keptPeriods) keys before it still accepted)")
+            line("nts: cookies sealed under key \(nts.cookieKey) (a new key every \(nts.keyPeriodSeconds) s; cookies of the \(nts.keptPeriods) keys before it still accepted)")
         }
         line()
         line(pad("service", 14, right: false) + pad("requests", 14) + pad("replies", 14) + pad("dropped", 12) + pad("KoD", 9) + pad("errors", 8) + "  drops by reason")

@@ -23,15 +23,15 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     /// NTS cookie keys (RFC 8915 §6): which period seals new cookies, and for how long.
     public struct NTS: Codable, Sendable, Hashable {
         /// The id of the key sealing new cookies (the number of periods since the Unix epoch).
-        public var cookieKeyID: UInt32
+        public var cookieKey: UInt32
         /// Seconds per key period.
         public var keyPeriodSeconds: Int64
         /// Previous periods whose cookies still open.
         public var keptPeriods: Int
 
         /// The key state.
-        public init(cookieKeyID: UInt32, keyPeriodSeconds: Int64, keptPeriods: Int) {
-            self.cookieKeyID = cookieKeyID
+        public init(cookieKey: UInt32, keyPeriodSeconds: Int64, keptPeriods: Int) {
+            self.cookieKey = cookieKey
             self.keyPeriodSeconds = keyPeriodSeconds
             self.keptPeriods = keptPeriods
         }

@@ -80,7 +80,7 @@ package final class MetricsExporter: Sendable {
         gauge("tockd_clock_root_dispersion_seconds", value: c.rootDispersionSeconds)
         gauge("tockd_uptime_seconds", value: status.uptimeSeconds)
         if let nts = status.nts {
-            gauge("tockd_nts_cookie_key_id", value: Double(nts.cookieKeyID))
+            gauge("tockd_nts_cookie_key_id", value: Double(nts.cookieKey))
             gauge("tockd_nts_cookie_key_period_seconds", value: Double(nts.keyPeriodSeconds))
         }
         for service in TockService.allCases {

@@ -63,7 +63,7 @@ extension TockServer {
         }
         let uptime = Double(SystemClock.monotonicNanoseconds() - startedAtMonotonicNanoseconds) / 1e9
         let nts = configuration.nts.map { c in
-            ServerStatus.NTS(cookieKeyID: c.cookieKeys.keyID(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch), keyPeriodSeconds: c.cookieKeys.periodSeconds, keptPeriods: c.cookieKeys.keptPeriods)
+            ServerStatus.NTS(cookieKey: c.cookieKeys.keyID(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch), keyPeriodSeconds: c.cookieKeys.periodSeconds, keptPeriods: c.cookieKeys.keptPeriods)
         }
         return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts)
     }
