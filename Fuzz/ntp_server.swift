@@ -49,6 +49,8 @@ public func fuzzNTPServer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(packet.mode == .server, "reply mode")
         precondition(packet.originTimestamp.rawValue == UInt64(bigEndian: request.loadUnaligned(fromByteOffset: 40, as: UInt64.self)), "origin not echoed")
         switch kind {
+        case .authenticatedTime:
+            preconditionFailure("an NTS reply from a server without NTS")
         case .time:
             precondition(packet.stratum != 0 || clock.leap == .unsynchronized, "time reply at stratum 0 from a synchronised clock")
             precondition(packet.transmitTimestamp != packet.originTimestamp && packet.receiveTimestamp != packet.originTimestamp, "timestamp equals origin")
