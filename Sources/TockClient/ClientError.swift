@@ -13,6 +13,12 @@ package enum ClientError: Error, Sendable, CustomStringConvertible {
     case unreadableReply(server: String, reason: String)
     /// A socket call failed (connection refused, network unreachable, ...).
     case network(server: String, SystemError)
+    /// NTS key establishment (RFC 8915 §4) failed: TLS, the certificate, ALPN, or the response.
+    case ntsKeyEstablishment(server: String, NTSKEFailure)
+    /// An NTS-protected reply was refused: not authenticated, forged, not ours, or an NTS NAK
+    /// (RFC 8915 §5.7). Replies whose NTS checks pass but whose time fails RFC 5905's checks
+    /// are `.rejected`.
+    case ntsRejected(server: String, NTSReplyProblem)
 
     package var description: String {
         switch self {
@@ -21,6 +27,50 @@ package enum ClientError: Error, Sendable, CustomStringConvertible {
         case .rejected(let server, let problem): "\(server): \(problem)"
         case .unreadableReply(let server, let reason): "\(server): \(reason)"
         case .network(let server, let error): "\(server): \(error)"
+        case .ntsKeyEstablishment(let server, let failure): "NTS-KE with \(server) failed: \(failure)"
+        case .ntsRejected(let server, let problem): "\(server): \(problem)"
+        }
+    }
+}
+
+/// Why NTS key establishment (RFC 8915 §4) did not give a usable session, with what to do.
+package enum NTSKEFailure: Sendable, CustomStringConvertible {
+    /// The server's certificate does not chain to a trusted root (or has expired).
+    case certificateNotTrusted(String)
+    /// The certificate is valid but not for the name (or address) we connected to.
+    case nameMismatch(expected: String)
+    /// Another TLS failure: the handshake, TLS 1.3 refused, a reset connection.
+    case tls(String)
+    /// The server did not agree to ALPN `ntske/1` (RFC 8915 §4 requires it).
+    case noALPN(negotiated: String?)
+    /// The response is complete but unusable: an Error record, no NTPv4, no algorithm we
+    /// offered, no cookies, or a broken record.
+    case response(NTSKEResponse.Problem)
+    /// The response is not a valid NTS-KE message.
+    case invalidMessage(String)
+    /// The server closed the connection before End of Message.
+    case closedEarly
+    /// TLS gave no exporter secret to derive the keys from (RFC 8915 §5.1).
+    case noExporterSecret
+
+    package var description: String {
+        switch self {
+        case .certificateNotTrusted(let detail):
+            "the server's certificate is not trusted (\(detail)): pass the CA that issued it with --ca FILE, or check that it has not expired"
+        case .nameMismatch(let expected):
+            "the server's certificate is not valid for '\(expected)' (hostname mismatch): connect with a name (or IP address) in the certificate's subjectAltName"
+        case .tls(let detail):
+            "TLS failed: \(detail)"
+        case .noALPN(let negotiated):
+            "the server did not agree to ALPN 'ntske/1'\(negotiated.map { " (it chose '\($0)')" } ?? ""): not an NTS-KE server?"
+        case .response(let problem):
+            "\(problem)"
+        case .invalidMessage(let why):
+            "invalid NTS-KE response: \(why)"
+        case .closedEarly:
+            "the server closed the connection before End of Message"
+        case .noExporterSecret:
+            "TLS gave no exporter secret to derive the NTS keys from (is the session TLS 1.3?)"
         }
     }
 }

@@ -193,6 +193,8 @@ func describe(_ error: ClientError?) -> String {
         case .unsynchronized: return "unsynchronized"
         default: return "rejected(\(problem))"
         }
+    case .ntsKeyEstablishment(_, let failure): return "ntsKeyEstablishment(\(failure))"
+    case .ntsRejected(_, let problem): return "ntsRejected(\(problem))"
     }
 }
 
