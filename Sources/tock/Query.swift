@@ -13,6 +13,8 @@ enum QueryExit: Int32 {
     case badReply = 5
     case resolution = 6
     case network = 7
+    case ntsRefused = 8
+    case ntsKeyEstablishment = 9
 
     init(_ error: ClientError) {
         switch error {
@@ -20,6 +22,8 @@ enum QueryExit: Int32 {
         case .timeout: self = .timeout
         case .network: self = .network
         case .unreadableReply: self = .badReply
+        case .ntsRejected: self = .ntsRefused
+        case .ntsKeyEstablishment: self = .ntsKeyEstablishment
         case .rejected(_, let problem):
             switch problem {
             case .kissOfDeath: self = .kissOfDeath
@@ -41,9 +45,21 @@ struct Query: ParsableCommand {
             timestamp, non-zero timestamps, no kiss-o'-death, leap indicator not 3, stratum 1-15, \
             root distance at most 1.5 s. Each sample uses a new random source port.
 
+            With --nts (RFC 8915), SERVER is the NTS-KE server (default port 4460): tock runs \
+            key establishment over TLS 1.3 (ALPN ntske/1, the certificate verified for SERVER \
+            against the system's CAs or --ca FILE), then queries the NTP server and port it \
+            names (else SERVER's address, port 123) with cookies. A reply counts only if it \
+            echoes our Unique Identifier and its Authenticator verifies under the negotiated \
+            keys; each sample spends a fresh cookie, and the cookies in replies replace them.
+
             Exit status: 0 valid synchronised answer; 2 timeout; 3 kiss-o'-death (RATE, DENY, \
-            RSTR, NTSN...); 4 server unsynchronised; 5 bogus or malformed reply; 6 name \
-            resolution failed; 7 network error (e.g. connection refused); 64 usage error.
+            RSTR, NTSN...; with --nts an authenticated one); 4 server unsynchronised; 5 bogus \
+            or malformed reply; 6 name resolution failed; 7 network error (e.g. connection \
+            refused); 8 NTS: the reply was not \
+            authenticated (no or a bad Authenticator, not our Unique Identifier) or was an NTS \
+            NAK (the cookie was refused: run NTS-KE again); 9 NTS key establishment failed \
+            (TLS, certificate not trusted or not for SERVER, no ALPN ntske/1, an Error record, \
+            no cookies); 64 usage error.
             """
     )
 
@@ -51,7 +67,7 @@ struct Query: ParsableCommand {
         case ntp, daytime, time
     }
 
-    @Argument(help: "The server: HOST[:PORT].")
+    @Argument(help: "The server: HOST[:PORT]; with --nts, the NTS-KE server.")
     var server: String
 
     @Option(name: .long, help: "Protocol: ntp, daytime (RFC 867) or time (RFC 868).")
@@ -66,16 +82,31 @@ struct Query: ParsableCommand {
     @Option(help: "Seconds between NTP samples (0-60).")
     var interval: Double = 0.1
 
-    @Option(help: "Seconds to wait for each reply (0.01-60).")
+    @Option(help: "Seconds to wait for each reply, and with --nts for key establishment (0.01-60).")
     var timeout: Double = 2
 
     @Option(name: .customLong("ntp-version"), help: "NTP version to ask in, 1-4.")
     var ntpVersion: UInt8 = 4
 
+    @Flag(help: "Use NTS (RFC 8915): SERVER is the NTS-KE server (default port 4460); NTP goes where it says, authenticated.")
+    var nts = false
+
+    @Option(name: .customLong("ca"), help: ArgumentHelp("With --nts: trust the CA certificates in this PEM file instead of the system's.", valueName: "file"))
+    var caFile: String?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     func validate() throws {
+        if nts {
+            guard `protocol` == .ntp else { throw ValidationError("--nts protects NTP only; drop --protocol \(`protocol`.rawValue)") }
+            guard ntpVersion == 4 else { throw ValidationError("--nts needs NTPv4 (RFC 8915 §5); drop --ntp-version \(ntpVersion)") }
+        } else if caFile != nil {
+            throw ValidationError("--ca applies to --nts (the NTS-KE server's certificate)")
+        }
+        if let caFile, access(caFile, R_OK) != 0 {
+            throw ValidationError("--ca \(caFile): \(String(cString: strerror(errno)))")
+        }
         guard (1...100).contains(n) else { throw ValidationError("-n must be 1-100, got \(n)") }
         guard (0.01...60).contains(timeout) else { throw ValidationError("--timeout must be 0.01-60 seconds, got \(timeout)") }
         guard (0...60).contains(interval) else { throw ValidationError("--interval must be 0-60 seconds, got \(interval)") }
@@ -85,7 +116,7 @@ struct Query: ParsableCommand {
 
     func run() throws {
         let defaultPort: UInt16 = switch `protocol` {
-        case .ntp: 123
+        case .ntp: nts ? NTSKEClient.defaultPort : 123
         case .daytime: 13
         case .time: 37
         }
@@ -101,6 +132,13 @@ struct Query: ParsableCommand {
             let addresses = try Resolver.resolve(host, port: parsed.port ?? defaultPort)
             let address = addresses[0]
             switch `protocol` {
+            case .ntp where nts:
+                let session = try NTSKEClient(host: host, caFile: caFile, timeoutNanoseconds: timeoutNanoseconds).establish(with: address)
+                let ntpServer = try session.ntpEndpoint()
+                let query = NTSQuery(samples: n, timeoutNanoseconds: timeoutNanoseconds, intervalNanoseconds: Int64(interval * 1e9))
+                let result = query.run(session: session, server: ntpServer)
+                guard let best = result.ntp.best else { throw result.ntp.lastError ?? .timeout(server: ntpServer.description, seconds: timeout) }
+                print(json ? QueryReport.ntsJSON(result, best: best, host: host) : QueryReport.ntsText(result, best: best, host: host))
             case .ntp:
                 let query = NTPQuery(version: ntpVersion, samples: n, timeoutNanoseconds: timeoutNanoseconds, intervalNanoseconds: Int64(interval * 1e9))
                 let result = query.run(server: address)

@@ -50,8 +50,12 @@ enum QueryReport {
     }
 
     static func ntpJSON(_ result: NTPQueryResult, best: NTPSample, host: String) -> String {
+        object(ntpFields(result, best: best, host: host))
+    }
+
+    static func ntpFields(_ result: NTPQueryResult, best: NTPSample, host: String) -> [(String, String)] {
         let p = best.packet
-        let fields: [(String, String)] = [
+        return [
             ("protocol", quote("ntp")),
             ("host", quote(host)),
             ("address", quote(result.server.description)),
@@ -70,6 +74,34 @@ enum QueryReport {
             ("sent", "\(result.sent)"),
             ("offset_spread", decimal(result.offsetSpreadNanoseconds)),
             ("synchronized", "true"),
+        ]
+    }
+
+    /// The NTS part of a query, after the plain NTP lines: that the answer was authenticated,
+    /// with which AEAD, and the key establishment and cookies behind it.
+    static func ntsText(_ result: NTSQueryResult, best: NTPSample, host: String) -> String {
+        let session = result.session
+        var lines = [ntpText(result.ntp, best: best, host: host)]
+        lines.append("nts           authenticated (\(session.algorithm)): Unique Identifier echoed, Authenticator verified under the S2C key")
+        lines.append("nts-ke        \(session.keServer) in \(seconds(session.keNanoseconds)) s: \(session.cookies.count) cookies, NTP at \(result.ntp.server)")
+        lines.append("cookies       \(result.cookiesReceived) received in \(result.ntp.samples.count == 1 ? "the reply" : "\(result.ntp.samples.count) replies"), \(result.cookiesLeft) unused")
+        if !session.warnings.isEmpty {
+            lines.append("nts warnings  \(session.warnings.map(String.init).joined(separator: ", "))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// `ntpJSON` with the NTS fields: `authenticated`, `aead`, `cookies` (from NTS-KE),
+    /// `reply_cookies`, `ke_seconds`, `ke_server`.
+    static func ntsJSON(_ result: NTSQueryResult, best: NTPSample, host: String) -> String {
+        let session = result.session
+        let fields: [(String, String)] = ntpFields(result.ntp, best: best, host: host) + [
+            ("authenticated", "true"),
+            ("aead", quote(session.algorithm.description)),
+            ("cookies", "\(session.cookies.count)"),
+            ("reply_cookies", "\(result.cookiesReceived)"),
+            ("ke_seconds", decimal(session.keNanoseconds)),
+            ("ke_server", quote(session.keServer.description)),
         ]
         return object(fields)
     }
@@ -117,6 +149,10 @@ enum QueryReport {
     static func errorJSON(_ error: ClientError, host: String) -> String {
         var fields: [(String, String)] = [("host", quote(host)), ("error", quote(error.description)), ("synchronized", "false")]
         if case .rejected(_, .kissOfDeath(let code)) = error { fields.append(("kiss_code", quote(code.description))) }
+        if case .ntsRejected(_, let problem) = error {
+            fields.append(("authenticated", "false"))
+            if problem == .nak { fields.append(("kiss_code", quote(KissCode.ntsNak.description))) }
+        }
         return object(fields)
     }
 
