@@ -17,6 +17,8 @@ struct ClientLoop {
     let answeredCounter: ManagedAtomic<UInt64>
     var report = LoadReport()
     var random = FastRandom()
+    /// NTS: the clients' sessions and cookie supplies, or nil for plain NTP.
+    let nts: NTSLoadClients?
 
     /// Per client and slot: the transmit timestamp sent (0 = free) and T1.
     var transmits: [UInt64]
@@ -27,10 +29,14 @@ struct ClientLoop {
     var nextToMatch: [Int]
     var nextSlot: [Int]
 
-    init(configuration: LoadConfiguration, fds: [Int32], rate: Int?, sent: ManagedAtomic<UInt64>, answered: ManagedAtomic<UInt64>) {
+    init(configuration: LoadConfiguration, fds: [Int32], ntsSessions: [NTSSession] = [], rate: Int?, sent: ManagedAtomic<UInt64>, answered: ManagedAtomic<UInt64>) {
         self.configuration = configuration
         self.fds = fds
         self.rate = rate
+        // Closed loop: each client keeps its window in flight, each request with a cookie coming
+        // back, and a few in hand. Open loop sends in bursts of up to a batch per client.
+        let cookiesInFlight = rate == nil ? min(configuration.window, Self.slotsPerClient - 1) : Self.batch
+        self.nts = ntsSessions.isEmpty ? nil : NTSLoadClients(sessions: ntsSessions, slotsPerClient: Self.slotsPerClient, target: cookiesInFlight + NTSClientPacket.maximumCookies)
         self.sentCounter = sent
         self.answeredCounter = answered
         transmits = [UInt64](repeating: 0, count: fds.count * Self.slotsPerClient)
@@ -44,7 +50,9 @@ struct ClientLoop {
         let b = Self.batch
         // One batch for both directions: requests are queued on connected sockets, replies
         // read with their kernel receive timestamps (T4), as the server's workers do.
-        var batch = DatagramBatch(capacity: b, receiveBufferSize: 512, sendBufferSize: NTPPacket.headerLength)
+        // NTS requests carry a cookie and placeholders, and replies as many cookies.
+        let datagram = nts == nil ? (receive: 512, send: NTPPacket.headerLength) : (receive: 2048, send: 2048)
+        var batch = DatagramBatch(capacity: b, receiveBufferSize: datagram.receive, sendBufferSize: datagram.send)
         let pollfds = UnsafeMutablePointer<pollfd>.allocate(capacity: fds.count)
         defer { pollfds.deallocate() }
         for (i, fd) in fds.enumerated() { pollfds[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
@@ -98,6 +106,7 @@ struct ClientLoop {
             }
         }
         for c in 0..<fds.count { report.lost += UInt64(inFlight[c]) }
+        report.cookieReuses = nts?.reused ?? 0
         return report
     }
 
@@ -117,13 +126,16 @@ struct ClientLoop {
             if transmit == 0 { transmit = 1 << 16 }
             transmits[base + slot] = transmit
             sendTimes[base + slot] = t1
-            if configuration.protocol == .ntp {
+            var length = requestLength
+            if let nts {
+                length = nts.writeRequest(client: c, slot: slot, transmit: transmit, into: batch.sendBuffer(n), random: &random)
+            } else if configuration.protocol == .ntp {
                 let packet = batch.sendBuffer(n)
                 packet.initializeMemory(as: UInt8.self, repeating: 0)
                 packet[0] = 0x23
                 NTPWire.store64(transmit, packet, NTPWire.transmitOffset)
             }
-            batch.queue(length: requestLength)
+            batch.queue(length: length)
             if n == 0 { firstSlot = slot }
             n += 1
         }
@@ -133,6 +145,7 @@ struct ClientLoop {
         for k in sent..<n {
             let slot = (firstSlot + k) % Self.slotsPerClient
             transmits[base + slot] = 0
+            nts?.forget(client: c, slot: slot)
         }
         if sent < n { nextSlot[c] = (firstSlot + sent) % Self.slotsPerClient }
         inFlight[c] += sent
@@ -168,6 +181,21 @@ struct ClientLoop {
             inFlight[c] -= 1
             report.answered += 1
             report.rtt.record(UInt64(max(1, t4.nanoseconds(since: t1))))
+            if let nts {
+                // RFC 8915 §5.7: only an authentic reply is believed; a NAK is the one
+                // unauthenticated reply that means something.
+                switch nts.check(reply: reply, client: c, slot: slot, transmit: origin) {
+                case .authentic:
+                    report.authenticated += 1
+                case .nak:
+                    report.ntsNAK += 1
+                    report.kissOfDeath += 1
+                    return
+                case .rejected:
+                    report.unauthenticated += 1
+                    return
+                }
+            }
             let first = reply[0]
             let stratum = reply[1]
             if stratum == 0, first >> 6 == 3, NTPWire.load32(reply, NTPWire.referenceIDOffset) != 0 {
@@ -212,6 +240,7 @@ struct ClientLoop {
             let base = c * Self.slotsPerClient
             for slot in 0..<Self.slotsPerClient where transmits[base + slot] != 0 && sendTimes[base + slot] < limit {
                 transmits[base + slot] = 0
+                nts?.forget(client: c, slot: slot)
                 inFlight[c] -= 1
                 report.lost += 1
             }

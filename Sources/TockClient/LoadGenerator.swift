@@ -28,6 +28,10 @@ package struct LoadConfiguration: Sendable {
     package var timeoutNanoseconds: Int64 = 1_000_000_000
     /// Sending and receiving threads.
     package var threads: Int = 1
+    /// NTS (RFC 8915): one session per client socket, from a key establishment each, or
+    /// empty for plain NTP. Each request then spends a cookie and every reply is
+    /// authenticated.
+    package var ntsSessions: [NTSSession] = []
 
     package init(target: SocketEndpoint) {
         self.target = target
@@ -48,6 +52,15 @@ package struct LoadReport: Sendable {
     package var unsynchronized: UInt64 = 0
     /// Requests unanswered within the timeout, or still unanswered at the end.
     package var lost: UInt64 = 0
+    /// NTS: replies whose Unique Identifier and Authenticator verified.
+    package var authenticated: UInt64 = 0
+    /// NTS: replies to our requests (origin matched) that were not authentic: no or a bad
+    /// Authenticator, or not our Unique Identifier. Their time is not used.
+    package var unauthenticated: UInt64 = 0
+    /// NTS: NAKs (kiss NTSN; also counted as kisses-o'-death).
+    package var ntsNAK: UInt64 = 0
+    /// NTS: requests that reused a cookie because the client's supply was empty.
+    package var cookieReuses: UInt64 = 0
     /// Round-trip time T4 − T1, nanoseconds.
     package var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     /// |((T2 − T1) + (T3 − T4)) / 2|, nanoseconds: on loopback client and server share a clock,
@@ -66,6 +79,10 @@ package struct LoadReport: Sendable {
         kissOfDeath += other.kissOfDeath
         unsynchronized += other.unsynchronized
         lost += other.lost
+        authenticated += other.authenticated
+        unauthenticated += other.unauthenticated
+        ntsNAK += other.ntsNAK
+        cookieReuses += other.cookieReuses
         rtt.add(other.rtt)
         timestampError.add(other.timestampError)
     }
@@ -135,9 +152,10 @@ package final class LoadGenerator: Sendable {
         var workers: [WorkerThread] = []
         for t in 0..<threads {
             let mine = stride(from: t, to: fds.count, by: threads).map { fds[$0] }
+            let sessions = configuration.ntsSessions.isEmpty ? [] : stride(from: t, to: fds.count, by: threads).map { configuration.ntsSessions[$0] }
             let rate = configuration.rate.map { max(1, $0 / threads) }
             workers.append(WorkerThread.start(name: "bench-\(t)") { [self] in
-                var loop = ClientLoop(configuration: configuration, fds: mine, rate: rate, sent: progressSent, answered: progressAnswered)
+                var loop = ClientLoop(configuration: configuration, fds: mine, ntsSessions: sessions, rate: rate, sent: progressSent, answered: progressAnswered)
                 box.set(t, loop.run(until: end))
             })
         }

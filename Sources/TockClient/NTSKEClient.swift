@@ -88,6 +88,28 @@ package struct NTSKEClient: Sendable {
         }
     }
 
+    /// Runs `count` key establishments with `address`, `concurrency` at a time (a load test's
+    /// sessions, one per client socket), blocking until all have ended; the first failure ends
+    /// them.
+    package func establish(with address: SocketEndpoint, count: Int, concurrency: Int = 16) throws(ClientError) -> [NTSSession] {
+        var sessions: [NTSSession] = []
+        sessions.reserveCapacity(count)
+        let group = MultiThreadedEventLoopGroup.singleton
+        while sessions.count < count {
+            let futures = (0..<min(max(1, concurrency), count - sessions.count)).map { _ in establish(with: address, group: group) }
+            for future in futures {
+                do {
+                    sessions.append(try future.wait())
+                } catch let error as ClientError {
+                    throw error
+                } catch {
+                    throw .ntsKeyEstablishment(server: address.description, .tls("\(error)"))
+                }
+            }
+        }
+        return sessions
+    }
+
     /// Runs key establishment with `address` on `group`; the future fails only with a
     /// `ClientError`.
     package func establish(with address: SocketEndpoint, group: EventLoopGroup) -> EventLoopFuture<NTSSession> {

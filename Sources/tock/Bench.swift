@@ -22,10 +22,18 @@ struct Bench: ParsableCommand {
 
             Reports answered/s, loss, invalid and kiss-o'-death replies, RTT percentiles and the \
             timestamp error. Use only against your own servers.
+
+            With --nts (RFC 8915), SERVER is the NTS-KE server (default port 4460): before each \
+            run every client socket makes its own key establishment (verified as tock query \
+            --nts does, --ca FILE for a private CA), and the load goes to the NTP server and \
+            port the responses name. Each request spends a cookie from its client's supply and \
+            asks for one back (more after losses), and is sealed under the client's C2S key; \
+            every reply is authenticated (its cookies refill the supply) before its time is \
+            checked. Extra columns: replies that were not authentic, and NTS NAKs.
             """
     )
 
-    @Argument(help: "The server: HOST:PORT.")
+    @Argument(help: "The server: HOST:PORT; with --nts, the NTS-KE server, HOST[:PORT].")
     var server: String
 
     @Option(name: .long, help: "Protocol: ntp, time or daytime.")
@@ -58,6 +66,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Load-generator threads (1-64).")
     var threads: Int = 1
 
+    @Flag(help: "Load with NTS-protected NTP (RFC 8915): SERVER is the NTS-KE server; one key establishment per client socket before each run.")
+    var nts = false
+
+    @Option(name: .customLong("ca"), help: ArgumentHelp("With --nts: trust the CA certificates in this PEM file instead of the system's.", valueName: "file"))
+    var caFile: String?
+
     @Flag(help: "Print JSON (one object per step) instead of text.")
     var json = false
 
@@ -73,6 +87,14 @@ struct Bench: ParsableCommand {
         guard (1...100).contains(steps) else { throw ValidationError("--steps must be 1-100") }
         if let rate, rate < 1 { throw ValidationError("--rate must be at least 1") }
         if step != nil, rate == nil { throw ValidationError("--step needs --rate") }
+        if nts {
+            guard `protocol` == .ntp else { throw ValidationError("--nts protects NTP only; drop --protocol \(`protocol`.rawValue)") }
+        } else if caFile != nil {
+            throw ValidationError("--ca applies to --nts (the NTS-KE server's certificate)")
+        }
+        if let caFile, access(caFile, R_OK) != 0 {
+            throw ValidationError("--ca \(caFile): \(String(cString: strerror(errno)))")
+        }
     }
 
     func run() throws {
@@ -82,10 +104,24 @@ struct Bench: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        guard let host = parsed.host, let port = parsed.port else { throw ValidationError("bench needs HOST:PORT, got '\(server)'") }
-        let target: SocketEndpoint
+        guard let host = parsed.host, let port = parsed.port ?? (nts ? NTSKEClient.defaultPort : nil) else { throw ValidationError("bench needs HOST:PORT, got '\(server)'") }
+        var target: SocketEndpoint
+        var keClient: NTSKEClient?
+        var keTarget: SocketEndpoint?
         do {
             target = try Resolver.resolve(host, port: port)[0]
+            if nts {
+                // One session first, to learn where NTP goes and that the server works at all.
+                let client = NTSKEClient(host: host, caFile: caFile, timeoutNanoseconds: Int64(max(timeout, 5) * 1e9))
+                let probe = try client.establish(with: target)
+                keClient = client
+                let keServer = target
+                target = try probe.ntpEndpoint()
+                if !json {
+                    print("NTS-KE \(keServer): \(probe.algorithm), \(probe.cookies.count) cookies per key establishment, NTP at \(target)")
+                }
+                keTarget = keServer
+            }
         } catch {
             FileHandleStandardError.write("tock: \(error.description)\n")
             throw ExitCode(QueryExit(error).rawValue)
@@ -98,14 +134,23 @@ struct Bench: ParsableCommand {
         configuration.timeoutNanoseconds = Int64(timeout * 1e9)
         configuration.threads = threads
         if !json {
-            print("target \(target) (\(`protocol`.rawValue)), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop"))
-            print(BenchReport.header)
+            print("target \(target) (\(`protocol`.rawValue)\(nts ? ", NTS" : "")), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop"))
+            print(BenchReport.header(nts: nts))
         }
         var currentRate = rate
         for _ in 0..<(step == nil ? 1 : steps) {
             configuration.rate = currentRate
+            if let keClient, let keTarget {
+                // Fresh sessions for every run, outside its timing.
+                do {
+                    configuration.ntsSessions = try keClient.establish(with: keTarget, count: clients)
+                } catch {
+                    FileHandleStandardError.write("tock: \(error.description)\n")
+                    throw ExitCode(QueryExit(error).rawValue)
+                }
+            }
             let report = try measure(configuration)
-            print(json ? BenchReport.json(report, rate: currentRate) : BenchReport.row(report, rate: currentRate))
+            print(json ? BenchReport.json(report, rate: currentRate, nts: nts) : BenchReport.row(report, rate: currentRate, nts: nts))
             guard let s = step, let r = currentRate, report.lossPercent <= maxLoss else { break }
             currentRate = r + s
         }
@@ -141,8 +186,13 @@ struct Bench: ParsableCommand {
 
 /// Renders load-test results.
 enum BenchReport {
-    static let widths = [10, 10, 12, 8, 8, 6, 10, 10, 10, 12, 12]
-    static let header = line(["rate", "sent/s", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"])
+    static let widths = [10, 10, 12, 8, 8, 6, 10, 10, 10, 12, 12, 8, 6]
+    static let header = header(nts: false)
+
+    /// The column titles; NTS adds replies that were not authentic and NAKs.
+    static func header(nts: Bool) -> String {
+        line(["rate", "sent/s", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"] + (nts ? ["unauth", "nak"] : []))
+    }
 
     static func line(_ columns: [String]) -> String {
         zip(columns, widths).map { String(repeating: " ", count: max(0, $1 - $0.count)) + $0 }.joined(separator: " ")
@@ -152,7 +202,7 @@ enum BenchReport {
         String(format: "%.1fµs", ns / 1000)
     }
 
-    static func row(_ r: LoadReport, rate: Int?) -> String {
+    static func row(_ r: LoadReport, rate: Int?, nts: Bool = false) -> String {
         let columns: [String] = [
             rate.map(String.init) ?? "closed",
             String(format: "%.0f", r.seconds > 0 ? Double(r.sent) / r.seconds : 0),
@@ -165,12 +215,12 @@ enum BenchReport {
             microseconds(Double(r.rtt.valueAtPercentile(99.9))),
             r.timestampError.totalCount > 0 ? microseconds(r.timestampError.mean) : "-",
             r.timestampError.totalCount > 0 ? microseconds(Double(r.timestampError.valueAtPercentile(99))) : "-",
-        ]
+        ] + (nts ? [String(r.unauthenticated), String(r.ntsNAK)] : [])
         return line(columns)
     }
 
-    static func json(_ r: LoadReport, rate: Int?) -> String {
-        let fields: [(String, String)] = [
+    static func json(_ r: LoadReport, rate: Int?, nts: Bool = false) -> String {
+        var fields: [(String, String)] = [
             ("rate", rate.map(String.init) ?? "null"),
             ("seconds", String(format: "%.3f", r.seconds)),
             ("sent", "\(r.sent)"),
@@ -187,6 +237,15 @@ enum BenchReport {
             ("timestamp_error_mean_us", String(format: "%.3f", r.timestampError.totalCount > 0 ? r.timestampError.mean / 1000 : 0)),
             ("timestamp_error_p99_us", String(format: "%.3f", Double(r.timestampError.valueAtPercentile(99)) / 1000)),
         ]
+        if nts {
+            fields += [
+                ("nts", "true"),
+                ("authenticated", "\(r.authenticated)"),
+                ("unauthenticated", "\(r.unauthenticated)"),
+                ("nts_nak", "\(r.ntsNAK)"),
+                ("cookie_reuses", "\(r.cookieReuses)"),
+            ]
+        }
         return QueryReport.object(fields)
     }
 }

@@ -222,6 +222,61 @@ struct NTSQueryTests {
     }
 }
 
+/// `tock bench --nts`'s load generator against a real TockServer: one key establishment per
+/// client socket, every request with a cookie, every reply authenticated.
+@Suite("NTS load generator against TockServer", .serialized)
+struct NTSLoadTests {
+    func load(_ target: SocketEndpoint, sessions: [NTSSession], window: Int = 2) async throws -> LoadReport {
+        var load = LoadConfiguration(target: target)
+        load.clients = sessions.count
+        load.window = window
+        load.durationSeconds = 1
+        load.ntsSessions = sessions
+        let configuration = load
+        return try await blockingThrows { try LoadGenerator(configuration: configuration).run() }
+    }
+
+    @Test("Every reply authenticated; the cookie supply stays level (no reuse)")
+    func authenticatedLoad() async throws {
+        let certificate = try await blockingThrows { try ThrowawayCertificate() }
+        defer { certificate.remove() }
+        try await withServer(try .ntsKE(certificate, master: randomMaster(), ntpPort: nil, ntp: true)) { server in
+            let keAddress = server.addresses(.ntsKE)[0]
+            let sessions = try await blockingThrows {
+                try NTSKEClient(host: "127.0.0.1", caFile: certificate.certificate, timeoutNanoseconds: 10_000_000_000).establish(with: keAddress, count: 6, concurrency: 3)
+            }
+            #expect(sessions.count == 6)
+            #expect(Set(sessions.map(\.c2s)).count == 6, "each key establishment has its own keys")
+            let report = try await load(server.addresses(.ntp)[0], sessions: sessions)
+            #expect(report.answered > 100)
+            #expect(report.authenticated == report.answered)
+            #expect(report.unauthenticated == 0 && report.ntsNAK == 0 && report.invalid == 0 && report.kissOfDeath == 0)
+            #expect(report.cookieReuses == 0)
+            #expect(report.timestampError.totalCount == report.answered)
+        }
+    }
+
+    @Test("Cookies the NTP server cannot open: every reply is a NAK, none counts as time")
+    func foreignCookies() async throws {
+        let certificate = try await blockingThrows { try ThrowawayCertificate() }
+        defer { certificate.remove() }
+        try await withServer(.ntsNTP(master: randomMaster())) { ntpServer in
+            try await withServer(try .ntsKE(certificate, master: randomMaster(), ntpPort: nil)) { keServer in
+                let keAddress = keServer.addresses(.ntsKE)[0]
+                let sessions = try await blockingThrows {
+                    try NTSKEClient(host: "127.0.0.1", caFile: certificate.certificate, timeoutNanoseconds: 10_000_000_000).establish(with: keAddress, count: 2)
+                }
+                let report = try await load(ntpServer.addresses(.ntp)[0], sessions: sessions, window: 1)
+                #expect(report.answered > 10)
+                #expect(report.ntsNAK == report.answered)
+                #expect(report.kissOfDeath == report.answered)
+                #expect(report.authenticated == 0)
+                #expect(report.timestampError.totalCount == 0)
+            }
+        }
+    }
+}
+
 /// A short description of a client error, for messages.
 func describe(_ error: ClientError?) -> String {
     error.map { "\($0)" } ?? "no error"
