@@ -143,7 +143,7 @@ package struct NTSKEClient: Sendable {
             // The whole exchange, handshake included, within the timeout.
             let remaining = max(0, timeout - (SystemClock.monotonicNanoseconds() - start))
             let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(remaining)) {
-                records.fail(ClientError.timeout(server: name, seconds: Double(timeout) / 1e9))
+                records.fail(ClientError.timeout(server: "NTS-KE server \(name)", seconds: Double(timeout) / 1e9))
                 channel.close(promise: nil)
             }
             records.futureResult.whenComplete { _ in
@@ -220,7 +220,7 @@ package struct NTSKEClient: Sendable {
         case let error as IOError:
             return .network(server: server, SystemError("connect", errorNumber: error.errnoCode))
         case ChannelError.connectTimeout:
-            return .timeout(server: server, seconds: Double(timeoutNanoseconds) / 1e9)
+            return .timeout(server: "NTS-KE server \(server)", seconds: Double(timeoutNanoseconds) / 1e9)
         case ChannelError.eof, ChannelError.ioOnClosedChannel, ChannelError.alreadyClosed:
             return .ntsKeyEstablishment(server: server, .closedEarly)
         default:

@@ -149,9 +149,14 @@ enum QueryReport {
     static func errorJSON(_ error: ClientError, host: String) -> String {
         var fields: [(String, String)] = [("host", quote(host)), ("error", quote(error.description)), ("synchronized", "false")]
         if case .rejected(_, .kissOfDeath(let code)) = error { fields.append(("kiss_code", quote(code.description))) }
-        if case .ntsRejected(_, let problem) = error {
+        switch error {
+        case .ntsRejected(_, let problem):
             fields.append(("authenticated", "false"))
             if problem == .nak { fields.append(("kiss_code", quote(KissCode.ntsNak.description))) }
+        case .ntsKeyEstablishment:
+            fields.append(("authenticated", "false"))
+        default:
+            break
         }
         return object(fields)
     }
