@@ -160,9 +160,8 @@ package struct NTSDraft: Sendable {
         } else {
             keys = NTSCookieKeys.random(periodSeconds: keyPeriod)
         }
-        // Announce the NTP port when this host's NTP is not on 123, so clients find it.
-        var port = ntpPort
-        if port == nil, ntpServer == nil, let first = ntpListeners.first, first.port != 123 { port = first.port }
-        return NTSServerConfiguration(keListeners: keListeners, credentials: credentials, cookieKeys: keys, ntpServer: ntpServer, ntpPort: port)
+        // Without a port given, the server announces its own NTP port when it is not 123 (it
+        // knows the port only once bound, which may be the kernel's choice).
+        return NTSServerConfiguration(keListeners: keListeners, credentials: credentials, cookieKeys: keys, ntpServer: ntpServer, ntpPort: ntpPort)
     }
 }

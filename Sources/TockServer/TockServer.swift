@@ -133,7 +133,13 @@ package final class TockServer: Service, Sendable {
             }
             if let nts = configuration.nts {
                 let cookies = NTSCookieMaker(keys: nts.cookieKeys)
-                let core = NTSKEServer(ntpServer: nts.ntpServer, ntpPort: nts.ntpPort)
+                // Announce this host's NTP port when it is not 123 and no other host is named, so
+                // clients find it (RFC 8915 §4.1.8).
+                var port = nts.ntpPort
+                if port == nil, nts.ntpServer == nil, let first = datagram.first(where: { $0.service == .ntp }), first.address.port != 123 {
+                    port = first.address.port
+                }
+                let core = NTSKEServer(ntpServer: nts.ntpServer, ntpPort: port)
                 let timeout = TimeAmount.nanoseconds(Int64(nts.timeout.components.seconds) * 1_000_000_000 + nts.timeout.components.attoseconds / 1_000_000_000)
                 if !(nts.keListeners.isEmpty && inheritedKE.isEmpty) {
                     guard let credentials = nts.credentials else {
@@ -314,7 +320,7 @@ package final class TockServer: Service, Sendable {
         var stopMetadata: Logger.Metadata = [:]
         for service in TockService.allCases where !addresses(service).isEmpty {
             let udp = datagramStatistics(service)
-            let tcp = streamStatistics(service)
+            let tcp = service == .ntsKE ? keStatistics() : streamStatistics(service)
             stopMetadata["\(service)_received"] = "\(udp.received + tcp.connections)"
             stopMetadata["\(service)_replied"] = "\(udp.replied + tcp.replied)"
             stopMetadata["\(service)_dropped"] = "\(udp.dropped + tcp.drops.values.reduce(0, +))"

@@ -87,7 +87,9 @@ struct Status: ParsableCommand {
         line(pad("service", 14, right: false) + pad("requests", 14) + pad("replies", 14) + pad("dropped", 12) + pad("KoD", 9) + pad("errors", 8) + "  drops by reason")
         for s in status.services {
             let dropped = s.drops.values.reduce(0, +)
-            let reasons = s.drops.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            var reasons = s.drops.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            let kissReasons = (s.kisses ?? [:]).filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            if !kissReasons.isEmpty { reasons += (reasons.isEmpty ? "" : "; ") + "KoD for " + kissReasons }
             line(pad("\(s.name)/\(s.transport)", 14, right: false) + pad("\(s.requests)", 14) + pad("\(s.replies)", 14) + pad("\(dropped)", 12) + pad("\(s.kissesOfDeath)", 9) + pad("\(s.errors)", 8) + "  " + (reasons.isEmpty ? "-" : reasons))
             if let authenticated = s.authenticated {
                 line(pad("  of which NTS", 14, right: false) + pad("", 14) + pad("\(authenticated)", 14) + "  authenticated replies (RFC 8915)")

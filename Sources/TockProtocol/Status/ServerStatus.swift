@@ -98,10 +98,14 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// NTS-protected replies sent (RFC 8915 §5.7), included in `replies`; absent in
         /// documents from servers without NTS.
         public var authenticated: UInt64?
+        /// Kisses-o'-death by why they were sent (`denied`, `rate_limited`, `nts_bad_cookie`:
+        /// an NTS NAK); absent for services that send none.
+        public var kisses: [String: UInt64]?
 
         /// Creates one service's totals.
-        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil) {
+        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil) {
             self.authenticated = authenticated
+            self.kisses = kisses
             self.name = name
             self.transport = transport
             self.requests = requests

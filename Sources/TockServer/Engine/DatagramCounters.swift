@@ -20,8 +20,9 @@ final class DatagramCounters: Sendable {
         case authenticated
     }
 
-    /// Slots: the fixed ones, then one per `DropReason`.
-    static let slotCount = Slot.allCases.count + DropReason.allCases.count
+    /// Slots: the fixed ones, then one per `DropReason` for drops, then one per `DropReason`
+    /// for kisses sent because of it.
+    static let slotCount = Slot.allCases.count + 2 * DropReason.allCases.count
     private let values: [UnsafeAtomic<UInt64>]
 
     init() {
@@ -47,6 +48,13 @@ final class DatagramCounters: Sendable {
         @inline(__always)
         func drop(_ reason: DropReason) { slots[Slot.allCases.count + reason.rawValue] &+= 1 }
 
+        /// Counts one kiss-o'-death sent because of `reason`.
+        @inline(__always)
+        func kiss(_ reason: DropReason) {
+            slots[Slot.kissesSent.rawValue] &+= 1
+            slots[Slot.allCases.count + DropReason.allCases.count + reason.rawValue] &+= 1
+        }
+
         fileprivate func value(_ index: Int) -> UInt64 { slots[index] }
     }
 
@@ -67,6 +75,11 @@ final class DatagramCounters: Sendable {
     func drops(_ reason: DropReason) -> UInt64 {
         values[Slot.allCases.count + reason.rawValue].load(ordering: .relaxed)
     }
+
+    /// The kisses-o'-death sent because of `reason` so far.
+    func kisses(_ reason: DropReason) -> UInt64 {
+        values[Slot.allCases.count + DropReason.allCases.count + reason.rawValue].load(ordering: .relaxed)
+    }
 }
 
 /// Totals over a listener's workers, as a plain value.
@@ -79,6 +92,8 @@ package struct DatagramStatistics: Sendable, Hashable {
     package var authenticated: UInt64 = 0
     /// Drops by reason (the reasons the service can drop for, zero or not).
     package var drops: [DropReason: UInt64] = [:]
+    /// Kisses-o'-death by the reason they were sent (denied, rate limited, NTS cookie refused).
+    package var kisses: [DropReason: UInt64] = [:]
 
     package init() {}
 
@@ -94,6 +109,7 @@ package struct DatagramStatistics: Sendable, Hashable {
         kissesSent += other.kissesSent
         authenticated += other.authenticated
         for (k, v) in other.drops { drops[k, default: 0] += v }
+        for (k, v) in other.kisses { kisses[k, default: 0] += v }
     }
 
     init(_ counters: DatagramCounters, service: TockService) {
@@ -105,6 +121,9 @@ package struct DatagramStatistics: Sendable, Hashable {
         authenticated = counters.value(.authenticated)
         for reason in service.dropReasons {
             drops[reason] = counters.drops(reason)
+        }
+        if service == .ntp {
+            for reason in [DropReason.denied, .rateLimited, .ntsBadCookie] { kisses[reason] = counters.kisses(reason) }
         }
     }
 }

@@ -4,6 +4,9 @@ import TockProtocol
 enum DatagramVerdict: Sendable, Hashable {
     /// Send the first `length` bytes of the reply buffer.
     case send(length: Int, kind: DatagramReplyKind)
+    /// Send the first `length` bytes: a kiss-o'-death, sent because of `reason` (counted with
+    /// the kisses by reason, not the drops: the client got an answer).
+    case kiss(length: Int, reason: DropReason)
     /// Send nothing, and count `reason`.
     case ignore(DropReason)
 }

@@ -74,8 +74,11 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 switch verdict {
                 case .ignore(let reason):
                     totals.drop(reason)
+                case .kiss(let length, let reason):
+                    totals.kiss(reason)
+                    kinds[slot] = .kissOfDeath
+                    batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 case .send(let length, let kind):
-                    if kind == .kissOfDeath { totals.add(1, to: .kissesSent) }
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
                     kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)

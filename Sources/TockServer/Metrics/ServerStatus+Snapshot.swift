@@ -27,7 +27,8 @@ extension TockServer {
                 services.append(ServerStatus.Service(
                     name: service.rawValue, transport: "udp", requests: udp.received, replies: udp.replied,
                     kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors,
-                    authenticated: service == .ntp && configuration.nts != nil ? udp.authenticated : nil
+                    authenticated: service == .ntp && configuration.nts != nil ? udp.authenticated : nil,
+                    kisses: udp.kisses.isEmpty ? nil : labels(udp.kisses)
                 ))
             }
             if service == .ntsKE {

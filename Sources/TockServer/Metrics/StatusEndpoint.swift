@@ -116,14 +116,14 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
 
     let counters: StreamCounters
     let connectionLimit: Int
-    let lifetime: TimeAmount
+    let lifetime: TimeAmount?
     /// Whether this connection holds one of the `connectionLimit` places.
     let holdsPlace = ManagedAtomic(false)
 
     /// Whether the idle event closes the connection here (else a later handler acts on it).
     let closesIdle: Bool
 
-    init(counters: StreamCounters, connectionLimit: Int, lifetime: TimeAmount, closesIdle: Bool = true) {
+    init(counters: StreamCounters, connectionLimit: Int, lifetime: TimeAmount?, closesIdle: Bool = true) {
         self.closesIdle = closesIdle
         self.counters = counters
         self.connectionLimit = connectionLimit
@@ -140,7 +140,7 @@ final class ConnectionLimitHandler: ChannelDuplexHandler, Sendable {
         }
         holdsPlace.store(true, ordering: .relaxed)
         let channel = context.channel
-        context.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
+        if let lifetime { context.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) } }
         context.fireChannelActive()
     }
 

@@ -101,16 +101,42 @@ final class NTSKEHandler: ChannelInboundHandler {
     let logger: Logger
     /// The TLS 1.3 exporter secret, from this connection's key-log callback.
     let exporterSecret: NIOLockedValueBox<String?>
+    /// How long the whole exchange may take, handshake included: a client that dribbles its
+    /// request a byte at a time (slowloris) is cut off then.
+    let lifetime: TimeAmount
     private var reader = NTSKEMessageReader()
     private var negotiated = false
     private var finished = false
+    private var deadline: Scheduled<Void>?
 
-    init(server: NTSKEServer, cookies: NTSCookieMaker, counters: StreamCounters, exporterSecret: NIOLockedValueBox<String?>, logger: Logger) {
+    init(server: NTSKEServer, cookies: NTSCookieMaker, counters: StreamCounters, exporterSecret: NIOLockedValueBox<String?>, lifetime: TimeAmount, logger: Logger) {
+        self.lifetime = lifetime
         self.server = server
         self.cookies = cookies
         self.counters = counters
         self.exporterSecret = exporterSecret
         self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: lifetime) {
+            let (handler, context) = loopBound.value
+            handler.fail(context, .ntsKETimeout)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The peer went away before a whole request: counted, as a broken request.
+        if !finished {
+            finished = true
+            counters.count(negotiated ? .ntsKEBadRequest : .ntsKEHandshake)
+        }
+        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -281,9 +307,9 @@ package final class NTSKEListener: Sendable {
                     let context = try NIOSSLContext(configuration: Self.tlsConfiguration(credentials, exporterSecret: exporterSecret))
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
-                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: limit, lifetime: lifetime, closesIdle: false))
+                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: limit, lifetime: nil, closesIdle: false))
                     try sync.addHandler(NIOSSLServerHandler(context: context))
-                    try sync.addHandler(NTSKEHandler(server: server, cookies: cookies, counters: counters, exporterSecret: exporterSecret, logger: logger))
+                    try sync.addHandler(NTSKEHandler(server: server, cookies: cookies, counters: counters, exporterSecret: exporterSecret, lifetime: lifetime, logger: logger))
                 }
             }
             .withBoundSocket(fd)

@@ -42,7 +42,7 @@ struct NTPDatagramResponder: DatagramResponder {
         switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, nts: &nts, reply: reply, random: &random) {
         case .respond(let length, .time): .send(length: length, kind: .timestamped)
         case .respond(let length, .authenticatedTime): .send(length: length, kind: .authenticated)
-        case .respond(let length, .kissOfDeath): .send(length: length, kind: .kissOfDeath)
+        case .respond(let length, .kissOfDeath(_, let reason)): .kiss(length: length, reason: reason)
         case .ignore(let reason): .ignore(reason)
         }
     }
