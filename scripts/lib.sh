@@ -1,4 +1,4 @@
-# Shared helpers for scripts/e2e and scripts/interop: checks that count passes and failures,
+# Shared helpers for scripts/interop: checks that count passes and failures,
 # background servers that are stopped on exit, and a temporary directory.
 # shellcheck shell=bash
 passed=0
