@@ -37,10 +37,15 @@ package final class ReloadService: Service, Sendable {
     ///   - flags: the command line's layer, which keeps overriding the file on every reload.
     ///   - running: the settings the server was started with (file overridden by flags).
     ///   - load: how to read the file; tockd parses it in a child process (`IsolatedParse`).
+    ///   - signals: SIGHUP, trapped before the services start (tockd does so before the
+    ///     server says READY=1, so a reload a service manager sends right after is not lost);
+    ///     nil to trap it when this service runs.
     package init(
         server: TockServer, path: String?, flags: TockdSettings, running: TockdSettings, logLevel: LiveLogLevel, logger: Logger,
-        load: @escaping @Sendable (String) throws(ConfigFileErrors) -> TockdSettings = { (path) throws(ConfigFileErrors) in try ConfigFile.load(path: path) }
+        load: @escaping @Sendable (String) throws(ConfigFileErrors) -> TockdSettings = { (path) throws(ConfigFileErrors) in try ConfigFile.load(path: path) },
+        signals: UnixSignalsSequence? = nil
     ) {
+        self.signals = signals
         self.load = load
         self.server = server
         self.path = path
@@ -50,10 +55,14 @@ package final class ReloadService: Service, Sendable {
         self.logger = logger
     }
 
+    /// SIGHUP, when trapped before this service started.
+    private let signals: UnixSignalsSequence?
+
     /// Reloads on every SIGHUP until graceful shutdown.
     package func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        for await _ in signals.cancelOnGracefulShutdown() {
+        let trapped: UnixSignalsSequence
+        if let signals { trapped = signals } else { trapped = await UnixSignalsSequence(trapping: .sighup) }
+        for await _ in trapped.cancelOnGracefulShutdown() {
             _ = reload()
         }
     }

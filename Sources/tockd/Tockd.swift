@@ -7,6 +7,7 @@ import Synchronization
 import TockConfig
 import TockServer
 import TockSockets
+import UnixSignals
 
 @main
 struct Tockd: ParsableCommand {
@@ -167,14 +168,21 @@ struct Tockd: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let reload = ReloadService(server: server, path: config, flags: flags, running: merged, logLevel: liveLevel, logger: logger,
-                                  load: { (path) throws(ConfigFileErrors) in try IsolatedParse.load(path: path) })
-        let group = ServiceGroup(configuration: .init(
-            services: services + [.init(service: reload)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        try Tockd.runBlocking { try await group.run() }
+        let config = self.config
+        let running = services
+        try Tockd.runBlocking {
+            // SIGHUP is trapped before the services start, so one a service manager sends as
+            // soon as the server says READY=1 reaches the reload service instead of being lost.
+            let signals = await UnixSignalsSequence(trapping: .sighup)
+            let reload = ReloadService(server: server, path: config, flags: flags, running: merged, logLevel: liveLevel, logger: logger,
+                                      load: { (path) throws(ConfigFileErrors) in try IsolatedParse.load(path: path) }, signals: signals)
+            let group = ServiceGroup(configuration: .init(
+                services: running + [.init(service: reload)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+            try await group.run()
+        }
     }
 
     func printError(_ text: String) {
