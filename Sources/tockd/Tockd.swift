@@ -140,6 +140,7 @@ struct Tockd: ParsableCommand {
             configuration.ntpListeners = []
             configuration.daytimeListeners = []
             configuration.timeListeners = []
+            configuration.nts?.keListeners = []
             configuration.inheritedSockets = inherited
         }
 
