@@ -356,3 +356,58 @@ def test_extension_field_running_past_the_datagram_is_malformed_ntp(server, sess
     before = drops(server, "ntp", "udp", "malformed")
     assert send(server, truncated) is None
     eventually(lambda: drops(server, "ntp", "udp", "malformed") > before, "malformed counted")
+
+
+# --- certificates and keys --------------------------------------------------------------------
+
+def peer_fingerprint(port, ca):
+    conn = nts.tls_connect("127.0.0.1", port, str(ca))
+    fingerprint = conn.get_peer_certificate().digest("sha256")
+    conn.close()
+    return fingerprint
+
+
+def test_sighup_installs_a_renewed_certificate_without_closing_the_listener(procs, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    cert, key = make_certificate(first)
+    new_cert, new_key = make_certificate(second)
+    live_cert, live_key = tmp_path / "live-cert.pem", tmp_path / "live-key.pem"
+    live_cert.write_bytes(cert.read_bytes())
+    live_key.write_bytes(key.read_bytes())
+    live_key.chmod(0o600)
+    config = tmp_path / "t.toml"
+    config.write_text(f'[ntp]\nlisten = ["127.0.0.1:0"]\n[clock]\nsource = "local"\n[nts]\nlisten = ["127.0.0.1:0"]\n'
+                      f'certificate = "{live_cert}"\nprivate_key = "{live_key}"\n')
+    d = procs.tockd("nts-renew", "--config", config)
+    port = d.port("nts-ke")
+    before = peer_fingerprint(port, cert)
+    # The ACME client renews: new files in place, then `systemctl reload`.
+    live_cert.write_bytes(new_cert.read_bytes())
+    live_key.write_bytes(new_key.read_bytes())
+    d.reload()
+    after = peer_fingerprint(port, new_cert)
+    assert before != after and d.port("nts-ke") == port
+    # A broken pair is refused and the renewed one stays.
+    live_key.write_text("not a key\n")
+    d.reload(expect="reload failed; keeping the running configuration")
+    assert peer_fingerprint(port, new_cert) == after
+
+
+def test_keys_others_can_read_are_refused_at_start(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    key.chmod(0o644)
+    result = run([str(__import__("conftest").TOCKD), "--ntp", "127.0.0.1:0", "--nts-ke", "127.0.0.1:0",
+                  "--nts-certificate", cert, "--nts-private-key", key, "--clock-source", "local"])
+    assert result.returncode == 1 and "can be read by others" in result.stdout and "chmod 600" in result.stdout, result.stdout
+    key.chmod(0o600)
+    master = tmp_path / "cookie.key"
+    master.write_bytes(os.urandom(32))
+    master.chmod(0o640)
+    result = run([str(__import__("conftest").TOCKD), "--ntp", "127.0.0.1:0", "--nts-key-file", master, "--clock-source", "local"])
+    assert result.returncode == 1 and "can be read by others" in result.stdout, result.stdout
+    master.write_bytes(os.urandom(16))
+    master.chmod(0o600)
+    result = run([str(__import__("conftest").TOCKD), "--ntp", "127.0.0.1:0", "--nts-key-file", master, "--clock-source", "local"])
+    assert result.returncode == 1 and "at least 32" in result.stdout, result.stdout
