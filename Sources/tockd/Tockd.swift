@@ -42,11 +42,21 @@ struct Tockd: ParsableCommand {
             listeners are ignored. A socket named ntp, daytime or time (FileDescriptorName=) is \
             for that service; any other goes by its port: 123 NTP, 13 Daytime, 37 Time. NTP \
             takes UDP sockets, Daytime and Time UDP, TCP or both. systemd binds the ports, so \
-            tockd needs no privilege at all; see deploy/systemd/tockd.socket.
+            tockd needs no privilege at all; see deploy/systemd/tockd.socket. A TCP socket named \
+            nts-ke, or on port 4460, serves NTS-KE in place of --nts-ke's addresses.
+
+            NTS (RFC 8915): --nts-ke serves key establishment over TLS 1.3 (ALPN ntske/1) with \
+            --nts-certificate and --nts-private-key (readable by its owner only; SIGHUP reads \
+            both again), and answers NTS-protected NTP on every NTP listener; --nts-key-file \
+            shares the cookie key's master secret across a fleet. See docs/nts.md.
+
+            Daytime and Time stay silent while the clock is unsynchronised: on a host no daemon \
+            disciplines, --clock-source local is what makes the examples below answer.
 
             Examples:
               tockd --ntp 127.0.0.1:1123 --clock-source local
-              tockd --daytime 127.0.0.1:8080 --daytime-format hms
+              tockd --daytime 127.0.0.1:8080 --daytime-format hms --clock-source local
+              tockd --ntp 127.0.0.1:1123 --nts-ke 127.0.0.1:4460 --nts-certificate cert.pem --nts-private-key key.pem --clock-source local
               sudo tockd
               tockd --config /etc/tock/tockd.toml --check-config
               tockd --config /etc/tock/tockd.toml --metrics 127.0.0.1:9123
