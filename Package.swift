@@ -129,6 +129,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockSockets", "TockTestSupport"]),
+        .testTarget(name: "RoughtimeTests", dependencies: ["TockProtocol", "TockCrypto"]),
         .testTarget(
             name: "TockCryptoTests",
             dependencies: ["TockCrypto"],
