@@ -6,7 +6,7 @@
 // and each reply must be no longer than the request and must pass the client's checks, which
 // makes the client a second reader of everything the server writes.
 
-/// A stand-in for SHA-512/256: deterministic and cheap. Four FNV-1a lanes over the parts.
+/// A stand-in for SHA-512 truncated to 32 bytes: deterministic and cheap, four FNV-1a lanes.
 struct FuzzHasher: RoughtimeHasher {
     mutating func hash(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ third: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
         for lane in 0..<4 {
