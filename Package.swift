@@ -54,6 +54,7 @@ let package = Package(
         .target(
             name: "TockConfig",
             dependencies: [
+                "CTockShims",
                 "TockServer",
                 "TockProtocol",
                 "TockSockets",

@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <unistd.h>
 #include "CTockShims.h"
 #include <errno.h>
 #include <sys/timex.h>
@@ -38,6 +40,8 @@ tock_kernel_clock tock_read_kernel_clock(void) {
     out.esterror = tx.esterror;
     return out;
 }
+
+int tock_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 struct cmsghdr *tock_cmsg_firsthdr(struct msghdr *msg) { return CMSG_FIRSTHDR(msg); }
 struct cmsghdr *tock_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *cmsg) { return CMSG_NXTHDR(msg, cmsg); }

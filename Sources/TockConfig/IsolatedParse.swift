@@ -1,3 +1,4 @@
+import CTockShims
 import Foundation
 import Glibc
 
@@ -120,14 +121,13 @@ enum ChildProcess {
         var result = Result()
         var outPipe: [Int32] = [0, 0]
         var errPipe: [Int32] = [0, 0]
-        guard pipe(&outPipe) == 0 else { result.launched = false; result.errors = "pipe: \(errno)"; return result }
-        guard pipe(&errPipe) == 0 else {
+        guard tock_pipe_cloexec(&outPipe) == 0 else { result.launched = false; result.errors = "pipe: \(errno)"; return result }
+        guard tock_pipe_cloexec(&errPipe) == 0 else {
             close(outPipe[0]); close(outPipe[1])
             result.launched = false; result.errors = "pipe: \(errno)"; return result
         }
-        // Only the child's standard output and error (dup2'd below) may cross into it; no
-        // other thread of this process spawns children, so setting this after pipe() is safe.
-        for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Both pipes are close-on-exec from creation (pipe2): only the child's standard output
+        // and error (dup2'd below) cross into it, even when another thread spawns at once.
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

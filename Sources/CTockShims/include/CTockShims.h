@@ -29,6 +29,9 @@ typedef struct tock_in6_pktinfo {
 int tock_recvmmsg(int fd, tock_mmsghdr *msgs, unsigned int count, int flags);
 /// sendmmsg(2).
 int tock_sendmmsg(int fd, tock_mmsghdr *msgs, unsigned int count, int flags);
+/// pipe2(2) with O_CLOEXEC: both ends close-on-exec from the start, so a child another thread
+/// spawns at the same moment cannot inherit them.
+int tock_pipe_cloexec(int fds[2]);
 /// Names the calling thread (pthread_setname_np); the name is cut to 15 bytes.
 void tock_set_thread_name(const char *name);
 
