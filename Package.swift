@@ -96,6 +96,7 @@ let package = Package(
             name: "tock",
             dependencies: [
                 "TockClient",
+                "TockCrypto",
                 "TockProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -120,7 +121,7 @@ let package = Package(
         .testTarget(
             name: "TockServerTests",
             dependencies: [
-                "TockServer", "TockClient", "TockProtocol", "TockTestSupport", "TockConfig",
+                "TockServer", "TockClient", "TockProtocol", "TockTestSupport", "TockConfig", "TockCrypto",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -19,6 +19,8 @@ package enum ClientError: Error, Sendable, CustomStringConvertible {
     /// (RFC 8915 §5.7). Replies whose NTS checks pass but whose time fails RFC 5905's checks
     /// are `.rejected`.
     case ntsRejected(server: String, NTSReplyProblem)
+    /// A Roughtime reply failed the client's checks (RFC 10049 §5.4).
+    case roughtimeRejected(server: String, RoughtimeVerificationError)
 
     package var description: String {
         switch self {
@@ -29,6 +31,28 @@ package enum ClientError: Error, Sendable, CustomStringConvertible {
         case .network(let server, let error): "\(server): \(error)"
         case .ntsKeyEstablishment(let server, let failure): "NTS-KE with \(server) failed: \(failure)"
         case .ntsRejected(let server, let problem): "\(server): \(problem)"
+        case .roughtimeRejected(let server, let problem): "\(server): Roughtime reply rejected: \(Self.explain(problem))"
+        }
+    }
+}
+
+extension ClientError {
+    /// What a Roughtime verification failure means for the user.
+    static func explain(_ problem: RoughtimeVerificationError) -> String {
+        switch problem {
+        case .badDelegationSignature: "the certificate is not signed by the public key given (wrong --public-key, or not that server)"
+        case .badResponseSignature: "the response is not signed by the online key the certificate names"
+        case .outsideDelegation: "the midpoint lies outside the online key's validity (MINT..MAXT)"
+        case .merkleProofFailed: "the Merkle proof (INDX, PATH) does not lead from our request to the signed ROOT"
+        case .nonceMismatch: "the reply does not echo our nonce"
+        case .replyLargerThanRequest: "the reply is longer than the request"
+        case .wrongType: "TYPE is not 1"
+        case .versionNotOffered(let v): "version \(v) was not offered"
+        case .versionNotListed: "VERS does not list the reply's version"
+        case .zeroRadius: "RADI is zero"
+        case .badPath: "PATH is not whole hashes, or too long"
+        case .malformedReply(let e): "malformed reply (\(e))"
+        case .badRequest(let e): "bad request (\(e))"
         }
     }
 }

@@ -50,6 +50,15 @@ extension TockdSettings {
             try setting.land(setting, self, &resolved)
         }
         resolved.configuration.nts = try resolved.nts.configuration(ntpListeners: resolved.configuration.ntpListeners)
+        if let path = resolved.roughtimeKeyFile {
+            do {
+                resolved.configuration.roughtimeKeySeed = try RoughtimeKeyCell.readSeed(path: path)
+            } catch {
+                throw SettingError(.roughtimeKey, value: path, problem: error.description, afterMerge: true)
+            }
+        } else if !resolved.configuration.roughtimeListeners.isEmpty {
+            throw SettingError(.roughtimeKey, value: "(none)", problem: "Roughtime needs a long-term key: make one with tock roughtime keygen FILE and pass --roughtime-key FILE", afterMerge: true)
+        }
         for service in TockService.allCases {
             if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
                 throw SettingError(.rateLimit, value: "true", problem: problem)
@@ -78,6 +87,8 @@ package struct ResolvedSettings: Sendable {
     /// The NTS settings as given, before `resolve()` turns them into the server's
     /// `NTSServerConfiguration` (reading the certificate, private key and key files).
     package var nts = NTSDraft()
+    /// The Roughtime key file, read by `resolve()`.
+    package var roughtimeKeyFile: String?
 
     /// The defaults: the server's own, the user tockd starts as, level info, no metrics.
     package init(
@@ -93,7 +104,7 @@ package struct ResolvedSettings: Sendable {
     /// Each service's policy, as a reload hands them to the server.
     package var policies: ServicePolicies {
         let policy = { (service: TockService) in configuration[keyPath: service.policyPath] }
-        return ServicePolicies(ntp: policy(.ntp), daytime: policy(.daytime), time: policy(.time), ntsKE: policy(.ntsKE))
+        return ServicePolicies(ntp: policy(.ntp), daytime: policy(.daytime), time: policy(.time), ntsKE: policy(.ntsKE), roughtime: policy(.roughtime))
     }
 
     /// What `--check-config` prints: every setting as `key = value`, the value in force (a

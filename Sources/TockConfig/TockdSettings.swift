@@ -75,6 +75,11 @@ package struct TockdSettings: Sendable, Equatable {
     /// `Setting.ntsKeyPeriod`, in seconds.
     package var ntsKeyPeriod: Int?
 
+    /// `Setting.roughtime`: Roughtime listeners.
+    package var roughtime: [String]?
+    /// `Setting.roughtimeKey`.
+    package var roughtimeKey: String?
+
     /// A layer that sets nothing.
     package init() {}
 }
@@ -93,7 +98,36 @@ extension Setting {
         rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize,
         metrics, user, logLevel,
         ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
+        roughtime, roughtimeKey,
     ]
+
+    /// Where Roughtime answers (RFC 10049); off without it. Like NTS-KE, not a listener that
+    /// turns the NTP defaults off.
+    package static let roughtime = Setting(
+        key: "roughtime.listen", flag: "--roughtime", reloadable: false,
+        help: "Serve Roughtime (RFC 10049) on UDP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key",
+        valueName: "listener", field: \.roughtime,
+        format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
+            problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
+        },
+        lands: Landing(
+            apply: { (value, setting, _, resolved) throws(SettingError) in
+                guard let value else { return }
+                resolved.configuration.roughtimeListeners = try setting.checked(value.count == 1 ? value[0] : value.description) { () throws(ValueProblem) in
+                    try listeners(value, flag: setting.flag, defaultPort: TockService.roughtime.wellKnownPort)
+                }
+            },
+            current: { $0.configuration.roughtimeListeners.isEmpty ? nil : $0.configuration.roughtimeListeners.map(\.description) }
+        ),
+        defaultText: "off"
+    )
+    /// The Roughtime long-term key.
+    package static let roughtimeKey = Setting(
+        key: "roughtime.key_file", flag: "--roughtime-key", reloadable: false,
+        help: "Roughtime long-term Ed25519 seed (32 bytes raw, 64 hex digits or 44 base64 characters; readable by its owner only; make one with: tock roughtime keygen FILE); the online key is made at start and renewed daily",
+        valueName: "file", field: \.roughtimeKey, format: .text(allowed: "a 32-byte seed file, mode 600") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.roughtimeKeyFile, to: { $0 }, back: { $0 })
+    )
 
     /// Where NTS-KE answers (RFC 8915 §4); NTS is off without it (or a key file).
     package static let ntsKE = Setting(
@@ -553,6 +587,7 @@ extension TockService {
         case .daytime: \.daytimeListeners
         case .time: \.timeListeners
         case .ntsKE: \.ntsKEListeners
+        case .roughtime: \.roughtimeListeners
         }
     }
 
@@ -563,6 +598,7 @@ extension TockService {
         case .daytime: \.daytimePolicy
         case .time: \.timePolicy
         case .ntsKE: \.ntsKEPolicy
+        case .roughtime: \.roughtimePolicy
         }
     }
 }

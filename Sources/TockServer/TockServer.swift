@@ -36,6 +36,8 @@ package final class TockServer: Service, Sendable {
     /// Live policies, one per service, shared by its listeners and workers (so a client's limit
     /// holds across addresses, workers and source ports); `updatePolicies` replaces them.
     private let policyCells: [TockService: PolicyCell]
+    /// The Roughtime keys, when Roughtime is served.
+    package let roughtimeKeys: RoughtimeKeyCell?
     private let state = NIOLockedValueBox(State.bound)
 
     /// Where the server is in its life.
@@ -83,6 +85,7 @@ package final class TockServer: Service, Sendable {
         var stream: [StreamTimeListener] = []
         var ke: [NTSKEListener] = []
         var inheritedKE: [InheritedSocket] = []
+        var roughtimeKeys: RoughtimeKeyCell?
         // Inherited descriptors handed to a listener, which closes them from then on.
         var adopted: Set<Int32> = []
         do throws(ListenerError) {
@@ -96,6 +99,15 @@ package final class TockServer: Service, Sendable {
             }
             func textResponder(_ service: TockService) -> TextTimeDatagramResponder {
                 TextTimeDatagramResponder(core: textCore(service), clock: clockState, policy: cells[service]!)
+            }
+            func roughtimeResponder() throws(ListenerError) -> RoughtimeKeyCell {
+                if let roughtimeKeys { return roughtimeKeys }
+                let address = configuration.roughtimeListeners.first ?? configuration.inheritedSockets.first { $0.service == .roughtime }!.address
+                guard let seed = configuration.roughtimeKeySeed, let keys = try? RoughtimeKeyCell(longTermSeed: seed, now: SystemClock.now()) else {
+                    throw ListenerError(transport: "UDP", address: address, errorNumber: ENOKEY)
+                }
+                roughtimeKeys = keys
+                return keys
             }
             for address in configuration.ntpListeners {
                 datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
@@ -111,6 +123,12 @@ package final class TockServer: Service, Sendable {
                     // TCP takes the same port as UDP (which may have been chosen by the kernel).
                     stream.append(try StreamTimeListener(address: udp.address, core: textCore(service), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
                 }
+            }
+            for address in configuration.roughtimeListeners {
+                let keys = try roughtimeResponder()
+                datagram.append(try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
+                    RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
+                })
             }
             for socket in configuration.inheritedSockets {
                 adopted.insert(socket.fd)
@@ -129,6 +147,14 @@ package final class TockServer: Service, Sendable {
                     throw ListenerError(transport: "UDP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
                 case (.ntsKE, .tcp):
                     inheritedKE.append(socket)
+                case (.roughtime, .udp):
+                    let keys = try roughtimeResponder()
+                    datagram.append(try DatagramListener(service: .roughtime, inherited: socket, workers: configuration.ntpWorkers) {
+                        RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
+                    })
+                case (.roughtime, .tcp):
+                    close(socket.fd)
+                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
                 }
             }
             if let nts = configuration.nts {
@@ -169,6 +195,7 @@ package final class TockServer: Service, Sendable {
         self.datagramListeners = datagram
         self.streamListeners = stream
         self.keListeners = ke
+        self.roughtimeKeys = roughtimeKeys
     }
 
     /// The bound addresses of `service` over UDP, TCP or both (ports resolved): listeners
@@ -280,7 +307,7 @@ package final class TockServer: Service, Sendable {
         }
         logger.info("tockd started", metadata: startMetadata.merging(ClockStateService.metadata(clock)) { a, _ in a })
         for l in datagramListeners where l.inheritedFD == nil {
-            let transport = l.service == .ntp ? "udp" : "udp+tcp"
+            let transport = l.service == .ntp || l.service == .roughtime ? "udp" : "udp+tcp"
             logger.info("listening", metadata: ["service": "\(l.service)", "transport": "\(transport)", "address": "\(l.address)"])
         }
         for l in keListeners {
@@ -306,6 +333,9 @@ package final class TockServer: Service, Sendable {
         let refresher = ClockStateService(source: configuration.clockSource, cell: clockState, precisionNanoseconds: precisionNanoseconds, logger: logger, now: { SystemClock.now() })
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await refresher.run() }
+            if let keys = roughtimeKeys {
+                tasks.addTask { await RoughtimeKeyService(keys: keys).run() }
+            }
             // Wait for the group's shutdown signal, or for cancellation.
             try? await gracefulShutdown()
             tasks.cancelAll()

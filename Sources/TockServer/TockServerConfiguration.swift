@@ -37,6 +37,13 @@ package struct TockServerConfiguration: Sendable {
     package var timePolicy: ServicePolicy
     /// The same for NTS-KE (the NTP policy unless set apart).
     package var ntsKEPolicy: ServicePolicy
+    /// The same for Roughtime (the NTP policy unless set apart).
+    package var roughtimePolicy: ServicePolicy
+    /// Roughtime (RFC 10049) addresses, UDP. Default: none.
+    package var roughtimeListeners: [SocketEndpoint] = []
+    /// The Roughtime long-term key's 32-byte Ed25519 seed; needed when Roughtime is served.
+    /// Default: nil.
+    package var roughtimeKeySeed: [UInt8]? = nil
     /// NTS-KE listeners: kept in `nts`; this view lets per-service code treat them alike.
     package var ntsKEListeners: [SocketEndpoint] {
         get { nts?.keListeners ?? [] }
@@ -55,7 +62,7 @@ package struct TockServerConfiguration: Sendable {
 
     /// The access, rate-limit and kiss-o'-death policy of every service.
     package var policies: ServicePolicies {
-        ServicePolicies(ntp: ntpPolicy, daytime: daytimePolicy, time: timePolicy, ntsKE: ntsKEPolicy)
+        ServicePolicies(ntp: ntpPolicy, daytime: daytimePolicy, time: timePolicy, ntsKE: ntsKEPolicy, roughtime: roughtimePolicy)
     }
 
     package init(
@@ -79,6 +86,7 @@ package struct TockServerConfiguration: Sendable {
         self.daytimePolicy = daytimePolicy ?? policy
         self.timePolicy = timePolicy ?? policy
         self.ntsKEPolicy = policy
+        self.roughtimePolicy = policy
         self.clientTableBytes = clientTableBytes
         self.ntpListeners = ntpListeners
         self.daytimeListeners = daytimeListeners

@@ -236,6 +236,42 @@ package struct DatagramBatch: ~Copyable {
         queued += 1
     }
 
+    /// Sets the length of the datagram queued in slot `j`, for a reply written after it was
+    /// queued (Roughtime's, once the batch is signed).
+    @inline(__always)
+    package mutating func setQueuedLength(_ j: Int, _ length: Int) {
+        precondition(j >= 0 && j < queued && length >= 0 && length <= sendBufferSize, "no such queued datagram, or too long")
+        sendIOV[j].iov_len = length
+    }
+
+    /// Moves the datagram queued in slot `from` to the earlier slot `to` (its bytes, address
+    /// and control message), for taking dropped datagrams out of the queue.
+    package mutating func moveQueued(from: Int, to: Int) {
+        precondition(to < from && from < queued, "moves go to an earlier queued slot")
+        let length = sendIOV[from].iov_len
+        sendBuffer(to).baseAddress!.copyMemory(from: sendBuffer(from).baseAddress!, byteCount: length)
+        sendIOV[to].iov_len = length
+        let source = sendHeaders[from].msg_hdr
+        sendHeaders[to].msg_hdr.msg_name = source.msg_name
+        sendHeaders[to].msg_hdr.msg_namelen = source.msg_namelen
+        sendHeaders[to].msg_hdr.msg_flags = 0
+        if let control = source.msg_control, source.msg_controllen > 0 {
+            let space = sendControl + to * Self.sendControlSize
+            space.copyMemory(from: control, byteCount: Int(source.msg_controllen))
+            sendHeaders[to].msg_hdr.msg_control = space
+            sendHeaders[to].msg_hdr.msg_controllen = source.msg_controllen
+        } else {
+            sendHeaders[to].msg_hdr.msg_control = nil
+            sendHeaders[to].msg_hdr.msg_controllen = 0
+        }
+    }
+
+    /// Keeps only the first `count` queued datagrams.
+    package mutating func truncateQueue(to count: Int) {
+        precondition(count >= 0 && count <= queued, "cannot grow the queue")
+        queued = count
+    }
+
     /// Queues the first `length` bytes of the next slot's buffer for a connected socket.
     @inline(__always)
     package mutating func queue(length: Int) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import TockClient
+import TockCrypto
 import TockProtocol
 import TockSockets
 
@@ -15,6 +16,9 @@ enum QueryExit: Int32 {
     case network = 7
     case ntsRefused = 8
     case ntsKeyEstablishment = 9
+    case roughtimeBadSignature = 10
+    case roughtimeOutsideDelegation = 11
+    case roughtimeMerkleProof = 12
 
     init(_ error: ClientError) {
         switch error {
@@ -24,6 +28,13 @@ enum QueryExit: Int32 {
         case .unreadableReply: self = .badReply
         case .ntsRejected: self = .ntsRefused
         case .ntsKeyEstablishment: self = .ntsKeyEstablishment
+        case .roughtimeRejected(_, let problem):
+            switch problem {
+            case .badDelegationSignature, .badResponseSignature: self = .roughtimeBadSignature
+            case .outsideDelegation: self = .roughtimeOutsideDelegation
+            case .merkleProofFailed: self = .roughtimeMerkleProof
+            default: self = .badReply
+            }
         case .rejected(_, let problem):
             switch problem {
             case .kissOfDeath: self = .kissOfDeath
@@ -39,7 +50,8 @@ struct Query: ParsableCommand {
         abstract: "Ask a server for the time and show it with offset, delay and the server's state.",
         discussion: """
             SERVER is HOST, HOST:PORT, [IPv6]:PORT or a bare IPv6 address; names resolve to A and \
-            AAAA records and the first address answers. Default ports: NTP 123, Daytime 13, Time 37.
+            AAAA records and the first address answers. Default ports: NTP 123, Daytime 13, Time 37, \
+            Roughtime 2002.
 
             NTP replies pass RFC 5905's checks: mode 4, origin equal to our (random) transmit \
             timestamp, non-zero timestamps, no kiss-o'-death, leap indicator not 3, stratum 1-15, \
@@ -52,6 +64,13 @@ struct Query: ParsableCommand {
             echoes our Unique Identifier and its Authenticator verifies under the negotiated \
             keys; each sample spends a fresh cookie, and the cookies in replies replace them.
 
+            With --protocol roughtime (RFC 10049), tock sends a 1024-byte request offering \
+            versions 1 and 0x8000000c with a random nonce and checks the reply against \
+            --public-key (base64 or hex): the nonce echoed, the certificate signed by that key, \
+            the response signed by the online key, the midpoint within MINT..MAXT, and the \
+            Merkle proof from our request to the signed root. It prints the midpoint (UTC), the \
+            radius, the local clock's offset from the midpoint and the version.
+
             Exit status: 0 valid synchronised answer; 2 timeout; 3 kiss-o'-death (RATE, DENY, \
             RSTR, NTSN...; with --nts an authenticated one); 4 server unsynchronised; 5 bogus \
             or malformed reply; 6 name resolution failed; 7 network error (e.g. connection \
@@ -59,18 +78,21 @@ struct Query: ParsableCommand {
             authenticated (no or a bad Authenticator, not our Unique Identifier) or was an NTS \
             NAK (the cookie was refused: run NTS-KE again); 9 NTS key establishment failed \
             (TLS, certificate not trusted or not for SERVER, no ALPN ntske/1, an Error record, \
-            no cookies); 64 usage error.
+            no cookies); 10 Roughtime: a signature does not verify (the certificate under \
+            --public-key, or the response under the online key); 11 Roughtime: the midpoint lies \
+            outside the certificate's MINT..MAXT; 12 Roughtime: the Merkle proof fails; 64 usage \
+            error.
             """
     )
 
     enum ProtocolName: String, ExpressibleByArgument, CaseIterable {
-        case ntp, daytime, time
+        case ntp, daytime, time, roughtime
     }
 
     @Argument(help: "The server: HOST[:PORT]; with --nts, the NTS-KE server.")
     var server: String
 
-    @Option(name: .long, help: "Protocol: ntp, daytime (RFC 867) or time (RFC 868).")
+    @Option(name: .long, help: "Protocol: ntp, daytime (RFC 867), time (RFC 868) or roughtime (RFC 10049).")
     var `protocol`: ProtocolName = .ntp
 
     @Flag(help: "Use TCP (Daytime and Time only; NTP is UDP).")
@@ -94,6 +116,9 @@ struct Query: ParsableCommand {
     @Option(name: .customLong("ca"), help: ArgumentHelp("With --nts: trust the CA certificates in this PEM file instead of the system's.", valueName: "file"))
     var caFile: String?
 
+    @Option(name: .customLong("public-key"), help: ArgumentHelp("With --protocol roughtime: the server's long-term Ed25519 public key, base64 or hex.", valueName: "key"))
+    var publicKey: String?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -111,6 +136,13 @@ struct Query: ParsableCommand {
         guard (0.01...60).contains(timeout) else { throw ValidationError("--timeout must be 0.01-60 seconds, got \(timeout)") }
         guard (0...60).contains(interval) else { throw ValidationError("--interval must be 0-60 seconds, got \(interval)") }
         guard (1...4).contains(ntpVersion) else { throw ValidationError("--ntp-version must be 1-4, got \(ntpVersion)") }
+        if `protocol` == .roughtime {
+            guard let publicKey else { throw ValidationError("--protocol roughtime needs the server's --public-key (base64 or hex)") }
+            guard RoughtimeKeyText.decode(publicKey) != nil else { throw ValidationError("--public-key must be 32 bytes as 44 base64 characters or 64 hex digits") }
+            guard !tcp, !nts else { throw ValidationError("Roughtime runs over UDP, without --nts or --tcp") }
+        } else if publicKey != nil {
+            throw ValidationError("--public-key applies to --protocol roughtime")
+        }
         if tcp, `protocol` == .ntp { throw ValidationError("--tcp applies to --protocol daytime or time; NTP runs over UDP") }
     }
 
@@ -119,6 +151,7 @@ struct Query: ParsableCommand {
         case .ntp: nts ? NTSKEClient.defaultPort : 123
         case .daytime: 13
         case .time: 37
+        case .roughtime: TockService.roughtime.wellKnownPort
         }
         let parsed: HostAndPort
         do {
@@ -144,6 +177,10 @@ struct Query: ParsableCommand {
                 let result = query.run(server: address)
                 guard let best = result.best else { throw result.lastError ?? .timeout(server: address.description, seconds: timeout) }
                 print(json ? QueryReport.ntpJSON(result, best: best, host: host) : QueryReport.ntpText(result, best: best, host: host))
+            case .roughtime:
+                let query = RoughtimeQuery(publicKey: RoughtimeKeyText.decode(publicKey ?? "") ?? [], timeoutNanoseconds: timeoutNanoseconds)
+                let answer = try query.run(server: address)
+                print(json ? QueryReport.roughtimeJSON(answer, host: host) : QueryReport.roughtimeText(answer, host: host))
             case .daytime, .time:
                 let query = TextTimeQuery(kind: `protocol` == .time ? .time : .daytime, tcp: tcp, timeoutNanoseconds: timeoutNanoseconds)
                 let answer = try query.run(server: address)

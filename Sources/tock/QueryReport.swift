@@ -161,6 +161,35 @@ enum QueryReport {
         return object(fields)
     }
 
+    static func roughtimeText(_ answer: RoughtimeQuery.Answer, host: String) -> String {
+        let midpoint = UTCInstant(secondsSinceUnixEpoch: Int64(answer.time.midpoint))
+        return [
+            "server        \(host == answer.server.ipString ? answer.server.description : "\(host) (\(answer.server))")",
+            "midpoint      \(CivilTime(midpoint, utcOffsetSeconds: 0).iso8601(fractionDigits: 0, nanosecond: 0))",
+            "radius        \(answer.time.radius) s",
+            "local offset  \(seconds(answer.localOffsetNanoseconds, signed: true)) s (local clock minus midpoint)",
+            "round trip    \(seconds(answer.received.nanosecondsSinceUnixEpoch - answer.sent.nanosecondsSinceUnixEpoch)) s",
+            "version       \(answer.time.version)",
+            "verified      signatures, MINT..MAXT, Merkle proof, nonce",
+        ].joined(separator: "\n")
+    }
+
+    static func roughtimeJSON(_ answer: RoughtimeQuery.Answer, host: String) -> String {
+        let midpoint = UTCInstant(secondsSinceUnixEpoch: Int64(answer.time.midpoint))
+        return object([
+            ("host", quote(host)),
+            ("server", quote(answer.server.description)),
+            ("protocol", quote("roughtime")),
+            ("version", quote(answer.time.version.description)),
+            ("midpoint", String(answer.time.midpoint)),
+            ("midpoint_utc", quote(CivilTime(midpoint, utcOffsetSeconds: 0).iso8601(fractionDigits: 0, nanosecond: 0))),
+            ("radius_s", String(answer.time.radius)),
+            ("local_offset_s", decimal(answer.localOffsetNanoseconds)),
+            ("round_trip_s", decimal(answer.received.nanosecondsSinceUnixEpoch - answer.sent.nanosecondsSinceUnixEpoch)),
+            ("verified", "true"),
+        ])
+    }
+
     static func object(_ fields: [(String, String)]) -> String {
         "{" + fields.map { "\(quote($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
     }

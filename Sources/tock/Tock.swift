@@ -5,8 +5,8 @@ import TockClient
 struct Tock: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tock",
-        abstract: "Query NTP, Daytime and Time servers, and load-test them.",
-        subcommands: [Query.self, Bench.self, Status.self],
+        abstract: "Query NTP, Daytime, Time and Roughtime servers, and load-test them.",
+        subcommands: [Query.self, Bench.self, Status.self, Roughtime.self],
         defaultSubcommand: nil
     )
 }

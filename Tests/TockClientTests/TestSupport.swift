@@ -194,6 +194,7 @@ func describe(_ error: ClientError?) -> String {
         default: return "rejected(\(problem))"
         }
     case .ntsKeyEstablishment(_, let failure): return "ntsKeyEstablishment(\(failure))"
+    case .roughtimeRejected(_, let problem): return "roughtimeRejected(\(problem))"
     case .ntsRejected(_, let problem): return "ntsRejected(\(problem))"
     }
 }

@@ -95,6 +95,9 @@ struct IsolatedParseTests {
             ntp_server = "ntp.example.net"
             ntp_port = 1123
             key_period = 3600
+            [roughtime]
+            listen = ["127.0.0.1:2002"]
+            key_file = "/etc/tock/roughtime.key"
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let inProcess = try ConfigFile.load(path: file)
         #expect(Setting.all.filter { inProcess.differences(from: TockdSettings()).contains($0) }.count == Setting.all.count, "the file sets everything")

@@ -85,7 +85,7 @@ struct ReloadTests {
 
             // A rate limit switched on: one reply per 4096 s, no leak.
             try file.write(Self.base + "[rate_limit]\nenabled = true\ninterval = 12\nburst = 1\nleak = 0\n")
-            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time, .ntsKE], logLevel: .info, needRestart: []))
+            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time, .ntsKE, .roughtime], logLevel: .info, needRestart: []))
             let limiter = try #require(server.limiters[.ntp])
             #expect(await answered(ntp))
             #expect(await silent(ntp), "the second request in 4096 s is limited")
@@ -93,7 +93,7 @@ struct ReloadTests {
 
             // An access-only change keeps the clients' buckets.
             try file.write(Self.base + "[rate_limit]\nenabled = true\ninterval = 12\nburst = 1\nleak = 0\n[access]\ndeny = [\"192.0.2.0/24\"]\n")
-            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time, .ntsKE], logLevel: .info, needRestart: []))
+            #expect(reloader.reload() == .applied(changedServices: [.ntp, .daytime, .time, .ntsKE, .roughtime], logLevel: .info, needRestart: []))
             #expect(server.limiters[.ntp] === limiter, "same rate limit, same table")
             #expect(await silent(ntp), "still limited: the bucket survived the reload")
 

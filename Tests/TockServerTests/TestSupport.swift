@@ -130,7 +130,7 @@ private let livePorts = NSLock()
 nonisolated(unsafe) private var livePortSet: [String: Int] = [:]
 
 private func udpKeys(_ server: TockServer) -> [String] {
-    (server.addresses(.ntp) + server.addresses(.daytime) + server.addresses(.time)).map { "udp \($0)" }
+    (server.addresses(.ntp) + server.addresses(.daytime) + server.addresses(.time) + server.addresses(.roughtime)).map { "udp \($0)" }
 }
 
 /// Starts a server with `configuration`, waits until it answers, runs `body`, and shuts the

@@ -13,6 +13,8 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
     case time
     /// NTS Key Establishment (RFC 8915 §4), TLS 1.3 over TCP.
     case ntsKE = "nts-ke"
+    /// Roughtime (RFC 10049), UDP.
+    case roughtime
 
     /// The port IANA assigned to the service.
     public var wellKnownPort: UInt16 {
@@ -21,6 +23,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         case .daytime: 13
         case .time: 37
         case .ntsKE: 4460
+        case .roughtime: 2002
         }
     }
 
@@ -31,6 +34,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
         case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
         case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .ntsKETimeout, .ntsKEInternal]
+        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeInternal]
         }
     }
 
@@ -80,6 +84,20 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     case ntsKETimeout
     /// NTS-KE: the server could not derive keys; answered with Error 2.
     case ntsKEInternal
+    /// Roughtime: not a well-formed packet or message (RFC 10049 §4.2, §5): bad magic, a length
+    /// field that does not match, N = 0, offsets or tags out of order, a repeated tag.
+    case roughtimeFraming
+    /// Roughtime: VER missing or malformed, or naming no version this server answers (§5.1.1).
+    case roughtimeVersion
+    /// Roughtime: an SRV naming a long-term key this server does not hold (§5.1.4, §5.2).
+    case roughtimeSRV
+    /// Roughtime: NONC missing, or not 32 bytes (§5.1.2).
+    case roughtimeNonce
+    /// Roughtime: TYPE missing, not a uint32, or not 0 (§5.1.3).
+    case roughtimeType
+    /// Roughtime: the batch could not be signed (the online key failed, or its delegation no
+    /// longer covers the time); every reply of that batch is dropped.
+    case roughtimeInternal
 
     /// The label in metrics and status (`too_short`, `rate_limited`, …).
     public var label: String {
@@ -102,6 +120,12 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .ntsKEBadRequest: "bad_request"
         case .ntsKETimeout: "timeout"
         case .ntsKEInternal: "internal_error"
+        case .roughtimeFraming: "bad_framing"
+        case .roughtimeVersion: "no_common_version"
+        case .roughtimeSRV: "unknown_srv"
+        case .roughtimeNonce: "bad_nonce"
+        case .roughtimeType: "bad_type"
+        case .roughtimeInternal: "signing_failed"
         }
     }
 

@@ -19,15 +19,16 @@ package struct ServicePolicies: Sendable, Hashable {
         self.policies = policies
     }
 
-    /// One policy each for NTP, Daytime and Time; NTS-KE, NTP's key establishment, follows
-    /// NTP's unless given its own.
-    package init(ntp: ServicePolicy, daytime: ServicePolicy, time: ServicePolicy, ntsKE: ServicePolicy? = nil) {
+    /// One policy each for NTP, Daytime and Time; NTS-KE, NTP's key establishment, and
+    /// Roughtime follow NTP's unless given their own.
+    package init(ntp: ServicePolicy, daytime: ServicePolicy, time: ServicePolicy, ntsKE: ServicePolicy? = nil, roughtime: ServicePolicy? = nil) {
         policies = TockService.allCases.map { service in
             switch service {
             case .ntp: ntp
             case .daytime: daytime
             case .time: time
             case .ntsKE: ntsKE ?? ntp
+            case .roughtime: roughtime ?? ntp
             }
         }
     }

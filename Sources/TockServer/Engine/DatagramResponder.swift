@@ -9,6 +9,9 @@ enum DatagramVerdict: Sendable, Hashable {
     case kiss(length: Int, reason: DropReason)
     /// Send nothing, and count `reason`.
     case ignore(DropReason)
+    /// Queue the slot now and write the reply in `endBatch`, once every request of the batch
+    /// is known (Roughtime signs one Merkle root per batch, RFC 10049 §5.3).
+    case deferred
 }
 
 /// How the engine treats a reply before and after sending it.
@@ -21,14 +24,18 @@ enum DatagramReplyKind: Sendable, Hashable {
     case complete
     /// A kiss-o'-death: sent as written; counted in `kissesSent` as well as in `replied`.
     case kissOfDeath
+    /// Queued by a `.deferred` verdict, not yet written: `endBatch` writes it (then it is sent
+    /// as written) or drops it.
+    case deferred
 }
 
 /// A protocol's per-packet logic as the datagram engine drives it: a thin adapter from the
 /// engine to the protocol core's one decision call. One value per worker thread, owned by
 /// that thread, so it needs no locks.
 ///
-/// The engine calls `beginBatch` once per received batch, `respond` per datagram, and
-/// `stampTransmitTime` for every `.timestamped` reply just before its chunk is sent.
+/// The engine calls `beginBatch` once per received batch, `respond` per datagram, `endBatch`
+/// once after the last `respond` when any reply was deferred, and `finish` for every
+/// `.timestamped` or `.authenticated` reply just before its chunk is sent.
 protocol DatagramResponder: Sendable {
     /// The service, whose drop reasons the engine counts.
     var service: TockService { get }
@@ -51,9 +58,19 @@ protocol DatagramResponder: Sendable {
     /// Completes a `.timestamped` or `.authenticated` reply just before it is sent: writes the
     /// transmit time and, for NTS, seals. `slot` is the whole slot, `length` the reply's.
     mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int)
+
+    /// Writes the replies this batch's `respond` calls deferred (`.deferred`), after the last
+    /// `respond` and before any send. `slots[k]` is the slot of the k-th deferred reply, the
+    /// same buffer `respond` was given for it (slots stay valid until the batch is sent); the
+    /// responder writes the reply there and its length into `lengths[k]`. Returns nil, or the
+    /// reason every deferred reply of the batch is dropped unsent.
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason?
 }
 
 extension DatagramResponder {
+    /// Protocols that never defer have nothing to write at the end of a batch.
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason? { nil }
+
     /// Protocols without timestamped replies finish nothing.
     mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int) {}
 }

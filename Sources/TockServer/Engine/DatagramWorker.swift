@@ -43,6 +43,16 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         let kinds = UnsafeMutableBufferPointer<DatagramReplyKind>.allocate(capacity: Self.batchSize)
         kinds.initialize(repeating: .complete)
         defer { kinds.deallocate() }
+        // The deferred replies of a batch, in the order `respond` deferred them: their slots'
+        // buffers and the lengths `endBatch` writes.
+        let deferredSlots = UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>.allocate(capacity: Self.batchSize)
+        deferredSlots.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        let deferredLengths = UnsafeMutableBufferPointer<Int>.allocate(capacity: Self.batchSize)
+        deferredLengths.initialize(repeating: 0)
+        defer {
+            deferredSlots.deallocate()
+            deferredLengths.deallocate()
+        }
 
         while !stopping.load(ordering: .relaxed) {
             let received = batch.receive(from: fd, flags: tock_MSG_WAITFORONE)
@@ -58,6 +68,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             let batchTime = SystemClock.now()
             responder.beginBatch(now: batchTime)
             batch.clearQueue()
+            var deferred = 0
             for i in 0..<received {
                 if batch.isTruncated(at: i) {
                     totals.drop(.oversized)
@@ -82,13 +93,52 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
                     kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
+                case .deferred:
+                    kinds[slot] = .deferred
+                    deferredSlots[deferred] = batch.sendBuffer(slot)
+                    deferred += 1
+                    batch.queueReply(length: 0, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 }
+            }
+            if deferred > 0 {
+                endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
             send(&batch, kinds: kinds, responder: &responder, totals: totals)
             counters.publish(totals)
         }
         counters.publish(totals)
+    }
+
+    /// Lets the responder write its `deferred` replies, then sets their lengths; if it drops
+    /// them instead, takes them out of the queue (keeping the others in order) and counts them.
+    private func endBatch(
+        _ batch: inout DatagramBatch, deferred: Int, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>,
+        slots: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>,
+        responder: inout Responder, totals: borrowing DatagramCounters.Totals
+    ) {
+        for k in 0..<deferred { lengths[k] = 0 }
+        let dropped = responder.endBatch(slots: UnsafeBufferPointer(rebasing: slots[0..<deferred]), lengths: UnsafeMutableBufferPointer(rebasing: lengths[0..<deferred]))
+        var k = 0
+        var kept = 0
+        for j in 0..<batch.queued {
+            if kinds[j] == .deferred {
+                let length = dropped == nil ? lengths[k] : 0
+                k += 1
+                guard length > 0 else {
+                    totals.drop(dropped ?? .roughtimeInternal)
+                    continue
+                }
+                batch.setQueuedLength(j, length)
+                kinds[j] = .complete
+            }
+            if kept != j {
+                batch.moveQueued(from: j, to: kept)
+                kinds[kept] = kinds[j]
+            }
+            kept += 1
+        }
+        batch.truncateQueue(to: kept)
     }
 
     /// Sends the queued replies in chunks of `sendChunk`, stamping each chunk's timestamped

@@ -45,6 +45,7 @@ extension TockService {
         case .daytime: "Daytime"
         case .time: "Time"
         case .ntsKE: "NTS-KE"
+        case .roughtime: "Roughtime"
         }
     }
 }

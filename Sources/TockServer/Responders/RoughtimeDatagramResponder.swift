@@ -1,0 +1,122 @@
+import TockCrypto
+import TockProtocol
+import TockSockets
+
+/// Roughtime (RFC 10049) on the datagram engine: each request is checked
+/// (`RoughtimeRequestPolicy`), admitted and queued in the worker's `RoughtimeServer`, which
+/// hashes its Merkle leaf; `endBatch` seals the batch, one signature per version present, and
+/// writes every reply from the template (§5.2, §5.3).
+///
+/// `@unchecked Sendable`: the Roughtime batches, the signer and the hasher are mutable and
+/// unsynchronised; one value is built before its worker thread starts, handed to it, and
+/// never touched by another thread.
+struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
+    var service: TockService { .roughtime }
+    /// A reply is never longer than the shortest request answered (§9.7).
+    var replyCapacity: Int { RoughtimeWire.minimumRequestLength }
+    /// PATH depth for a whole receive batch: 2^6 = `DatagramWorker.batchSize` leaves per version.
+    static let maximumDepth = 6
+    /// The radius when nothing larger is known: the midpoint's rounding, and the leap second
+    /// this server gives no warning of (RFC 10049 §5.2.5 leaves smearing to the server).
+    static let minimumRadius: UInt32 = 3
+
+    let keys: RoughtimeKeyCell
+    private var keyVersion: UInt64
+    private var server: RoughtimeServer
+    private var signer: RoughtimeEd25519Signer
+    private var hasher = RoughtimeSHA512()
+    var clock: CachedClockState
+    var policy: CachedPolicy
+    var random = FastRandom()
+    var admission: ClientAdmission<ClientLimiter>
+    /// The queued requests' tickets, in the order `respond` deferred them.
+    private var tickets: [RoughtimeReplyTicket] = []
+    /// MIDP and RADI of the current batch.
+    private var midpoint: UInt64 = 0
+    private var radius: UInt32 = minimumRadius
+
+    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell) {
+        self.keys = keys
+        let (key, version) = keys.read()
+        self.keyVersion = version
+        (self.server, self.signer) = Self.make(key, srv: keys.srv)
+        self.clock = CachedClockState(clock)
+        self.policy = CachedPolicy(policy)
+        self.admission = ClientAdmission(policy: self.policy.policy, table: self.policy.limiter, monotonicNanoseconds: 0)
+        tickets.reserveCapacity(2 << Self.maximumDepth)
+    }
+
+    private static func make(_ key: RoughtimeOnlineKey, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
+        let server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: srv), certificate: key.certificate, maximumDepth: maximumDepth)
+        // The seed came from a key the cell made, so it is 32 bytes.
+        return (server, try! RoughtimeEd25519Signer(seed: key.seed))
+    }
+
+    /// RADI for a clock whose error bound is `rootDispersionNanoseconds`: that bound plus the
+    /// half second MIDP's rounding adds, rounded up to whole seconds, and at least 3.
+    static func radius(rootDispersionNanoseconds: Int64) -> UInt32 {
+        let total = max(0, rootDispersionNanoseconds) + 500_000_000
+        let seconds = (total + 999_999_999) / 1_000_000_000
+        return UInt32(clamping: max(Int64(minimumRadius), seconds))
+    }
+
+    mutating func beginBatch(now: UTCInstant) {
+        clock.refresh()
+        if policy.refresh() {
+            admission = ClientAdmission(policy: policy.policy, table: policy.limiter, monotonicNanoseconds: 0)
+        }
+        if admission.table != nil { admission.monotonicNanoseconds = SystemClock.monotonicNanoseconds() }
+        if keys.currentVersion != keyVersion {
+            let (key, version) = keys.read()
+            keyVersion = version
+            (server, signer) = Self.make(key, srv: keys.srv)
+        }
+        server.removeAll()
+        tickets.removeAll(keepingCapacity: true)
+        // MIDP: the batch's read time rounded to the nearest second.
+        midpoint = UInt64(max(0, (now.nanosecondsSinceUnixEpoch + 500_000_000) / 1_000_000_000))
+        radius = Self.radius(rootDispersionNanoseconds: clock.state.rootDispersionNanoseconds)
+    }
+
+    mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
+        if case .ignore(let reason) = server.policy.decide(request) { return .ignore(Self.dropReason(reason)) }
+        switch admission.admit(client, random: random.next()) {
+        case .serve: break
+        case .drop(let reason), .kiss(_, because: let reason): return .ignore(reason)
+        }
+        guard clock.state.isSynchronized else { return .ignore(.unsynchronized) }
+        switch server.receive(request, hasher: &hasher) {
+        case .queued(let ticket):
+            tickets.append(ticket)
+            return .deferred
+        case .ignore(let reason):
+            return .ignore(Self.dropReason(reason))
+        }
+    }
+
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason? {
+        precondition(slots.count == tickets.count, "one slot per deferred reply")
+        do {
+            try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
+        } catch {
+            return .roughtimeInternal
+        }
+        for k in 0..<tickets.count {
+            lengths[k] = server.writeReply(tickets[k], into: slots[k])
+        }
+        return nil
+    }
+
+    /// The counter a core drop reason lands in.
+    static func dropReason(_ reason: RoughtimeDropReason) -> DropReason {
+        switch reason {
+        case .tooShort: .tooShort
+        case .framing: .roughtimeFraming
+        case .version: .roughtimeVersion
+        case .missingNonce, .badNonce: .roughtimeNonce
+        case .wrongType: .roughtimeType
+        case .unknownSRV: .roughtimeSRV
+        case .batchFull: .roughtimeInternal
+        }
+    }
+}
