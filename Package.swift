@@ -28,6 +28,7 @@ let package = Package(
             dependencies: []
         ),
         .target(name: "CTockShims"),
+        .target(name: "CTockEd25519"),
         .target(
             name: "TockSockets",
             dependencies: ["CTockShims", "TockProtocol"]
@@ -111,6 +112,7 @@ let package = Package(
             name: "TockCrypto",
             dependencies: [
                 "CNettle",
+                "CTockEd25519",
                 "TockProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -170,7 +170,7 @@ public struct RoughtimeBatch {
             signedResponse.append(.MIDP, uint64: midpoint)
             if dialect == .rfc {
                 let vers = signedResponse.reserve(.VERS, length: 4 * versions.count)
-                for (i, v) in versions.enumerated() { RoughtimeWire.store32(signedResponse.buffer, vers.lowerBound + 4 * i, v.rawValue) }
+                for i in versions.indices { RoughtimeWire.store32(signedResponse.buffer, vers.lowerBound + 4 * i, versions[i].rawValue) }
             }
             withUnsafeBytes(of: &root) { _ = signedResponse.append(.ROOT, bytes: $0) }
             precondition(signedResponse.length == srepLength)
@@ -264,7 +264,10 @@ public struct RoughtimeServer {
         case .ignore(let reason):
             return .ignore(reason)
         case .respond(let accepted):
-            guard let b = policy.versions.firstIndex(of: accepted.version),
+            // An index loop: an unoptimised build of the generic `firstIndex(of:)` allocates.
+            var b = 0
+            while b < batches.count, batches[b].version != accepted.version { b += 1 }
+            guard b < batches.count,
                   let index = batches[b].append(request: request, nonceOffset: accepted.nonceOffset, hasher: &hasher)
             else { return .ignore(.batchFull) }
             return .queued(RoughtimeReplyTicket(batch: b, index: index))

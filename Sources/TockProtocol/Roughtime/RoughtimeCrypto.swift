@@ -1,6 +1,7 @@
 /// The cryptography Roughtime needs, as protocols the core calls: SHA-512 truncated to 32 bytes
-/// (RFC 10049 §5.3) and Ed25519 (RFC 8032, §5.2.1). TockCrypto implements them over
-/// swift-crypto; the fuzz target uses stand-ins.
+/// (RFC 10049 §5.3) and Ed25519 (RFC 8032, §5.2.1). TockCrypto implements them over nettle
+/// (SHA-512), BoringSSL (signing) and swift-crypto (keys, verification); the fuzz target uses
+/// stand-ins.
 
 /// SHA-512 truncated to its first 32 bytes, the H of RFC 10049 §5.3.
 ///

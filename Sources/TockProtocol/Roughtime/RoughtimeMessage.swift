@@ -125,12 +125,16 @@ public struct RoughtimeMessage {
 
     /// Where `tag`'s value lies in `bytes`, or nil if the message has no such tag.
     public func range(of tag: RoughtimeTag) -> Range<Int>? {
-        index(of: tag).map(valueRange(at:))
+        // Plain control flow rather than `map(valueRange(at:))`: an unoptimised build
+        // allocates a context for the partially applied method, on every packet.
+        guard let i = index(of: tag) else { return nil }
+        return valueRange(at: i)
     }
 
     /// `tag`'s value, or nil if the message has no such tag.
     public func value(of tag: RoughtimeTag) -> UnsafeRawBufferPointer? {
-        range(of: tag).map { UnsafeRawBufferPointer(rebasing: bytes[$0]) }
+        guard let range = range(of: tag) else { return nil }
+        return UnsafeRawBufferPointer(rebasing: bytes[range])
     }
 
     /// `tag`'s value, which must be present and, when `length` is given, exactly that long.

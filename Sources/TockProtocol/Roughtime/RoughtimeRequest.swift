@@ -99,6 +99,13 @@ public struct RoughtimeRequestPolicy: Sendable, Hashable {
     /// The version to answer from a VER value: nil if it is malformed or shares no version
     /// with `versions`. Version 1 wins over drafts, whose numbers are larger (§12.2); among
     /// drafts the newest (largest) wins. The whole list is read, so a malformed tail is caught.
+    /// Whether `version` is one of `versions`: an index loop, since an unoptimised build of the
+    /// generic `contains` allocates per call, and this runs per request.
+    private func supports(_ version: RoughtimeVersion) -> Bool {
+        for i in versions.indices where versions[i] == version { return true }
+        return false
+    }
+
     private func choose(from offered: UnsafeRawBufferPointer) -> RoughtimeVersion? {
         let n = offered.count / 4
         guard offered.count % 4 == 0, n >= 1, n <= RoughtimeWire.maximumVersions else { return nil }
@@ -108,7 +115,7 @@ public struct RoughtimeRequestPolicy: Sendable, Hashable {
             let v = RoughtimeWire.load32(offered, 4 * i)
             guard i == 0 || v > previous else { return nil }
             previous = v
-            guard versions.contains(RoughtimeVersion(rawValue: v)) else { continue }
+            guard supports(RoughtimeVersion(rawValue: v)) else { continue }
             if best != .rfc { best = RoughtimeVersion(rawValue: v) }
         }
         return best
