@@ -156,13 +156,16 @@ def check_report(report, keys):
         raise Bad(f"{len(entries)} responses for {len(keys)} keys")
     times, previous = [], None
     for entry, key in zip(entries, keys):
-        rand = base64.b64decode(entry["rand"])
         req = base64.b64decode(entry["request"])
         resp = base64.b64decode(entry["response"])
-        if len(rand) != 32:
-            raise Bad("rand is not 32 bytes")
-        if previous is not None and request_nonce(req) != hashlib.sha512(previous + rand).digest()[:32]:
-            raise Bad("nonce not chained from the previous response")
+        if previous is not None:
+            # The first request's nonce is random and has no rand (Appendix B); each later one
+            # is H(previous response ‖ rand).
+            rand = base64.b64decode(entry["rand"])
+            if len(rand) != 32:
+                raise Bad("rand is not 32 bytes")
+            if request_nonce(req) != hashlib.sha512(previous + rand).digest()[:32]:
+                raise Bad("nonce not chained from the previous response")
         times.append(verify(req, resp, key))
         previous = resp
     if not any(times[i].midpoint - times[i].radius > times[j].midpoint + times[j].radius
