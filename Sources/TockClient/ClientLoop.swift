@@ -1,6 +1,7 @@
 import Atomics
 import CTockShims
 import Glibc
+import TockCrypto
 import TockProtocol
 import TockSockets
 
@@ -28,6 +29,11 @@ struct ClientLoop {
     /// For Time and Daytime, which carry no origin: the oldest in-flight slot per client.
     var nextToMatch: [Int]
     var nextSlot: [Int]
+    /// Roughtime: the request every one is made from (RFC 10049 §5.1), its nonce's first 8
+    /// bytes replaced by the slot-tagged transmit value; and where the nonce lies.
+    let roughtimeTemplate: [UInt8]
+    let roughtimeNonceOffset: Int
+    var roughtimeHasher = RoughtimeSHA512()
 
     init(configuration: LoadConfiguration, fds: [Int32], ntsSessions: [NTSSession] = [], rate: Int?, sent: ManagedAtomic<UInt64>, answered: ManagedAtomic<UInt64>) {
         self.configuration = configuration
@@ -44,6 +50,19 @@ struct ClientLoop {
         inFlight = [Int](repeating: 0, count: fds.count)
         nextToMatch = [Int](repeating: 0, count: fds.count)
         nextSlot = [Int](repeating: 0, count: fds.count)
+        if configuration.protocol == .roughtime {
+            // A marker nonce to find its offset; the template's nonce is then zeroed.
+            var template = RoughtimeRequestBuilder.packet(nonce: [UInt8](repeating: 0xA5, count: RoughtimeWire.hashLength), versions: [.rfc])
+            let offset = (0...(template.count - RoughtimeWire.hashLength)).first {
+                template[$0..<($0 + RoughtimeWire.hashLength)].allSatisfy { $0 == 0xA5 }
+            }!
+            for i in offset..<(offset + RoughtimeWire.hashLength) { template[i] = 0 }
+            roughtimeTemplate = template
+            roughtimeNonceOffset = offset
+        } else {
+            roughtimeTemplate = []
+            roughtimeNonceOffset = 0
+        }
     }
 
     mutating func run(until end: Int64) -> LoadReport {
@@ -51,7 +70,7 @@ struct ClientLoop {
         // One batch for both directions: requests are queued on connected sockets, replies
         // read with their kernel receive timestamps (T4), as the server's workers do.
         // NTS requests carry a cookie and placeholders, and replies as many cookies.
-        let datagram = nts == nil ? (receive: 512, send: NTPPacket.headerLength) : (receive: 2048, send: 2048)
+        let datagram = nts != nil || configuration.protocol == .roughtime ? (receive: 2048, send: 2048) : (receive: 512, send: NTPPacket.headerLength)
         var batch = DatagramBatch(capacity: b, receiveBufferSize: datagram.receive, sendBufferSize: datagram.send)
         let pollfds = UnsafeMutablePointer<pollfd>.allocate(capacity: fds.count)
         defer { pollfds.deallocate() }
@@ -129,6 +148,11 @@ struct ClientLoop {
             var length = requestLength
             if let nts {
                 length = nts.writeRequest(client: c, slot: slot, transmit: transmit, into: batch.sendBuffer(n), random: &random)
+            } else if configuration.protocol == .roughtime {
+                let packet = batch.sendBuffer(n)
+                roughtimeTemplate.withUnsafeBytes { packet.copyMemory(from: $0) }
+                packet.storeBytes(of: transmit.littleEndian, toByteOffset: roughtimeNonceOffset, as: UInt64.self)
+                length = roughtimeTemplate.count
             } else if configuration.protocol == .ntp {
                 let packet = batch.sendBuffer(n)
                 packet.initializeMemory(as: UInt8.self, repeating: 0)
@@ -211,6 +235,30 @@ struct ClientLoop {
             }
             let error = (t2.nanoseconds(since: t1) + t3.nanoseconds(since: t4)) / 2
             report.timestampError.record(UInt64(max(1, abs(error))))
+        case .roughtime:
+            // The nonce echoed (§5.2.2) names the request; every `roughtimeVerifyEvery`-th reply
+            // is checked in full against the request rebuilt from the template.
+            guard let message = try? RoughtimeMessage(packet: reply), let nonce = message.value(of: .NONC),
+                  nonce.count == RoughtimeWire.hashLength else { report.invalid += 1; return }
+            let origin = UInt64(littleEndian: nonce.loadUnaligned(as: UInt64.self))
+            let slot = Int(origin & 0xFFFF)
+            guard slot < Self.slotsPerClient, transmits[base + slot] == origin, origin != 0 else {
+                report.invalid += 1
+                return
+            }
+            let t1 = UTCInstant(nanosecondsSinceUnixEpoch: sendTimes[base + slot])
+            transmits[base + slot] = 0
+            inFlight[c] -= 1
+            report.answered += 1
+            report.rtt.record(UInt64(max(1, t4.nanoseconds(since: t1))))
+            guard report.answered % UInt64(max(1, configuration.roughtimeVerifyEvery)) == 0 else { return }
+            var request = roughtimeTemplate
+            request.withUnsafeMutableBytes { $0.storeBytes(of: origin.littleEndian, toByteOffset: roughtimeNonceOffset, as: UInt64.self) }
+            let ok = request.withUnsafeBytes { q -> Bool in
+                (try? RoughtimeClient.verify(request: q, reply: reply, longTermPublicKey: configuration.roughtimePublicKey,
+                                             verifier: RoughtimeEd25519Verifier(), hasher: &roughtimeHasher)) != nil
+            }
+            if ok { report.verified += 1 } else { report.invalid += 1 }
         case .time, .daytime:
             // No origin to match: the reply answers the oldest request in flight.
             guard inFlight[c] > 0 else { report.invalid += 1; return }

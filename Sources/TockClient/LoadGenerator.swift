@@ -9,6 +9,8 @@ import TockSockets
 /// What the load generator sends.
 package enum LoadProtocol: String, Sendable, CaseIterable {
     case ntp, time, daytime
+    /// Roughtime (RFC 10049): 1024-byte version-1 requests, a sample of the replies verified.
+    case roughtime
 }
 
 /// A load test's parameters.
@@ -32,6 +34,11 @@ package struct LoadConfiguration: Sendable {
     /// empty for plain NTP. Each request then spends a cookie and every reply is
     /// authenticated.
     package var ntsSessions: [NTSSession] = []
+    /// Roughtime: the server's long-term public key, for the replies verified.
+    package var roughtimePublicKey: [UInt8] = []
+    /// Roughtime: verify every this many replies (signatures, Merkle proof, nonce); the others
+    /// are matched by their nonce only, so the generator does not become the bottleneck.
+    package var roughtimeVerifyEvery: Int = 16
 
     package init(target: SocketEndpoint) {
         self.target = target
@@ -61,6 +68,8 @@ package struct LoadReport: Sendable {
     package var ntsNAK: UInt64 = 0
     /// NTS: requests that reused a cookie because the client's supply was empty.
     package var cookieReuses: UInt64 = 0
+    /// Roughtime: replies fully verified (the sample `roughtimeVerifyEvery` picks).
+    package var verified: UInt64 = 0
     /// Round-trip time T4 − T1, nanoseconds.
     package var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     /// |((T2 − T1) + (T3 − T4)) / 2|, nanoseconds: on loopback client and server share a clock,
@@ -83,6 +92,7 @@ package struct LoadReport: Sendable {
         unauthenticated += other.unauthenticated
         ntsNAK += other.ntsNAK
         cookieReuses += other.cookieReuses
+        verified += other.verified
         rtt.add(other.rtt)
         timestampError.add(other.timestampError)
     }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Histogram
 import TockClient
+import TockCrypto
 import TockSockets
 
 struct Bench: ParsableCommand {
@@ -36,7 +37,7 @@ struct Bench: ParsableCommand {
     @Argument(help: "The server: HOST:PORT; with --nts, the NTS-KE server, HOST[:PORT].")
     var server: String
 
-    @Option(name: .long, help: "Protocol: ntp, time or daytime.")
+    @Option(name: .long, help: "Protocol: ntp, time, daytime or roughtime (1024-byte requests; needs --public-key).")
     var `protocol`: LoadProtocolName = .ntp
 
     @Option(help: "Client sockets (1-4096).")
@@ -76,8 +77,14 @@ struct Bench: ParsableCommand {
     var json = false
 
     enum LoadProtocolName: String, ExpressibleByArgument, CaseIterable {
-        case ntp, time, daytime
+        case ntp, time, daytime, roughtime
     }
+
+    @Option(name: .customLong("public-key"), help: ArgumentHelp("With --protocol roughtime: the server's long-term Ed25519 public key, base64 or hex.", valueName: "key"))
+    var publicKey: String?
+
+    @Option(help: "With --protocol roughtime: verify every Nth reply in full (signatures, Merkle proof); the others are matched by nonce.")
+    var verifyEvery: Int = 16
 
     func validate() throws {
         guard (1...4096).contains(clients) else { throw ValidationError("--clients must be 1-4096") }
@@ -91,6 +98,14 @@ struct Bench: ParsableCommand {
             guard `protocol` == .ntp else { throw ValidationError("--nts protects NTP only; drop --protocol \(`protocol`.rawValue)") }
         } else if caFile != nil {
             throw ValidationError("--ca applies to --nts (the NTS-KE server's certificate)")
+        }
+        if `protocol` == .roughtime {
+            guard let publicKey, RoughtimeKeyText.decode(publicKey) != nil else {
+                throw ValidationError("--protocol roughtime needs the server's --public-key (32 bytes, base64 or hex)")
+            }
+            guard verifyEvery >= 1 else { throw ValidationError("--verify-every must be at least 1") }
+        } else if publicKey != nil {
+            throw ValidationError("--public-key applies to --protocol roughtime")
         }
         if let caFile, access(caFile, R_OK) != 0 {
             throw ValidationError("--ca \(caFile): \(String(cString: strerror(errno)))")
@@ -133,6 +148,8 @@ struct Bench: ParsableCommand {
         configuration.durationSeconds = duration
         configuration.timeoutNanoseconds = Int64(timeout * 1e9)
         configuration.threads = threads
+        configuration.roughtimePublicKey = RoughtimeKeyText.decode(publicKey ?? "") ?? []
+        configuration.roughtimeVerifyEvery = verifyEvery
         if !json {
             print("target \(target) (\(`protocol`.rawValue)\(nts ? ", NTS" : "")), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop"))
             print(BenchReport.header(nts: nts))
@@ -237,6 +254,7 @@ enum BenchReport {
             ("timestamp_error_mean_us", String(format: "%.3f", r.timestampError.totalCount > 0 ? r.timestampError.mean / 1000 : 0)),
             ("timestamp_error_p99_us", String(format: "%.3f", Double(r.timestampError.valueAtPercentile(99)) / 1000)),
         ]
+        if r.verified > 0 { fields.append(("roughtime_verified", "\(r.verified)")) }
         if nts {
             fields += [
                 ("nts", "true"),

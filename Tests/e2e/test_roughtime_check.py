@@ -91,3 +91,12 @@ def test_unreachable_server_and_bad_list(servers, tmp_path):
     assert "not signed by the public key" in out
     (tmp_path / "bad.json").write_text("{\"servers\": [{\"name\": \"x\"}]}")
     assert "publicKey" in expect_exit(tock("roughtime", "check", tmp_path / "bad.json"), 64).stdout
+
+
+def test_bench_roughtime_verifies_a_sample(servers):
+    alpha = servers[0]
+    out = expect_ok(tock("bench", alpha["addresses"][0]["address"], "--protocol", "roughtime", "--public-key", alpha["publicKey"],
+                         "--duration", "0.5", "--verify-every", "4", "--json")).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["answered"] > 0 and r["invalid"] == 0, out
+    assert r["roughtime_verified"] >= r["answered"] // 4 - 1, out
