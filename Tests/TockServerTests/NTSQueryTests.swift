@@ -123,18 +123,28 @@ struct NTSQueryTests {
         }
     }
 
-    @Test("Cookie keys rotated out (a 1 s period, none kept): the next exchange gets an NTS NAK")
+    /// Sleeps until 50 ms into the next cookie-key period of `period` seconds: the periods are
+    /// counted from the Unix epoch, so this is where a key is certain to have changed, and where
+    /// a fresh one has the most time left.
+    static func sleepIntoNextPeriod(_ period: Int64) async throws {
+        let now = SystemClock.now().nanosecondsSinceUnixEpoch
+        let length = period * 1_000_000_000
+        try await Task.sleep(for: .nanoseconds(length - now % length + 50_000_000))
+    }
+
+    @Test("Cookie keys rotated out (a 3 s period, none kept): the next exchange gets an NTS NAK")
     func rotationGivesNAK() async throws {
         let certificate = try await blockingThrows { try ThrowawayCertificate() }
         defer { certificate.remove() }
-        try await withServer(try .ntsKE(certificate, master: randomMaster(), ntpPort: nil, ntp: true, periodSeconds: 1, keptPeriods: 0)) { server in
+        try await withServer(try .ntsKE(certificate, master: randomMaster(), ntpPort: nil, ntp: true, periodSeconds: 3, keptPeriods: 0)) { server in
             let keAddress = server.addresses(.ntsKE)[0]
             let session = try await blockingThrows {
                 try NTSKEClient(host: "localhost", caFile: certificate.certificate, timeoutNanoseconds: 10_000_000_000).establish(with: keAddress)
             }
             // The cookies were sealed in period p; from p + 1 on, with no period kept, they no
-            // longer open.
-            try await Task.sleep(for: .milliseconds(1_100))
+            // longer open. Waiting for the next period makes that certain, however slow the
+            // machine (no fixed sleep to race).
+            try await Self.sleepIntoNextPeriod(3)
             let result = await blocking {
                 NTSQuery(samples: 3, timeoutNanoseconds: 5_000_000_000, intervalNanoseconds: 0).run(session: session, server: server.addresses(.ntp)[0])
             }
@@ -144,7 +154,9 @@ struct NTSQueryTests {
                 Issue.record("expected an NTS NAK, got \(describe(result.ntp.lastError))")
                 return
             }
-            // A fresh key establishment gives cookies that work again.
+            // A fresh key establishment gives cookies that work again: at the start of a period,
+            // key establishment and the query have nearly 3 s before the key changes.
+            try await Self.sleepIntoNextPeriod(3)
             let fresh = try await blockingThrows {
                 try NTSKEClient(host: "localhost", caFile: certificate.certificate, timeoutNanoseconds: 10_000_000_000).establish(with: keAddress)
             }
