@@ -100,7 +100,9 @@ struct Tockd: ParsableCommand {
             let flags = try flagSettings
             var merged = flags
             if let config {
-                merged = try ConfigFile.load(path: config).overridden(by: flags)
+                // In a short-lived child, as reloads are: the TOML library asserts on some
+                // malformed files, which must be a clear error, not an abort of tockd.
+                merged = try IsolatedParse.load(path: config).overridden(by: flags)
             }
             return (flags, merged, try merged.resolve())
         } catch let errors as ConfigFileErrors where errors.all.count > 1 {
