@@ -238,3 +238,20 @@ def test_tockd_refuses_roughtime_without_a_key(procs):
     r = tockd_run("--roughtime", "127.0.0.1:0")
     assert r.returncode == 1, r
     assert "Roughtime needs a long-term key" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("fault, status, says", [("expired", 11, "MINT"), ("bad-proof", 12, "Merkle")])
+def test_tock_query_roughtime_exit_status_names_the_failed_check(procs, fault, status, says):
+    """Replies whose signatures verify but that fail one other check (Tests/interop/
+    roughtime_liar.py --fault): a midpoint outside the delegation (exit 11), a Merkle proof that
+    does not lead to the signed root (exit 12)."""
+    import sys
+    from conftest import INTEROP
+    liar = procs.spawn(f"liar-{fault}", [sys.executable, INTEROP / "roughtime_liar.py", "--offset", "0", "--fault", fault])
+    m = liar.log.wait_for(r"^port (\d+) public-key (\S+)$", proc=liar)
+    r = expect_exit(tock("query", "--protocol", "roughtime", f"127.0.0.1:{m[1]}", "--public-key", m[2]), status)
+    assert says in r.stdout, r
+    # Against a correct server with the same key handling the query passes: the fault is the cause.
+    honest = procs.spawn(f"honest-{fault}", [sys.executable, INTEROP / "roughtime_liar.py", "--offset", "0"])
+    m = honest.log.wait_for(r"^port (\d+) public-key (\S+)$", proc=honest)
+    expect_ok(tock("query", "--protocol", "roughtime", f"127.0.0.1:{m[1]}", "--public-key", m[2]))
