@@ -132,7 +132,7 @@ let package = Package(
             "TockConfig", "TockServer", "TockProtocol", "TockSockets",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockProtocol", "TockSockets", "TockTestSupport"]),
+        .testTarget(name: "TockClientTests", dependencies: ["TockClient", "TockCrypto", "TockProtocol", "TockSockets", "TockTestSupport"]),
         .testTarget(name: "RoughtimeTests", dependencies: ["TockProtocol", "TockCrypto"]),
         .testTarget(
             name: "TockCryptoTests",

@@ -57,8 +57,9 @@ package enum RoughtimeServerList {
         return out
     }
 
-    /// The versions a `version` field asks for.
-    static func versions(_ field: Any?) -> [RoughtimeVersion] {
+    /// The versions a `version` field asks for (also what `tock query --roughtime-version`
+    /// reads).
+    package static func versions(_ field: Any?) -> [RoughtimeVersion] {
         let both: [RoughtimeVersion] = [.rfc, .draft12]
         if let number = field as? Int, let v = UInt32(exactly: number) { return [RoughtimeVersion(rawValue: v)] }
         guard let text = (field as? String)?.trimmingCharacters(in: .whitespaces).lowercased() else { return both }

@@ -3,19 +3,25 @@ import TockCrypto
 import TockProtocol
 import TockSockets
 
-/// One Roughtime exchange (RFC 10049 §5): a 1024-byte request offering versions 1 and
-/// 0x8000000c with a random nonce, and the reply checked with `RoughtimeClient.verify`
-/// against the server's long-term public key.
+/// One Roughtime exchange (RFC 10049 §5): a 1024-byte request offering `versions` (1 and
+/// 0x8000000c unless told otherwise; 0x8000000b or 0x80000008 to ask a server of draft 11 or
+/// 08, as Cloudflare's deployment is) with a random nonce, and the reply checked with
+/// `RoughtimeClient.verify` against the server's long-term public key.
 package struct RoughtimeQuery: Sendable {
     /// The server's long-term Ed25519 public key (32 bytes).
     package var publicKey: [UInt8]
     /// How long to wait for the reply.
     package var timeoutNanoseconds: Int64
+    /// The versions the request offers (VER, §5.1.1). Draft-11 versions make a draft-11
+    /// request (no TYPE, the leaf hashed from the nonce); mixing dialects is the caller's
+    /// choice, as `RoughtimeRequestBuilder` allows it.
+    package var versions: [RoughtimeVersion]
 
-    /// A query trusting `publicKey`.
-    package init(publicKey: [UInt8], timeoutNanoseconds: Int64) {
+    /// A query trusting `publicKey`, offering `versions`.
+    package init(publicKey: [UInt8], timeoutNanoseconds: Int64, versions: [RoughtimeVersion] = [.rfc, .draft12]) {
         self.publicKey = publicKey
         self.timeoutNanoseconds = timeoutNanoseconds
+        self.versions = versions
     }
 
     /// A verified answer.
@@ -44,7 +50,7 @@ package struct RoughtimeQuery: Sendable {
     package func run(server: SocketEndpoint) throws(ClientError) -> Answer {
         var generator = SystemRandomNumberGenerator()
         let nonce = (0..<RoughtimeWire.hashLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        let request = RoughtimeRequestBuilder.packet(nonce: nonce, versions: [.rfc, .draft12])
+        let request = RoughtimeRequestBuilder.packet(nonce: nonce, versions: versions)
         let socket = try ClientSocket(server: server, type: Int32(SOCK_DGRAM.rawValue))
         try socket.connect(deadline: SystemClock.monotonicNanoseconds() + timeoutNanoseconds)
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds

@@ -65,7 +65,8 @@ struct Query: ParsableCommand {
             keys; each sample spends a fresh cookie, and the cookies in replies replace them.
 
             With --protocol roughtime (RFC 10049), tock sends a 1024-byte request offering \
-            versions 1 and 0x8000000c with a random nonce and checks the reply against \
+            versions 1 and 0x8000000c (--roughtime-version 0x8000000b asks a draft-11 server such \
+            as Cloudflare's, 0x80000008 a draft-08 one) with a random nonce and checks the reply against \
             --public-key (base64 or hex): the nonce echoed, the certificate signed by that key, \
             the response signed by the online key, the midpoint within MINT..MAXT, and the \
             Merkle proof from our request to the signed root. It prints the midpoint (UTC), the \
@@ -119,8 +120,25 @@ struct Query: ParsableCommand {
     @Option(name: .customLong("public-key"), help: ArgumentHelp("With --protocol roughtime: the server's long-term Ed25519 public key, base64 or hex.", valueName: "key"))
     var publicKey: String?
 
+    @Option(name: .customLong("roughtime-version"), help: ArgumentHelp("With --protocol roughtime: the version to offer instead of 1 and 0x8000000c (repeatable): 1, 0x8000000c (drafts 12-19), 0x8000000b (draft 11, Cloudflare's deployment) or 0x80000008 (draft 08).", valueName: "version"))
+    var roughtimeVersions: [String] = []
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
+
+    /// The versions `--roughtime-version` names, or nil when one is not a version this client
+    /// can check (a reply in an unknown layout could not be verified).
+    var offeredRoughtimeVersions: [RoughtimeVersion]? {
+        if roughtimeVersions.isEmpty { return [.rfc, .draft12] }
+        var out: [RoughtimeVersion] = []
+        for text in roughtimeVersions {
+            let lower = text.lowercased()
+            let number = lower.hasPrefix("0x") ? UInt32(lower.dropFirst(2), radix: 16) : UInt32(lower)
+            guard let number, RoughtimeVersion(rawValue: number).dialect != nil else { return nil }
+            out.append(RoughtimeVersion(rawValue: number))
+        }
+        return out
+    }
 
     func validate() throws {
         if nts {
@@ -140,8 +158,13 @@ struct Query: ParsableCommand {
             guard let publicKey else { throw ValidationError("--protocol roughtime needs the server's --public-key (base64 or hex)") }
             guard RoughtimeKeyText.decode(publicKey) != nil else { throw ValidationError("--public-key must be 32 bytes as 44 base64 characters or 64 hex digits") }
             guard !tcp, !nts else { throw ValidationError("Roughtime runs over UDP, without --nts or --tcp") }
+            guard offeredRoughtimeVersions != nil else {
+                throw ValidationError("--roughtime-version must be 1, 0x8000000c, 0x8000000b or 0x80000008, got \(roughtimeVersions.joined(separator: ", "))")
+            }
         } else if publicKey != nil {
             throw ValidationError("--public-key applies to --protocol roughtime")
+        } else if !roughtimeVersions.isEmpty {
+            throw ValidationError("--roughtime-version applies to --protocol roughtime")
         }
         if tcp, `protocol` == .ntp { throw ValidationError("--tcp applies to --protocol daytime or time; NTP runs over UDP") }
     }
@@ -178,7 +201,8 @@ struct Query: ParsableCommand {
                 guard let best = result.best else { throw result.lastError ?? .timeout(server: address.description, seconds: timeout) }
                 print(json ? QueryReport.ntpJSON(result, best: best, host: host) : QueryReport.ntpText(result, best: best, host: host))
             case .roughtime:
-                let query = RoughtimeQuery(publicKey: RoughtimeKeyText.decode(publicKey ?? "") ?? [], timeoutNanoseconds: timeoutNanoseconds)
+                let query = RoughtimeQuery(publicKey: RoughtimeKeyText.decode(publicKey ?? "") ?? [], timeoutNanoseconds: timeoutNanoseconds,
+                                           versions: offeredRoughtimeVersions ?? [.rfc, .draft12])
                 let answer = try query.run(server: address)
                 print(json ? QueryReport.roughtimeJSON(answer, host: host) : QueryReport.roughtimeText(answer, host: host))
             case .daytime, .time:

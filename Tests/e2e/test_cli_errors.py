@@ -40,6 +40,18 @@ def test_tock_query_rejects_n_0():
     expect_exit(tock("query", "127.0.0.1", "-n", "0"), 64)
 
 
+KEY = "SSM38R/rN62smY3UMfdhvcgYTrjVARi3JMfSwZwkTVc="
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--protocol", "roughtime", "--public-key", KEY, "--roughtime-version", "0x8000000d"], "--roughtime-version must be"),
+    (["--roughtime-version", "1"], "--roughtime-version applies to --protocol roughtime"),
+])
+def test_tock_query_rejects_a_roughtime_version_it_cannot_check(args, says):
+    r = expect_exit(tock("query", "127.0.0.1", *args), 64)
+    assert says in r.stdout, r
+
+
 @pytest.fixture(scope="module")
 def bind_failure(sync_server):
     """tockd asked for NTP on a free port and Daytime on the synchronised server's port."""
