@@ -75,6 +75,41 @@ import TockProtocol
         }
     }
 
+    /// An online signer that fails (the key store gone, a hardware token unplugged) fails the
+    /// whole batch: nothing is marked sealed, no reply can be written from it, and the next
+    /// batch, with a working signer, is answered as if nothing happened.
+    @Test func failedSignatureFailsTheBatchAndTheNextOneIsAnswered() throws {
+        struct FailingSigner: RoughtimeSigner {
+            var publicKey: [UInt8] { [UInt8](repeating: 0, count: 32) }
+            mutating func sign(_ message: UnsafeRawBufferPointer, into signature: UnsafeMutableRawBufferPointer) -> Bool { false }
+        }
+        var keys = TestServerKeys()
+        var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
+        var hasher = RoughtimeSHA512()
+        for _ in 0..<3 {
+            _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, hasher: &hasher) }
+        }
+        var failing = FailingSigner()
+        #expect(throws: RoughtimeBatch.SealError.signingFailed) {
+            try server.seal(midpoint: 1_800_000_000, radius: 3, signer: &failing, hasher: &hasher)
+        }
+        #expect(server.batches.allSatisfy { !$0.isSealed })
+        server.removeAll()
+        let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
+        guard case .queued(let ticket) = request.withUnsafeBytes({ server.receive($0, hasher: &hasher) }) else {
+            Issue.record("not queued after the failed batch"); return
+        }
+        try server.seal(midpoint: 1_800_000_000, radius: 3, signer: &keys.online, hasher: &hasher)
+        var reply = [UInt8](repeating: 0, count: 1024)
+        let length = reply.withUnsafeMutableBytes { server.writeReply(ticket, into: $0) }
+        let time = try request.withUnsafeBytes { q in
+            try Array(reply[0..<length]).withUnsafeBytes { r in
+                try RoughtimeClient.verify(request: q, reply: r, longTermPublicKey: keys.longTerm.publicKey, verifier: RoughtimeEd25519Verifier(), hasher: &hasher)
+            }
+        }
+        #expect(time.midpoint == 1_800_000_000 && time.radius == 3)
+    }
+
     /// One batch of five; reply 3 and its request, to break.
     struct Exchange {
         var keys = TestServerKeys()
