@@ -47,9 +47,17 @@ start_tockd() {
   while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do prefix+=("$1"); shift; done
   shift
   "${prefix[@]}" "$bin/tockd" "$@" >"$log" 2>&1 &
-  pids+=($!)
+  local pid=$!
+  pids+=("$pid")
   for _ in $(seq 50); do
-    grep -q "listening" "$log" 2>/dev/null && sleep 0.1 && return 0
+    # Listening, and still running: a tockd that found one of its ports taken exits 1
+    # after logging the others.
+    if grep -q "listening" "$log" 2>/dev/null; then
+      sleep 0.1
+      kill -0 "$pid" 2>/dev/null && return 0
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "tockd did not start:"; cat "$log"; exit 1
