@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 _Static_assert(sizeof(tock_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -59,3 +60,10 @@ const int tock_IPV6_V6ONLY = IPV6_V6ONLY;
 const int tock_MSG_WAITFORONE = MSG_WAITFORONE;
 const int tock_MSG_TRUNC = MSG_TRUNC;
 const int tock_MSG_CTRUNC = MSG_CTRUNC;
+
+int tock_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}

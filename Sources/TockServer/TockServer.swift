@@ -304,6 +304,7 @@ package final class TockServer: Service, Sendable {
         ]
         if datagramListeners.contains(where: { $0.service == .ntp }) {
             startMetadata["ntp_workers_per_address"] = "\(configuration.ntpWorkers)"
+            startMetadata["cpus"] = "\(CPUBudget.current())"
         }
         logger.info("tockd started", metadata: startMetadata.merging(ClockStateService.metadata(clock)) { a, _ in a })
         for l in datagramListeners where l.inheritedFD == nil {

@@ -23,7 +23,8 @@ package struct TockServerConfiguration: Sendable {
     package var daytimeZone: DaytimeZone
     /// Where the server's clock state comes from. Default: the kernel.
     package var clockSource: ClockSource
-    /// NTP worker threads (one socket each) per NTP address. Default: one per core.
+    /// NTP worker threads (one socket each) per NTP address. Default: one per CPU this process
+    /// may use (`CPUBudget`).
     package var ntpWorkers: Int
     /// How long a TCP Daytime/Time connection may stay open. Default: 5 s.
     package var tcpConnectionTimeout: Duration
@@ -99,9 +100,10 @@ package struct TockServerConfiguration: Sendable {
         self.tcpConnectionTimeout = tcpConnectionTimeout
     }
 
-    /// The number of cores this process may run on.
+    /// The number of CPUs this process may use (`CPUBudget`): its affinity mask, capped by its
+    /// cgroup's CPU quota; the default number of NTP workers per address.
     package static var coreCount: Int {
-        System.coreCount
+        CPUBudget.current().cpus
     }
 }
 

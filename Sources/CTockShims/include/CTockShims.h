@@ -34,6 +34,9 @@ int tock_sendmmsg(int fd, tock_mmsghdr *msgs, unsigned int count, int flags);
 int tock_pipe_cloexec(int fds[2]);
 /// Names the calling thread (pthread_setname_np); the name is cut to 15 bytes.
 void tock_set_thread_name(const char *name);
+/// The number of CPUs in the calling thread's affinity mask (sched_getaffinity(2), GNU-only),
+/// or -1 if it cannot be read.
+int tock_affinity_cpu_count(void);
 
 /// The fields of adjtimex(2) (mode 0: read only) that describe synchronisation.
 typedef struct {
