@@ -94,6 +94,13 @@ struct Status: ParsableCommand {
             if let authenticated = s.authenticated {
                 line(pad("  of which NTS", 14, right: false) + pad("", 14) + pad("\(authenticated)", 14) + "  authenticated replies (RFC 8915)")
             }
+            if let signatures = s.signatures {
+                // Batch sizes in bucket order ("1", "2-3", ... "64+"), not alphabetical.
+                let sizes = (s.batchSizes ?? [:]).filter { $0.value > 0 }
+                    .sorted { Int($0.key.prefix { $0.isNumber }) ?? 0 < Int($1.key.prefix { $0.isNumber }) ?? 0 }
+                    .map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+                line(pad("  signatures", 14, right: false) + pad("", 14) + pad("\(signatures)", 14) + "  one per receive batch and version; batches by size: " + (sizes.isEmpty ? "-" : sizes))
+            }
         }
         if !status.workers.isEmpty {
             line()

@@ -66,7 +66,19 @@ struct RoughtimeServiceTests {
                 deepest = max(deepest, depth)
             }
             #expect(deepest >= 1, "no two requests shared a batch")
-            #expect(server.datagramStatistics(.roughtime).replied >= UInt64(count))
+            let stats = server.datagramStatistics(.roughtime)
+            #expect(stats.replied >= UInt64(count))
+            // The counters the operator sees: every reply came from a counted batch, a batch
+            // needs one signature per version it held (two here at most), and a shared batch
+            // (PATH deeper than 0) shows up in a bucket above "1".
+            let batches = stats.deferredBatches.reduce(0, +)
+            let covered = zip([1, 2, 4, 8, 16, 32, 64], stats.deferredBatches).map { UInt64($0) * $1 }.reduce(0, +)
+            #expect(batches >= 1 && stats.signatures >= batches && stats.signatures <= 2 * batches, "\(stats.signatures) signatures, \(stats.deferredBatches)")
+            #expect(covered <= stats.replied, "bucket lower bounds \(covered) exceed \(stats.replied) replies")
+            #expect(stats.deferredBatches.dropFirst().reduce(0, +) >= 1, "no batch above 1 request: \(stats.deferredBatches)")
+            let status = try #require(server.status().services.first { $0.name == "roughtime" && $0.transport == "udp" })
+            #expect(status.signatures == stats.signatures)
+            #expect(status.batchSizes?.keys.sorted() == DatagramStatistics.batchBuckets.sorted())
         }
     }
 

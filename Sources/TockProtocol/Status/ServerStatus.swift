@@ -101,11 +101,20 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// Kisses-o'-death by why they were sent (`denied`, `rate_limited`, `nts_bad_cookie`:
         /// an NTS NAK); absent for services that send none.
         public var kisses: [String: UInt64]?
+        /// Roughtime: SREP signatures made, one per version in each receive batch (RFC 10049
+        /// §5.3); absent for other services.
+        public var signatures: UInt64?
+        /// Roughtime: receive batches answered, by how many requests each signature covered
+        /// ("1", "2-3", "4-7", ... "64+"); absent for other services.
+        public var batchSizes: [String: UInt64]?
 
         /// Creates one service's totals.
-        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil) {
+        public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil,
+                    signatures: UInt64? = nil, batchSizes: [String: UInt64]? = nil) {
             self.authenticated = authenticated
             self.kisses = kisses
+            self.signatures = signatures
+            self.batchSizes = batchSizes
             self.name = name
             self.transport = transport
             self.requests = requests

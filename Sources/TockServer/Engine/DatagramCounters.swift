@@ -18,7 +18,17 @@ final class DatagramCounters: Sendable {
         case kissesSent
         /// NTS-protected replies sent (RFC 8915 §5.7).
         case authenticated
+        /// Signatures made at the end of a batch (Roughtime: one SREP signature per version
+        /// present in a receive batch, RFC 10049 §5.3).
+        case signatures
+        /// Receive batches with deferred replies, by how many: 1, 2-3, 4-7, ... 64 and more
+        /// (`DatagramCounters.batchBuckets`), so an operator sees how much each signature buys.
+        case deferredBatchOf1, deferredBatchOf2, deferredBatchOf4, deferredBatchOf8, deferredBatchOf16, deferredBatchOf32, deferredBatchOf64
     }
+
+    /// The labels of the deferred-batch buckets, smallest first: each holds batches of at least
+    /// its size and less than the next one's.
+    static let batchBuckets = ["1", "2-3", "4-7", "8-15", "16-31", "32-63", "64+"]
 
     /// Slots: the fixed ones, then one per `DropReason` for drops, then one per `DropReason`
     /// for kisses sent because of it.
@@ -43,6 +53,14 @@ final class DatagramCounters: Sendable {
         /// Adds `n` to a fixed slot.
         @inline(__always)
         func add(_ n: UInt64, to slot: Slot) { slots[slot.rawValue] &+= n }
+
+        /// Counts a batch that ended with `deferred` replies written by the responder.
+        @inline(__always)
+        func deferredBatch(_ deferred: Int) {
+            guard deferred > 0 else { return }
+            let bucket = min(Int.bitWidth - 1 - deferred.leadingZeroBitCount, DatagramCounters.batchBuckets.count - 1)
+            slots[Slot.deferredBatchOf1.rawValue + bucket] &+= 1
+        }
 
         /// Counts one drop.
         @inline(__always)
@@ -94,6 +112,12 @@ package struct DatagramStatistics: Sendable, Hashable {
     package var drops: [DropReason: UInt64] = [:]
     /// Kisses-o'-death by the reason they were sent (denied, rate limited, NTS cookie refused).
     package var kisses: [DropReason: UInt64] = [:]
+    /// Signatures made per batch (Roughtime).
+    package var signatures: UInt64 = 0
+    /// Batches with deferred replies by size bucket, in `DatagramCounters.batchBuckets` order.
+    package var deferredBatches = [UInt64](repeating: 0, count: DatagramCounters.batchBuckets.count)
+    /// The bucket labels of `deferredBatches`.
+    package static var batchBuckets: [String] { DatagramCounters.batchBuckets }
 
     package init() {}
 
@@ -110,6 +134,8 @@ package struct DatagramStatistics: Sendable, Hashable {
         authenticated += other.authenticated
         for (k, v) in other.drops { drops[k, default: 0] += v }
         for (k, v) in other.kisses { kisses[k, default: 0] += v }
+        signatures += other.signatures
+        for i in deferredBatches.indices { deferredBatches[i] += other.deferredBatches[i] }
     }
 
     init(_ counters: DatagramCounters, service: TockService) {
@@ -119,6 +145,10 @@ package struct DatagramStatistics: Sendable, Hashable {
         sendErrors = counters.value(.sendErrors)
         kissesSent = counters.value(.kissesSent)
         authenticated = counters.value(.authenticated)
+        signatures = counters.value(.signatures)
+        for i in deferredBatches.indices {
+            deferredBatches[i] = counters.value(DatagramCounters.Slot(rawValue: DatagramCounters.Slot.deferredBatchOf1.rawValue + i)!)
+        }
         for reason in service.dropReasons {
             drops[reason] = counters.drops(reason)
         }

@@ -62,14 +62,23 @@ protocol DatagramResponder: Sendable {
     /// Writes the replies this batch's `respond` calls deferred (`.deferred`), after the last
     /// `respond` and before any send. `slots[k]` is the slot of the k-th deferred reply, the
     /// same buffer `respond` was given for it (slots stay valid until the batch is sent); the
-    /// responder writes the reply there and its length into `lengths[k]`. Returns nil, or the
-    /// reason every deferred reply of the batch is dropped unsent.
-    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason?
+    /// responder writes the reply there and its length into `lengths[k]`. Returns whether the
+    /// replies were written (and the signatures that took) or the reason every deferred reply
+    /// of the batch is dropped unsent.
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome
+}
+
+/// How a responder ended a batch's deferred replies.
+enum DeferredBatchOutcome: Equatable {
+    /// Written, with this many signatures made for them.
+    case written(signatures: Int)
+    /// None written: every deferred reply is dropped for this reason.
+    case dropped(DropReason)
 }
 
 extension DatagramResponder {
     /// Protocols that never defer have nothing to write at the end of a batch.
-    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason? { nil }
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome { .written(signatures: 0) }
 
     /// Protocols without timestamped replies finish nothing.
     mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int) {}

@@ -118,7 +118,15 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         responder: inout Responder, totals: borrowing DatagramCounters.Totals
     ) {
         for k in 0..<deferred { lengths[k] = 0 }
-        let dropped = responder.endBatch(slots: UnsafeBufferPointer(rebasing: slots[0..<deferred]), lengths: UnsafeMutableBufferPointer(rebasing: lengths[0..<deferred]))
+        let outcome = responder.endBatch(slots: UnsafeBufferPointer(rebasing: slots[0..<deferred]), lengths: UnsafeMutableBufferPointer(rebasing: lengths[0..<deferred]))
+        var dropped: DropReason?
+        switch outcome {
+        case .written(let signatures):
+            totals.add(UInt64(signatures), to: .signatures)
+            totals.deferredBatch(deferred)
+        case .dropped(let reason):
+            dropped = reason
+        }
         var k = 0
         var kept = 0
         for j in 0..<batch.queued {

@@ -66,6 +66,10 @@ package final class MetricsExporter: Sendable {
             for (reason, n) in (s.kisses ?? [:]).sorted(by: { $0.key < $1.key }) {
                 count("tockd_kisses_by_reason_total", d + [("reason", reason)], n)
             }
+            if let signatures = s.signatures { count("tockd_roughtime_signatures_total", d, signatures) }
+            for (size, n) in (s.batchSizes ?? [:]).sorted(by: { $0.key < $1.key }) {
+                count("tockd_roughtime_batches_total", d + [("size", size)], n)
+            }
             for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {
                 count("tockd_drops_total", d + [("reason", reason)], n)
             }

@@ -28,7 +28,10 @@ extension TockServer {
                     name: service.rawValue, transport: "udp", requests: udp.received, replies: udp.replied,
                     kissesOfDeath: udp.kissesSent, drops: labels(udp.drops), errors: udp.receiveErrors + udp.sendErrors,
                     authenticated: service == .ntp && configuration.nts != nil ? udp.authenticated : nil,
-                    kisses: udp.kisses.isEmpty ? nil : labels(udp.kisses)
+                    kisses: udp.kisses.isEmpty ? nil : labels(udp.kisses),
+                    signatures: service == .roughtime ? udp.signatures : nil,
+                    batchSizes: service == .roughtime
+                        ? Dictionary(uniqueKeysWithValues: zip(DatagramStatistics.batchBuckets, udp.deferredBatches)) : nil
                 ))
             }
             if service == .ntsKE {

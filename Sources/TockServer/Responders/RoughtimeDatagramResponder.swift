@@ -94,17 +94,20 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         }
     }
 
-    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason? {
+    mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome {
         precondition(slots.count == tickets.count, "one slot per deferred reply")
         do {
             try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
         } catch {
-            return .roughtimeInternal
+            return .dropped(.roughtimeInternal)
         }
         for k in 0..<tickets.count {
             lengths[k] = server.writeReply(tickets[k], into: slots[k])
         }
-        return nil
+        // One signature per version batch that held requests.
+        var signatures = 0
+        for b in server.batches.indices where server.batches[b].count > 0 { signatures += 1 }
+        return .written(signatures: signatures)
     }
 
     /// The counter a core drop reason lands in.
