@@ -16,19 +16,15 @@ import urllib.request
 import pytest
 from OpenSSL import SSL
 
-from conftest import INTEROP, run, tock, wait_until
+from conftest import INTEROP, REPO, run, tock, wait_until
 
 sys.path.insert(0, str(INTEROP))
 import nts_client as nts  # noqa: E402
 
 
 def make_certificate(directory):
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
-    key.chmod(0o600)
-    return cert, key
+    subprocess.run([str(REPO / "scripts" / "throwaway-certificate"), str(directory)], check=True, capture_output=True)
+    return directory / "cert.pem", directory / "key.pem"
 
 
 @pytest.fixture(scope="module")
