@@ -1,4 +1,5 @@
 import Logging
+import TockCrypto
 import TockProtocol
 import TockServer
 import TockSockets
@@ -52,7 +53,7 @@ extension TockdSettings {
         resolved.configuration.nts = try resolved.nts.configuration(ntpListeners: resolved.configuration.ntpListeners)
         if let path = resolved.roughtimeKeyFile {
             do {
-                resolved.configuration.roughtimeKeySeed = try RoughtimeKeyCell.readSeed(path: path)
+                resolved.configuration.roughtimeKeySeed = try RoughtimeKeyText.readSeed(path: path)
             } catch {
                 throw SettingError(.roughtimeKey, value: path, problem: error.description, afterMerge: true)
             }

@@ -87,28 +87,6 @@ package final class RoughtimeKeyCell: Sendable {
         let v = version.load(ordering: .acquiring)
         return (current.withLockedValue { $0 }, v)
     }
-
-    /// Reads a long-term key seed from `path`: 32 raw bytes, or 64 hex digits, or 44 base64
-    /// characters, readable by its owner only (like `NTSCookieKeys.readMaster`).
-    package static func readSeed(path: String) throws(KeyError) -> [UInt8] {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw KeyError(description: "Roughtime key file \(path): \(SystemError.describe(errno)); make one with: tock roughtime keygen \(path)")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            throw KeyError(description: "Roughtime key file \(path) can be read by others (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 \(path)")
-        }
-        guard let file = fopen(path, "r") else {
-            throw KeyError(description: "Roughtime key file \(path): \(SystemError.describe(errno))")
-        }
-        defer { fclose(file) }
-        var bytes = [UInt8](repeating: 0, count: 256)
-        let n = fread(&bytes, 1, bytes.count, file)
-        guard let seed = RoughtimeKeyText.decodeSeed(Array(bytes[..<n])) else {
-            throw KeyError(description: "Roughtime key file \(path) holds \(n) bytes that are not a 32-byte Ed25519 seed (raw, 64 hex digits or 44 base64 characters); make one with: tock roughtime keygen \(path)")
-        }
-        return seed
-    }
 }
 
 /// An online key (its Ed25519 seed) and the certificate delegating to it.
