@@ -85,7 +85,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .drop(let reason), .kiss(_, because: let reason): return .ignore(reason)
         }
         guard clock.state.isSynchronized else { return .ignore(.unsynchronized) }
-        switch server.receive(request, hasher: &hasher) {
+        switch server.receive(request, midpoint: midpoint, hasher: &hasher) {
         case .queued(let ticket):
             tickets.append(ticket)
             return .deferred
@@ -96,10 +96,12 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
 
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DropReason? {
         precondition(slots.count == tickets.count, "one slot per deferred reply")
-        do {
+        do throws(RoughtimeBatch.SealError) {
             try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
         } catch {
-            return .roughtimeInternal
+            // `receive` queues nothing outside the delegation, so this is the signer failing;
+            // the mapping keeps the reason right should that ever change.
+            return error == .outsideDelegation ? .roughtimeDelegationExpired : .roughtimeInternal
         }
         for k in 0..<tickets.count {
             lengths[k] = server.writeReply(tickets[k], into: slots[k])
@@ -117,6 +119,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .wrongType: .roughtimeType
         case .unknownSRV: .roughtimeSRV
         case .batchFull: .roughtimeInternal
+        case .outsideDelegation: .roughtimeDelegationExpired
         }
     }
 }
