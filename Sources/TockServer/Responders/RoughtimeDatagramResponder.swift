@@ -46,10 +46,10 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         tickets.reserveCapacity(2 << Self.maximumDepth)
     }
 
-    private static func make(_ key: RoughtimeOnlineKey, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
+    private static func make(_ key: RoughtimeDelegation, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
         let server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: srv), certificate: key.certificate, maximumDepth: maximumDepth)
-        // The seed came from a key the cell made, so it is 32 bytes.
-        return (server, try! RoughtimeEd25519Signer(seed: key.seed))
+        // The seed was checked when the delegation was made or read, so it is 32 bytes.
+        return (server, try! RoughtimeEd25519Signer(seed: key.onlineSeed))
     }
 
     /// RADI for a clock whose error bound is `rootDispersionNanoseconds`: that bound plus the
