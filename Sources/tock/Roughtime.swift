@@ -270,7 +270,8 @@ struct Roughtime: ParsableCommand {
             discussion: """
                 FILE gets the 32-byte seed as 64 hex digits and a newline, mode 600; an existing \
                 FILE is never overwritten. Prints the public key in base64 and hex, and a server \
-                list entry (RFC 10049 §8.3) to give clients.
+                list entry (RFC 10049 §8.3) to give clients. To keep the seed off the server, \
+                sign delegations with it instead: tock roughtime delegate.
                 """
         )
 
