@@ -92,7 +92,9 @@ package final class ReloadService: Service, Sendable {
             return .rejected("\(error)")
         }
         do throws(SettingError) {
-            resolved = try next.resolve()
+            // The Roughtime delegation's window is checked where it is reloaded
+            // (`reloadKeyFiles`): an expired delegation keeps only itself from reloading.
+            resolved = try next.resolve(delegationTime: nil)
         } catch {
             logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
             return .rejected("\(error)")

@@ -44,14 +44,17 @@ extension TockdSettings {
     ///
     /// Starts from the configuration types' own defaults (`TockServerConfiguration()`,
     /// `ResolvedSettings()`) and applies each setting this layer sets, in table order.
-    package func resolve() throws(SettingError) -> ResolvedSettings {
+    /// `delegationTime` is when an offline Roughtime delegation must be valid (now, at start);
+    /// nil skips that one check, for a reload, where the key cell checks the window itself and
+    /// an expired delegation must not hold up a change of access lists.
+    package func resolve(delegationTime: UTCInstant? = SystemClock.now()) throws(SettingError) -> ResolvedSettings {
         try validate()
         var resolved = ResolvedSettings()
         for setting in Setting.all {
             try setting.land(setting, self, &resolved)
         }
         resolved.configuration.nts = try resolved.nts.configuration(ntpListeners: resolved.configuration.ntpListeners)
-        try resolved.readRoughtimeKeys(now: SystemClock.now())
+        try resolved.readRoughtimeKeys(now: delegationTime)
         for service in TockService.allCases {
             if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
                 throw SettingError(.rateLimit, value: "true", problem: problem)
@@ -98,8 +101,9 @@ package struct ResolvedSettings: Sendable {
 
     /// Reads the Roughtime key: exactly one of the long-term seed (the server makes and renews
     /// its online key) and an offline delegation (RFC 10049 §5.2.6), which must verify under its
-    /// long-term key and be valid at `now`, so a wrong file stops tockd at start, naming it.
-    mutating func readRoughtimeKeys(now: UTCInstant) throws(SettingError) {
+    /// long-term key and be valid at `now` (unless nil), so a wrong file stops tockd at start,
+    /// naming it.
+    mutating func readRoughtimeKeys(now: UTCInstant?) throws(SettingError) {
         switch (roughtimeKeyFile, roughtimeDelegationFile) {
         case (let key?, _?):
             throw SettingError(.roughtimeDelegation, value: roughtimeDelegationFile!, problem: "given with --roughtime-key \(key) (roughtime.key_file): serve either the long-term key or a delegation signed offline, not both", afterMerge: true)
@@ -112,7 +116,7 @@ package struct ResolvedSettings: Sendable {
         case (nil, let path?):
             do throws(RoughtimeDelegation.Problem) {
                 let delegation = try RoughtimeDelegation.read(path: path)
-                try delegation.check(atUnixSeconds: now.secondsSinceUnixEpoch, path: path)
+                if let now { try delegation.check(atUnixSeconds: now.secondsSinceUnixEpoch, path: path) }
                 configuration.roughtimeDelegation = RoughtimeDelegationFile(path: path, delegation: delegation)
             } catch {
                 throw SettingError(.roughtimeDelegation, value: path, problem: error.description, afterMerge: true)

@@ -261,6 +261,41 @@ struct RoughtimeDelegationTests {
         }
     }
 
+    @Test("With a configuration file, an expired delegation keeps the running one but does not hold up an access-list change; a broken file holds up the reload")
+    func reloadWithConfigurationFile() async throws {
+        try await Self.withDirectory { directory in
+            let path = directory + "/delegation"
+            let config = directory + "/tockd.toml"
+            let base = "[ntp]\nlisten = []\n[daytime]\nlisten = []\n[time]\nlisten = []\n[clock]\nsource = \"local\"\n[roughtime]\nlisten = [\"127.0.0.1:0\"]\ndelegation_file = \"\(path)\"\n"
+            try Self.write(base, to: config)
+            let first = try Self.delegation()
+            try Self.write(first.fileText, to: path)
+            let layer = try ConfigFile.load(path: config)
+            try await withServer(try layer.resolve().configuration) { server in
+                let address = server.addresses(.roughtime)[0]
+                let reloader = ReloadService(server: server, path: config, flags: TockdSettings(), running: layer, logLevel: LiveLogLevel(.info), logger: quietLogger)
+
+                try Self.write(try Self.delegation(from: -7200, until: -60).fileText, to: path)
+                try Self.write(base + "[access]\ndeny = [\"192.0.2.0/24\"]\n", to: config)
+                guard case .applied(let changed, _, _) = reloader.reload() else {
+                    Issue.record("an expired delegation held up the reload")
+                    return
+                }
+                #expect(changed.contains(.roughtime))
+                #expect(server.roughtimeKeys?.delegation == first)
+                #expect(try await Self.ask(address) == first.onlinePublicKey)
+
+                try Self.write("format: something else\n", to: path)
+                guard case .rejected(let why) = reloader.reload() else {
+                    Issue.record("a broken delegation file was accepted")
+                    return
+                }
+                #expect(why.contains("--roughtime-delegation"), "\(why)")
+                #expect(server.roughtimeKeys?.delegation == first)
+            }
+        }
+    }
+
     @Test("Once the delegation has expired the server answers nothing, counts delegation_expired, and answers again after a reload")
     func expiredWhileServing() async throws {
         try await Self.withDirectory { directory in
