@@ -56,6 +56,7 @@ let package = Package(
             name: "TockConfig",
             dependencies: [
                 "CTockShims",
+                "TockCrypto",
                 "TockServer",
                 "TockProtocol",
                 "TockSockets",

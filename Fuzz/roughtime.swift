@@ -81,13 +81,13 @@ public func fuzzRoughtime(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let policy = RoughtimeRequestPolicy(srv: hasher.srv(forLongTermKey: longTermKey))
     var server = RoughtimeServer(policy: policy, certificate: certificate, maximumDepth: 1)
     let decision = policy.decide(input)
-    let first = server.receive(input, hasher: &hasher)
+    let first = server.receive(input, midpoint: 1_800_000_000, hasher: &hasher)
     guard case .queued(let ticket) = first else {
         if case .ignore(let reason) = first { precondition(decision == .ignore(reason), "receive follows decide") }
         return 0
     }
     guard case .respond(let accepted) = decision else { preconditionFailure("queued what decide ignored") }
-    let second = server.receive(input, hasher: &hasher)
+    let second = server.receive(input, midpoint: 1_800_000_000, hasher: &hasher)
     guard case .queued(let again) = second, again.batch == ticket.batch, again.index == 1 else { preconditionFailure("second copy not queued") }
     try! server.seal(midpoint: 1_800_000_000, radius: 3, signer: &online, hasher: &hasher)
     var reply = [UInt8](repeating: 0xEE, count: 1024)

@@ -2,8 +2,10 @@ import Atomics
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TockCrypto
 import TockProtocol
 import TockServer
+import TockSockets
 import UnixSignals
 
 /// Reloads the configuration file on SIGHUP, as chronyd and ntpd-rs operators expect.
@@ -70,7 +72,8 @@ package final class ReloadService: Service, Sendable {
     /// Reads the file again and applies what can change live.
     package func reload() -> Outcome {
         guard let path else {
-            logger.notice("reload requested, but tockd runs without --config: nothing to reload")
+            logger.notice("reload requested, but tockd runs without --config: no settings to reload; key files named by flags are read again")
+            reloadKeyFiles()
             return .rejected("no configuration file")
         }
         return running.withLock { running in reload(path: path, running: &running) }
@@ -89,7 +92,9 @@ package final class ReloadService: Service, Sendable {
             return .rejected("\(error)")
         }
         do throws(SettingError) {
-            resolved = try next.resolve()
+            // The Roughtime delegation's window is checked where it is reloaded
+            // (`reloadKeyFiles`): an expired delegation keeps only itself from reloading.
+            resolved = try next.resolve(delegationTime: nil)
         } catch {
             logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
             return .rejected("\(error)")
@@ -102,11 +107,7 @@ package final class ReloadService: Service, Sendable {
             ])
         }
         let services = server.updatePolicies(resolved.policies)
-        // A renewed NTS certificate (ACME) applies to new connections; a pair that does not
-        // load keeps the running one.
-        if let problem = server.reloadNTSCredentials() {
-            logger.error("NTS certificate reload failed; keeping the running certificate", metadata: ["error": "\(problem)"])
-        }
+        reloadKeyFiles()
         logLevel.level = resolved.logLevel
         running = running.takingReloadable(from: next)
         logger.notice("configuration reloaded", metadata: [
@@ -116,6 +117,36 @@ package final class ReloadService: Service, Sendable {
             "log_level": "\(resolved.logLevel)",
         ])
         return .applied(changedServices: services, logLevel: resolved.logLevel, needRestart: needRestart)
+    }
+}
+
+extension ReloadService {
+    /// Reads the files holding keys again, as an operator replaces them while tockd runs: a
+    /// renewed NTS certificate (ACME) applies to new connections, a new Roughtime delegation
+    /// (RFC 10049 §5.2.6) to the workers' next batch. A file that does not load keeps what runs,
+    /// and the log says why.
+    func reloadKeyFiles() {
+        if let problem = server.reloadNTSCredentials() {
+            logger.error("NTS certificate reload failed; keeping the running certificate", metadata: ["error": "\(problem)"])
+        }
+        switch server.reloadRoughtimeDelegation() {
+        case nil:
+            break
+        case .success(let delegation)?:
+            let certificate = delegation.certificate
+            var metadata: Logger.Metadata = [
+                "online_public_key": "\(RoughtimeKeyText.base64(certificate.onlinePublicKey))",
+                "mint": "\(RoughtimeDelegation.iso(certificate.minimumTime))",
+                "maxt": "\(RoughtimeDelegation.iso(certificate.maximumTime))",
+            ]
+            if case .valid(let remaining) = certificate.status(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch) {
+                metadata["remaining"] = "\(RoughtimeDelegation.span(remaining))"
+            }
+            // Under 3 days left, the key service warns at its next look.
+            logger.notice("Roughtime delegation reloaded", metadata: metadata)
+        case .failure(let error)?:
+            logger.error("Roughtime delegation reload failed; keeping the running delegation", metadata: ["error": "\(error)"])
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Logging
+import TockCrypto
 import TockProtocol
 import TockServer
 import TockSockets
@@ -43,22 +44,17 @@ extension TockdSettings {
     ///
     /// Starts from the configuration types' own defaults (`TockServerConfiguration()`,
     /// `ResolvedSettings()`) and applies each setting this layer sets, in table order.
-    package func resolve() throws(SettingError) -> ResolvedSettings {
+    /// `delegationTime` is when an offline Roughtime delegation must be valid (now, at start);
+    /// nil skips that one check, for a reload, where the key cell checks the window itself and
+    /// an expired delegation must not hold up a change of access lists.
+    package func resolve(delegationTime: UTCInstant? = SystemClock.now()) throws(SettingError) -> ResolvedSettings {
         try validate()
         var resolved = ResolvedSettings()
         for setting in Setting.all {
             try setting.land(setting, self, &resolved)
         }
         resolved.configuration.nts = try resolved.nts.configuration(ntpListeners: resolved.configuration.ntpListeners)
-        if let path = resolved.roughtimeKeyFile {
-            do {
-                resolved.configuration.roughtimeKeySeed = try RoughtimeKeyCell.readSeed(path: path)
-            } catch {
-                throw SettingError(.roughtimeKey, value: path, problem: error.description, afterMerge: true)
-            }
-        } else if !resolved.configuration.roughtimeListeners.isEmpty {
-            throw SettingError(.roughtimeKey, value: "(none)", problem: "Roughtime needs a long-term key: make one with tock roughtime keygen FILE and pass --roughtime-key FILE", afterMerge: true)
-        }
+        try resolved.readRoughtimeKeys(now: delegationTime)
         for service in TockService.allCases {
             if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
                 throw SettingError(.rateLimit, value: "true", problem: problem)
@@ -89,6 +85,8 @@ package struct ResolvedSettings: Sendable {
     package var nts = NTSDraft()
     /// The Roughtime key file, read by `resolve()`.
     package var roughtimeKeyFile: String?
+    /// The Roughtime delegation file, read and checked by `resolve()`.
+    package var roughtimeDelegationFile: String?
 
     /// The defaults: the server's own, the user tockd starts as, level info, no metrics.
     package init(
@@ -99,6 +97,35 @@ package struct ResolvedSettings: Sendable {
         self.user = user
         self.logLevel = logLevel
         self.metricsAddress = metricsAddress
+    }
+
+    /// Reads the Roughtime key: exactly one of the long-term seed (the server makes and renews
+    /// its online key) and an offline delegation (RFC 10049 §5.2.6), which must verify under its
+    /// long-term key and be valid at `now` (unless nil), so a wrong file stops tockd at start,
+    /// naming it.
+    mutating func readRoughtimeKeys(now: UTCInstant?) throws(SettingError) {
+        switch (roughtimeKeyFile, roughtimeDelegationFile) {
+        case (let key?, _?):
+            throw SettingError(.roughtimeDelegation, value: roughtimeDelegationFile!, problem: "given with --roughtime-key \(key) (roughtime.key_file): serve either the long-term key or a delegation signed offline, not both", afterMerge: true)
+        case (let path?, nil):
+            do throws(SecretFile.Problem) {
+                configuration.roughtimeKeySeed = try RoughtimeKeyText.readSeed(path: path)
+            } catch {
+                throw SettingError(.roughtimeKey, value: path, problem: error.description, afterMerge: true)
+            }
+        case (nil, let path?):
+            do throws(RoughtimeDelegation.Problem) {
+                let delegation = try RoughtimeDelegation.read(path: path)
+                if let now { try delegation.check(atUnixSeconds: now.secondsSinceUnixEpoch, path: path) }
+                configuration.roughtimeDelegation = RoughtimeDelegationFile(path: path, delegation: delegation)
+            } catch {
+                throw SettingError(.roughtimeDelegation, value: path, problem: error.description, afterMerge: true)
+            }
+        case (nil, nil):
+            guard configuration.roughtimeListeners.isEmpty else {
+                throw SettingError(.roughtimeKey, value: "(none)", problem: "Roughtime needs a long-term key: make one with tock roughtime keygen FILE and pass --roughtime-key FILE, or serve a delegation signed offline with --roughtime-delegation FILE (tock roughtime delegate)", afterMerge: true)
+            }
+        }
     }
 
     /// Each service's policy, as a reload hands them to the server.

@@ -79,6 +79,8 @@ package struct TockdSettings: Sendable, Equatable {
     package var roughtime: [String]?
     /// `Setting.roughtimeKey`.
     package var roughtimeKey: String?
+    /// `Setting.roughtimeDelegation`.
+    package var roughtimeDelegation: String?
 
     /// A layer that sets nothing.
     package init() {}
@@ -98,14 +100,14 @@ extension Setting {
         rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize,
         metrics, user, logLevel,
         ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
-        roughtime, roughtimeKey,
+        roughtime, roughtimeKey, roughtimeDelegation,
     ]
 
     /// Where Roughtime answers (RFC 10049); off without it. Like NTS-KE, not a listener that
     /// turns the NTP defaults off.
     package static let roughtime = Setting(
         key: "roughtime.listen", flag: "--roughtime", reloadable: false,
-        help: "Serve Roughtime (RFC 10049) on UDP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key",
+        help: "Serve Roughtime (RFC 10049) on UDP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key or --roughtime-delegation",
         valueName: "listener", field: \.roughtime,
         format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
             problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
@@ -124,9 +126,17 @@ extension Setting {
     /// The Roughtime long-term key.
     package static let roughtimeKey = Setting(
         key: "roughtime.key_file", flag: "--roughtime-key", reloadable: false,
-        help: "Roughtime long-term Ed25519 seed (32 bytes raw, 64 hex digits or 44 base64 characters; readable by its owner only; make one with: tock roughtime keygen FILE); the online key is made at start and renewed daily",
+        help: "Roughtime long-term Ed25519 seed (32 bytes raw, 64 hex digits or 44 base64 characters; readable by its owner only; make one with: tock roughtime keygen FILE); the online key is made at start and renewed daily. Or keep the long-term key off the server with --roughtime-delegation",
         valueName: "file", field: \.roughtimeKey, format: .text(allowed: "a 32-byte seed file, mode 600") { $0.isEmpty ? "empty" : nil },
         lands: .at(\.roughtimeKeyFile, to: { $0 }, back: { $0 })
+    )
+    /// A Roughtime delegation signed offline, served instead of the long-term key.
+    package static let roughtimeDelegation = Setting(
+        key: "roughtime.delegation_file", flag: "--roughtime-delegation", reloadable: false,
+        help: "Serve Roughtime with a delegation signed offline (tock roughtime delegate --key SEED --out FILE: the online key and its certificate, readable by its owner only) instead of --roughtime-key, so the long-term key never sits on the server; refused if its signature fails or it is not valid now; SIGHUP reads the file again; once it expires Roughtime stays silent",
+        valueName: "file", field: \.roughtimeDelegation, format: .text(allowed: "a file written by tock roughtime delegate, mode 600") { $0.isEmpty ? "empty" : nil },
+        lands: .at(\.roughtimeDelegationFile, to: { $0 }, back: { $0 }),
+        defaultText: "none (the online key is made from --roughtime-key)"
     )
 
     /// Where NTS-KE answers (RFC 8915 §4); NTS is off without it (or a key file).

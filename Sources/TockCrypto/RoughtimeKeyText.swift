@@ -21,6 +21,16 @@ package enum RoughtimeKeyText {
         return decode(text)
     }
 
+    /// Reads a long-term key seed from `path`: 32 raw bytes, or 64 hex digits or 44 base64
+    /// characters, in a file readable by its owner only (`SecretFile`).
+    package static func readSeed(path: String) throws(SecretFile.Problem) -> [UInt8] {
+        let bytes = try SecretFile.read(path, name: "Roughtime key file", limit: 256, missingHint: "make one with: tock roughtime keygen \(path)")
+        guard let seed = decodeSeed(bytes) else {
+            throw SecretFile.Problem("Roughtime key file \(path) holds \(bytes.count) bytes that are not a 32-byte Ed25519 seed (raw, 64 hex digits or 44 base64 characters); make one with: tock roughtime keygen \(path)")
+        }
+        return seed
+    }
+
     /// The bytes in base64.
     package static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TockCrypto
 import TockProtocol
 import TockSockets
 
@@ -103,7 +104,13 @@ package final class TockServer: Service, Sendable {
             func roughtimeResponder() throws(ListenerError) -> RoughtimeKeyCell {
                 if let roughtimeKeys { return roughtimeKeys }
                 let address = configuration.roughtimeListeners.first ?? configuration.inheritedSockets.first { $0.service == .roughtime }!.address
-                guard let seed = configuration.roughtimeKeySeed, let keys = try? RoughtimeKeyCell(longTermSeed: seed, now: SystemClock.now()) else {
+                let keys: RoughtimeKeyCell
+                if let file = configuration.roughtimeDelegation {
+                    keys = RoughtimeKeyCell(file: file)
+                } else if let seed = configuration.roughtimeKeySeed,
+                          let made = try? RoughtimeKeyCell(longTermSeed: seed, renewal: configuration.roughtimeRenewal, now: SystemClock.now()) {
+                    keys = made
+                } else {
                     throw ListenerError(transport: "UDP", address: address, errorNumber: ENOKEY)
                 }
                 roughtimeKeys = keys
@@ -253,6 +260,19 @@ package final class TockServer: Service, Sendable {
         }
     }
 
+    /// Reads the offline Roughtime delegation file again (SIGHUP): the workers serve the new
+    /// delegation from their next batch; one that does not load, is not valid now, or is signed
+    /// by another long-term key keeps the running one. Returns nil when Roughtime serves no
+    /// delegation file, else the delegation now served or why the file was refused.
+    package func reloadRoughtimeDelegation() -> Result<RoughtimeDelegation, RoughtimeKeyCell.KeyError>? {
+        guard let keys = roughtimeKeys, keys.delegationFile != nil else { return nil }
+        do throws(RoughtimeKeyCell.KeyError) {
+            return try keys.reloadFile(now: SystemClock.now()).map { .success($0) }
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// The running access, rate-limit and kiss-o'-death policies.
     package var currentPolicies: ServicePolicies {
         ServicePolicies { service in policyCells[service]!.policy }
@@ -322,6 +342,17 @@ package final class TockServer: Service, Sendable {
             if let name = socket.name { metadata["fd_name"] = "\(name)" }
             logger.info("listening on a socket inherited from systemd", metadata: metadata)
         }
+        if let keys = roughtimeKeys {
+            let now = SystemClock.now()
+            let metadata = keys.metadata(now: now)
+            // The key service warns when little time remains.
+            switch keys.delegation.certificate.status(atUnixSeconds: now.secondsSinceUnixEpoch) {
+            case .valid:
+                logger.info("Roughtime delegation", metadata: metadata)
+            case .expired, .notYetValid:
+                logger.error("the Roughtime delegation does not cover the time: Roughtime is not answering until a new delegation is loaded", metadata: metadata)
+            }
+        }
         if !clock.isSynchronized {
             logger.warning("the clock is not synchronised: NTP replies carry leap indicator 3 and stratum 0, Daytime and Time stay silent; use --clock-source local to serve this clock anyway")
         }
@@ -335,7 +366,8 @@ package final class TockServer: Service, Sendable {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await refresher.run() }
             if let keys = roughtimeKeys {
-                tasks.addTask { await RoughtimeKeyService(keys: keys).run() }
+                let logger = self.logger
+                tasks.addTask { await RoughtimeKeyService(keys: keys, logger: logger).run() }
             }
             // Wait for the group's shutdown signal, or for cancellation.
             try? await gracefulShutdown()

@@ -42,9 +42,16 @@ package struct TockServerConfiguration: Sendable {
     package var roughtimePolicy: ServicePolicy
     /// Roughtime (RFC 10049) addresses, UDP. Default: none.
     package var roughtimeListeners: [SocketEndpoint] = []
-    /// The Roughtime long-term key's 32-byte Ed25519 seed; needed when Roughtime is served.
-    /// Default: nil.
+    /// The Roughtime long-term key's 32-byte Ed25519 seed: the server makes its online key and
+    /// renews it. Roughtime needs this or `roughtimeDelegation`. Default: nil.
     package var roughtimeKeySeed: [UInt8]? = nil
+    /// A Roughtime delegation signed offline (`tock roughtime delegate`), served instead of an
+    /// online key made from `roughtimeKeySeed`, so the long-term key stays off the server; a
+    /// reload reads its file again. Default: nil.
+    package var roughtimeDelegation: RoughtimeDelegationFile? = nil
+    /// How the online key made from `roughtimeKeySeed` is delegated and renewed. Default: valid
+    /// from 6 h before to 18 h after it is made, renewed when under 3 h remain.
+    package var roughtimeRenewal = RoughtimeRenewal()
     /// NTS-KE listeners: kept in `nts`; this view lets per-service code treat them alike.
     package var ntsKEListeners: [SocketEndpoint] {
         get { nts?.keListeners ?? [] }

@@ -8,7 +8,7 @@ import TockProtocol
 struct Roughtime: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Roughtime (RFC 10049) keys and cross-checks.",
-        subcommands: [Keygen.self, Check.self]
+        subcommands: [Keygen.self, Delegate.self, Check.self]
     )
 
     /// `tock roughtime check SERVERS.json`: a measurement sequence (RFC 10049 §8.2) over a
@@ -105,6 +105,164 @@ struct Roughtime: ParsableCommand {
         }
     }
 
+    /// `tock roughtime delegate --key SEED --out FILE`: a delegation (RFC 10049 §5.2.6) signed
+    /// here, offline, for tockd --roughtime-delegation, so the long-term key stays off servers.
+    struct Delegate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign a Roughtime delegation offline for tockd --roughtime-delegation: the long-term key never has to sit on the server.",
+            discussion: """
+                Makes a fresh online Ed25519 key and signs DELE {PUBK, MINT, MAXT} with the \
+                long-term key of --key (RFC 10049 §5.2.6, context "RoughTime v1 delegation \
+                signature"), as tockd does for the online key it makes itself. --out gets the \
+                online private key, MINT, MAXT, the long-term public key and the signed CERT as \
+                `key: value` lines (base64; see docs/roughtime.md), mode 600: it is a secret. An \
+                existing --out is replaced only with --force, and then atomically, so a tockd \
+                reloading (SIGHUP) reads the old file or the new one, never half of one. Prints \
+                the long-term public key, the validity window and the server-list entry (§8.3).
+
+                A fleet shares the long-term public key; sign one delegation per instance, each \
+                with its own online key.
+
+                Examples:
+                  tock roughtime delegate --key roughtime.key --out delegation
+                  tock roughtime delegate --key roughtime.key --out delegation --valid 7d --not-before 2026-03-01 --force
+                """
+        )
+
+        @Option(help: ArgumentHelp("The long-term key's seed file (tock roughtime keygen), readable by its owner only.", valueName: "file"))
+        var key: String
+
+        @Option(help: ArgumentHelp("The delegation file to write (mode 600).", valueName: "file"))
+        var out: String
+
+        @Option(help: ArgumentHelp("How long the delegation is valid after --not-before: a number with s, m, h, d or w (30d, 12h), or plain seconds.", valueName: "duration"))
+        var valid: String = "30d"
+
+        @Option(help: ArgumentHelp("MINT: when the delegation starts, UTC: now, Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.", valueName: "time"))
+        var notBefore: String = "now"
+
+        @Flag(help: "Replace --out if it exists.")
+        var force = false
+
+        @Option(help: "The name for the server-list entry.")
+        var name: String = "tockd"
+
+        @Option(help: "The address for the server-list entry, HOST:PORT.")
+        var address: String = "127.0.0.1:2002"
+
+        func validate() throws {
+            guard Self.seconds(valid) != nil else { throw ValidationError("--valid \(valid): not a duration such as 30d, 12h, 90m or 3600") }
+            guard Self.unixTime(notBefore, now: 0) != nil else { throw ValidationError("--not-before \(notBefore): not now, Unix seconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") }
+        }
+
+        func run() throws {
+            let seed: [UInt8]
+            do throws(SecretFile.Problem) { seed = try RoughtimeKeyText.readSeed(path: key) } catch {
+                FileHandleStandardError.write("tock: \(error)\n")
+                throw ExitCode(1)
+            }
+            if Self.sameFile(key, out) {
+                FileHandleStandardError.write("tock: --out \(out) is the long-term key file itself; write the delegation elsewhere\n")
+                throw ExitCode(1)
+            }
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let mint = Self.unixTime(notBefore, now: Int64(now.tv_sec))!
+            let (maxt, overflow) = mint.addingReportingOverflow(Self.seconds(valid)!)
+            let delegation: RoughtimeDelegation
+            do throws(RoughtimeDelegation.Problem) {
+                guard !overflow else { throw RoughtimeDelegation.Problem("--valid \(valid) from \(mint) ends past the year 292277026596") }
+                delegation = try RoughtimeDelegation.sign(longTermSeed: seed, minimumTime: mint, maximumTime: maxt)
+            } catch {
+                FileHandleStandardError.write("tock: \(error)\n")
+                throw ExitCode(1)
+            }
+            if let problem = Self.write(Array(delegation.fileText.utf8), to: out, replacing: force) {
+                FileHandleStandardError.write("tock: \(problem)\n")
+                throw ExitCode(1)
+            }
+            let base64 = RoughtimeKeyText.base64(delegation.longTermPublicKey)
+            print("wrote \(out) (mode 600): serve it with tockd --roughtime-delegation \(out)")
+            print("long-term public key (base64)  \(base64)")
+            print("long-term public key (hex)     \(RoughtimeKeyText.hex(delegation.longTermPublicKey))")
+            print("online public key (base64)     \(RoughtimeKeyText.base64(delegation.onlinePublicKey))")
+            print("valid from \(RoughtimeDelegation.iso(mint)) (MINT \(mint)) to \(RoughtimeDelegation.iso(maxt)) (MAXT \(maxt))")
+            print("server list entry:")
+            print("""
+                {
+                  "name": "\(name)",
+                  "version": "IETF-Roughtime",
+                  "publicKeyType": "ed25519",
+                  "publicKey": "\(base64)",
+                  "addresses": [{"protocol": "udp", "address": "\(address)"}]
+                }
+                """)
+        }
+
+        /// Seconds in `text`: a number with an optional unit s, m, h, d or w; positive.
+        static func seconds(_ text: String) -> UInt64? {
+            let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604_800]
+            var digits = Substring(text)
+            var unit: UInt64 = 1
+            if let last = text.last, let u = units[last] {
+                unit = u
+                digits = digits.dropLast()
+            }
+            guard let n = UInt64(digits), n > 0 else { return nil }
+            let (total, overflow) = n.multipliedReportingOverflow(by: unit)
+            return overflow ? nil : total
+        }
+
+        /// Unix seconds in `text`: `now`, a number, `YYYY-MM-DD` (midnight UTC) or
+        /// `YYYY-MM-DDTHH:MM:SS` with an optional `Z` (UTC).
+        static func unixTime(_ text: String, now: Int64) -> UInt64? {
+            if text == "now" { return UInt64(max(0, now)) }
+            if let n = UInt64(text) { return n }
+            var t = Substring(text)
+            if t.hasSuffix("Z") { t = t.dropLast() }
+            let parts = t.split(separator: "T", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else { return nil }
+            let date = parts[0].split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            let time = parts.count == 2 ? parts[1].split(separator: ":", omittingEmptySubsequences: false).map { Int($0) } : [0, 0, 0]
+            guard date.count == 3, time.count == 3, !date.contains(nil), !time.contains(nil) else { return nil }
+            let (y, mo, d, h, mi, s) = (date[0]!, date[1]!, date[2]!, time[0]!, time[1]!, time[2]!)
+            guard (1970...9999).contains(y), (1...12).contains(mo), (1...31).contains(d), (0...23).contains(h), (0...59).contains(mi), (0...59).contains(s) else { return nil }
+            let civil = CivilTime(year: y, month: mo, day: d, hour: h, minute: mi, second: s)
+            // A day past the month's end (2026-02-30) would roll over: refuse it.
+            guard CivilTime(civil.instant, utcOffsetSeconds: 0).day == d else { return nil }
+            return UInt64(civil.instant.secondsSinceUnixEpoch)
+        }
+
+        /// Whether `a` and `b` name the same existing file.
+        static func sameFile(_ a: String, _ b: String) -> Bool {
+            var sa = stat(), sb = stat()
+            return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+        }
+
+        /// Writes `bytes` to `path`, mode 600, through a temporary file beside it: linked into
+        /// place when `path` must not exist (an existing one is refused), renamed over it with
+        /// `replacing`. Either way `path` is never seen half written. Returns what went wrong.
+        static func write(_ bytes: [UInt8], to path: String, replacing: Bool) -> String? {
+            var template = Array((path + ".XXXXXX").utf8CString)
+            let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard fd >= 0 else { return "cannot create a file beside \(path): \(String(cString: strerror(errno)))" }
+            let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            defer { unlink(temporary) }
+            fchmod(fd, 0o600)
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard written == bytes.count, synced else { return "cannot write \(temporary): \(String(cString: strerror(errno)))" }
+            if replacing {
+                guard rename(temporary, path) == 0 else { return "cannot replace \(path): \(String(cString: strerror(errno)))" }
+            } else if link(temporary, path) != 0 {
+                let e = errno
+                return "cannot create \(path): \(String(cString: strerror(e)))" + (e == EEXIST ? " (it exists; --force replaces it)" : "")
+            }
+            return nil
+        }
+    }
+
     /// `tock roughtime keygen FILE`.
     struct Keygen: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -112,7 +270,8 @@ struct Roughtime: ParsableCommand {
             discussion: """
                 FILE gets the 32-byte seed as 64 hex digits and a newline, mode 600; an existing \
                 FILE is never overwritten. Prints the public key in base64 and hex, and a server \
-                list entry (RFC 10049 §8.3) to give clients.
+                list entry (RFC 10049 §8.3) to give clients. To keep the seed off the server, \
+                sign delegations with it instead: tock roughtime delegate.
                 """
         )
 

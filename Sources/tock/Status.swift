@@ -83,6 +83,9 @@ struct Status: ParsableCommand {
         if let nts = status.nts {
             line("nts: cookies sealed under key \(nts.cookieKey) (a new key every \(nts.keyPeriodSeconds) s; cookies of the \(nts.keptPeriods) keys before it still accepted)")
         }
+        if let r = status.roughtime {
+            line("roughtime: " + roughtimeLine(r))
+        }
         line()
         line(pad("service", 14, right: false) + pad("requests", 14) + pad("replies", 14) + pad("dropped", 12) + pad("KoD", 9) + pad("errors", 8) + "  drops by reason")
         for s in status.services {
@@ -126,6 +129,23 @@ struct Status: ParsableCommand {
             }
         }
         return out
+    }
+
+    /// The Roughtime delegation (RFC 10049 §5.2.6): where it comes from, its window, and how
+    /// long it has left, loudly once it has none (the server then answers no Roughtime).
+    static func roughtimeLine(_ r: ServerStatus.Roughtime) -> String {
+        func iso(_ t: UInt64) -> String { CivilTime(UTCInstant(secondsSinceUnixEpoch: Int64(clamping: t)), utcOffsetSeconds: 0).iso8601() }
+        let source = r.delegationFile.map { "delegation signed offline, from \($0)" } ?? "online key made in memory, renewed before it expires"
+        let window = "valid \(iso(r.delegationStart)) to \(iso(r.delegationExpiry))"
+        let left: String
+        if r.delegationSecondsRemaining < 0 {
+            left = "EXPIRED \(duration(Double(-r.delegationSecondsRemaining))) ago: Roughtime is not answering; sign a new delegation (tock roughtime delegate) and reload tockd (SIGHUP)"
+        } else if r.delegationFile != nil, r.delegationSecondsRemaining < 3 * 86400 {
+            left = "\(duration(Double(r.delegationSecondsRemaining))) left: sign the next delegation (tock roughtime delegate) and reload tockd (SIGHUP)"
+        } else {
+            left = "\(duration(Double(r.delegationSecondsRemaining))) left"
+        }
+        return "\(source); online key \(r.onlinePublicKey), \(window); \(left)"
     }
 
     static func duration(_ seconds: Double) -> String {

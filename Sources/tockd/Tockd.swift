@@ -50,6 +50,12 @@ struct Tockd: ParsableCommand {
             both again), and answers NTS-protected NTP on every NTP listener; --nts-key-file \
             shares the cookie key's master secret across a fleet. See docs/nts.md.
 
+            Roughtime (RFC 10049): --roughtime serves signed time on UDP with either \
+            --roughtime-key (the long-term seed: tockd makes its online key and renews it) or \
+            --roughtime-delegation (a delegation signed offline by tock roughtime delegate, so \
+            the long-term key never sits on the server; SIGHUP reads it again, and once it \
+            expires Roughtime stays silent). See docs/roughtime.md.
+
             Daytime and Time stay silent while the clock is unsynchronised: on a host no daemon \
             disciplines, --clock-source local is what makes the examples below answer.
 

@@ -20,7 +20,7 @@ import TockProtocol
                 let versions: [RoughtimeVersion] = i % 3 == 2 ? [.draft12] : [.rfc, .draft12]
                 let request = RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: versions,
                                                              srv: i % 2 == 0 ? keys.srv : nil, length: i % 5 == 4 ? 1200 : 1024)
-                let action = request.withUnsafeBytes { server.receive($0, hasher: &hasher) }
+                let action = request.withUnsafeBytes { server.receive($0, midpoint: 1_800_000_000 + UInt64(round), hasher: &hasher) }
                 guard case .queued(let ticket) = action else {
                     Issue.record("request \(i) not queued: \(action)")
                     return
@@ -59,7 +59,7 @@ import TockProtocol
         var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 1)
         var hasher = RoughtimeSHA512()
         let actions = (0..<3).map { _ in
-            RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: [.rfc]).withUnsafeBytes { server.receive($0, hasher: &hasher) }
+            RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: [.rfc]).withUnsafeBytes { server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }
         }
         #expect(actions[2] == .ignore(.batchFull))
     }
@@ -69,7 +69,7 @@ import TockProtocol
         var keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
         var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
         var hasher = RoughtimeSHA512()
-        _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, hasher: &hasher) }
+        _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, midpoint: 1500, hasher: &hasher) }
         #expect(throws: RoughtimeBatch.SealError.outsideDelegation) {
             try server.seal(midpoint: 2001, radius: 1, signer: &keys.online, hasher: &hasher)
         }
@@ -87,7 +87,7 @@ import TockProtocol
         var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
         var hasher = RoughtimeSHA512()
         for _ in 0..<3 {
-            _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, hasher: &hasher) }
+            _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }
         }
         var failing = FailingSigner()
         #expect(throws: RoughtimeBatch.SealError.signingFailed) {
@@ -96,7 +96,7 @@ import TockProtocol
         #expect(server.batches.allSatisfy { !$0.isSealed })
         server.removeAll()
         let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
-        guard case .queued(let ticket) = request.withUnsafeBytes({ server.receive($0, hasher: &hasher) }) else {
+        guard case .queued(let ticket) = request.withUnsafeBytes({ server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }) else {
             Issue.record("not queued after the failed batch"); return
         }
         try server.seal(midpoint: 1_800_000_000, radius: 3, signer: &keys.online, hasher: &hasher)
@@ -108,6 +108,27 @@ import TockProtocol
             }
         }
         #expect(time.midpoint == 1_800_000_000 && time.radius == 3)
+    }
+
+    /// A request received while the midpoint lies outside MINT…MAXT is not queued: an expired
+    /// (or not yet valid) delegation answers nothing, for its own reason (§5.2.6).
+    @Test(arguments: [UInt64(999), 2001, 1_800_000_000])
+    func receiveRefusesMidpointOutsideDelegation(midpoint: UInt64) {
+        let keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
+        var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
+        var hasher = RoughtimeSHA512()
+        let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
+        #expect(request.withUnsafeBytes { server.receive($0, midpoint: midpoint, hasher: &hasher) } == .ignore(.outsideDelegation))
+        #expect(server.batches.allSatisfy { $0.count == 0 })
+        // A malformed request keeps its own reason, whatever the time.
+        #expect(Array(request.prefix(500)).withUnsafeBytes { server.receive($0, midpoint: midpoint, hasher: &hasher) } == .ignore(.tooShort))
+        // The edges are inside (MINT ≤ MIDP ≤ MAXT).
+        for edge in [UInt64(1000), 2000] {
+            guard case .queued = request.withUnsafeBytes({ server.receive($0, midpoint: edge, hasher: &hasher) }) else {
+                Issue.record("not queued at \(edge)")
+                return
+            }
+        }
     }
 
     /// One batch of five; reply 3 and its request, to break.
@@ -122,7 +143,7 @@ import TockProtocol
             var tickets: [RoughtimeReplyTicket] = []
             for _ in 0..<5 {
                 let request = RoughtimeRequestBuilder.packet(nonce: randomNonce(), srv: keys.srv)
-                guard case .queued(let t) = request.withUnsafeBytes({ server.receive($0, hasher: &hasher) }) else { fatalError("not queued") }
+                guard case .queued(let t) = request.withUnsafeBytes({ server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }) else { fatalError("not queued") }
                 requests.append(request)
                 tickets.append(t)
             }

@@ -69,12 +69,18 @@ struct ConfigFileTests {
         #expect(everything.allow == ["ntp=192.0.2.0/24", "10.0.0.0/8", "2001:db8::/32"])
         #expect(everything.deny == ["ntp=192.0.2.128/25", "10.66.0.0/16"])
         #expect(everything.ntsKE == ["4460"] && everything.ntsKeyFile == "/etc/tock/nts/cookie.key" && everything.ntsKeyPeriod == 86400)
-        // The example's NTS files do not exist here: the rest must resolve.
+        #expect(everything.roughtime == ["2002"] && everything.roughtimeKey == "/etc/tock/roughtime.key")
+        #expect(everything.roughtimeDelegation == "/etc/tock/roughtime.delegation")
+        // The example's NTS and Roughtime files do not exist here (and it names both Roughtime
+        // alternatives): the rest must resolve.
         var withoutNTSFiles = everything
         withoutNTSFiles.ntsKE = nil
         withoutNTSFiles.ntsKeyFile = nil
         withoutNTSFiles.ntsCertificate = nil
         withoutNTSFiles.ntsPrivateKey = nil
+        withoutNTSFiles.roughtime = nil
+        withoutNTSFiles.roughtimeKey = nil
+        withoutNTSFiles.roughtimeDelegation = nil
         _ = try withoutNTSFiles.resolve()
     }
 

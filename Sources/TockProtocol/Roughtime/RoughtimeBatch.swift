@@ -245,6 +245,8 @@ public enum RoughtimeServerAction: Sendable, Hashable {
 public struct RoughtimeServer {
     /// The checks on each request.
     public let policy: RoughtimeRequestPolicy
+    /// The certificate every batch carries.
+    public let certificate: RoughtimeCertificate
     /// One batch per version in `policy.versions`, in the same order.
     public private(set) var batches: [RoughtimeBatch]
 
@@ -252,18 +254,22 @@ public struct RoughtimeServer {
     /// requests per version and receive batch.
     public init(policy: RoughtimeRequestPolicy, certificate: RoughtimeCertificate, maximumDepth: Int) {
         self.policy = policy
+        self.certificate = certificate
         self.batches = policy.versions.map {
             RoughtimeBatch(version: $0, certificate: certificate, supportedVersions: policy.versions, maximumDepth: maximumDepth)
         }
     }
 
     /// Decides on `request` (`RoughtimeRequestPolicy.decide`) and queues an accepted one in the
-    /// batch of its version, hashing its leaf.
-    public mutating func receive<H: RoughtimeHasher>(_ request: UnsafeRawBufferPointer, hasher: inout H) -> RoughtimeServerAction {
+    /// batch of its version, hashing its leaf. `midpoint`, the MIDP the batch will be sealed
+    /// with, must lie in the certificate's MINT…MAXT (§5.2.6): an expired delegation answers
+    /// nothing, rather than sign a time clients must reject (§5.4).
+    public mutating func receive<H: RoughtimeHasher>(_ request: UnsafeRawBufferPointer, midpoint: UInt64, hasher: inout H) -> RoughtimeServerAction {
         switch policy.decide(request) {
         case .ignore(let reason):
             return .ignore(reason)
         case .respond(let accepted):
+            guard certificate.covers(midpoint) else { return .ignore(.outsideDelegation) }
             // An index loop: an unoptimised build of the generic `firstIndex(of:)` allocates.
             var b = 0
             while b < batches.count, batches[b].version != accepted.version { b += 1 }

@@ -52,8 +52,68 @@ public struct RoughtimeCertificate: Sendable, Hashable {
         self.dialect = dialect
     }
 
+    /// Reads a CERT value made elsewhere (a delegation signed offline): the message {SIG, DELE}
+    /// with DELE {PUBK, MINT, MAXT} (§5.2.6). Checks the structure only; `isSigned(by:verifier:)`
+    /// checks the signature and `status(atUnixSeconds:)` the validity.
+    public init(parsing bytes: [UInt8], dialect: RoughtimeDialect = .rfc) throws(RoughtimeMessageError) {
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(RoughtimeMessageError) -> (key: [UInt8], mint: UInt64, maxt: UInt64) in
+                let cert = try RoughtimeMessage(validating: raw)
+                _ = try cert.required(.SIG, length: RoughtimeWire.signatureLength)
+                let dele = try cert.message(.DELE)
+                do throws(RoughtimeMessageError) {
+                    return (Array(try dele.required(.PUBK, length: RoughtimeWire.publicKeyLength)), try dele.uint64(.MINT), try dele.uint64(.MAXT))
+                } catch {
+                    throw .nested(.DELE, error)
+                }
+            }
+        }
+        let fields = try result.get()
+        self.bytes = bytes
+        self.onlinePublicKey = fields.key
+        self.minimumTime = fields.mint
+        self.maximumTime = fields.maxt
+        self.dialect = dialect
+    }
+
+    /// Whether SIG verifies over DELE under `longTermPublicKey` with the dialect's delegation
+    /// context (§5.2.6): what a client checks first (§5.4), so a server checks it before it
+    /// serves a certificate it did not sign itself.
+    public func isSigned<Verifier: RoughtimeSignatureVerifier>(by longTermPublicKey: [UInt8], verifier: Verifier) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            guard let cert = try? RoughtimeMessage(validating: raw), let signature = cert.value(of: .SIG), let dele = cert.value(of: .DELE) else {
+                return false
+            }
+            let signed = dialect.delegationContext + Array(dele)
+            return signed.withUnsafeBytes { m in
+                longTermPublicKey.withUnsafeBytes { verifier.isValidSignature(signature, for: m, publicKey: $0) }
+            }
+        }
+    }
+
     /// Whether the online key may sign `midpoint`: MINT ≤ MIDP ≤ MAXT (§5.2.6).
     public func covers(_ midpoint: UInt64) -> Bool {
         minimumTime <= midpoint && midpoint <= maximumTime
     }
+
+    /// Where `unixSeconds` lies against MINT…MAXT: a server serves only inside, since clients
+    /// reject a midpoint outside (§5.4).
+    public func status(atUnixSeconds unixSeconds: Int64) -> RoughtimeDelegationStatus {
+        let now = max(0, unixSeconds)
+        let mint = Int64(clamping: minimumTime)
+        let maxt = Int64(clamping: maximumTime)
+        if now < mint { return .notYetValid(startsInSeconds: mint - now) }
+        if now > maxt { return .expired(secondsAgo: now - maxt) }
+        return .valid(remainingSeconds: maxt - now)
+    }
+}
+
+/// Where a time lies against a delegation's MINT…MAXT (RFC 10049 §5.2.6).
+public enum RoughtimeDelegationStatus: Sendable, Hashable {
+    /// Before MINT, by this many seconds.
+    case notYetValid(startsInSeconds: Int64)
+    /// Within MINT…MAXT, with this many seconds until MAXT.
+    case valid(remainingSeconds: Int64)
+    /// After MAXT, by this many seconds.
+    case expired(secondsAgo: Int64)
 }

@@ -24,6 +24,10 @@ public enum RoughtimeDropReason: Sendable, Hashable {
     /// A well-formed request that found the batch full; the transport sized the batch too
     /// small for what it received.
     case batchFull
+    /// The midpoint lies outside the certificate's MINT…MAXT (§5.2.6): the delegation expired
+    /// (or is not valid yet, after the clock stepped back). Clients reject such a reply (§5.4),
+    /// so the server sends none rather than sign a time its delegation does not cover.
+    case outsideDelegation
 }
 
 /// A request the server will answer, and what answering it needs.

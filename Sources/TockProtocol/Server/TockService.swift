@@ -34,7 +34,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
         case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
         case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .ntsKETimeout, .ntsKEInternal]
-        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeInternal]
+        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeDelegationExpired, .roughtimeInternal]
         }
     }
 
@@ -98,6 +98,10 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     /// Roughtime: the batch could not be signed (the online key failed, or its delegation no
     /// longer covers the time); every reply of that batch is dropped.
     case roughtimeInternal
+    /// Roughtime: the time lies outside the delegation's MINT…MAXT (RFC 10049 §5.2.6): an
+    /// offline delegation expired (or a clock stepped back before MINT). The server stays
+    /// silent rather than sign a time clients must reject, until a new delegation is loaded.
+    case roughtimeDelegationExpired
 
     /// The label in metrics and status (`too_short`, `rate_limited`, …).
     public var label: String {
@@ -126,6 +130,7 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .roughtimeNonce: "bad_nonce"
         case .roughtimeType: "bad_type"
         case .roughtimeInternal: "signing_failed"
+        case .roughtimeDelegationExpired: "delegation_expired"
         }
     }
 

@@ -19,6 +19,41 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var clients: [ClientGroup]
     /// The NTS cookie key in use, when the server speaks NTS.
     public var nts: NTS?
+    /// The Roughtime delegation served, when the server speaks Roughtime; absent in documents
+    /// from servers without it.
+    public var roughtime: Roughtime?
+
+    /// The Roughtime delegation (RFC 10049 §5.2.6): which online key signs, and until when.
+    /// Once MAXT passes the server answers no Roughtime request, so operators watch
+    /// `delegationSecondsRemaining`.
+    public struct Roughtime: Codable, Sendable, Hashable {
+        /// "renewed": the online key is made in memory from the long-term key and renewed
+        /// before MAXT; "file": a delegation signed offline, read from `delegationFile`.
+        public var delegationSource: String
+        /// The offline delegation's file; absent for "renewed".
+        public var delegationFile: String?
+        /// The long-term public key clients trust, base64.
+        public var longTermPublicKey: String
+        /// The online public key (DELE's PUBK), base64.
+        public var onlinePublicKey: String
+        /// MINT: the start of the delegation, Unix seconds.
+        public var delegationStart: UInt64
+        /// MAXT: the end of the delegation, Unix seconds.
+        public var delegationExpiry: UInt64
+        /// MAXT minus the server's time when the document was made; negative once expired.
+        public var delegationSecondsRemaining: Int64
+
+        /// The delegation's figures.
+        public init(delegationSource: String, delegationFile: String?, longTermPublicKey: String, onlinePublicKey: String, delegationStart: UInt64, delegationExpiry: UInt64, delegationSecondsRemaining: Int64) {
+            self.delegationSource = delegationSource
+            self.delegationFile = delegationFile
+            self.longTermPublicKey = longTermPublicKey
+            self.onlinePublicKey = onlinePublicKey
+            self.delegationStart = delegationStart
+            self.delegationExpiry = delegationExpiry
+            self.delegationSecondsRemaining = delegationSecondsRemaining
+        }
+    }
 
     /// NTS cookie keys (RFC 8915 §6): which period seals new cookies, and for how long.
     public struct NTS: Codable, Sendable, Hashable {
@@ -38,8 +73,9 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     }
 
     /// Creates a status document; `version` defaults to the current format.
-    public init(version: Int = 1, uptimeSeconds: Double, clock: Clock, services: [Service], workers: [Worker], clients: [ClientGroup], nts: NTS? = nil) {
+    public init(version: Int = 1, uptimeSeconds: Double, clock: Clock, services: [Service], workers: [Worker], clients: [ClientGroup], nts: NTS? = nil, roughtime: Roughtime? = nil) {
         self.nts = nts
+        self.roughtime = roughtime
         self.version = version
         self.uptimeSeconds = uptimeSeconds
         self.clock = clock

@@ -90,6 +90,12 @@ package final class MetricsExporter: Sendable {
             gauge("tockd_nts_cookie_key_id", value: Double(nts.cookieKey))
             gauge("tockd_nts_cookie_key_period_seconds", value: Double(nts.keyPeriodSeconds))
         }
+        if let r = status.roughtime {
+            let d = [("source", r.delegationSource)]
+            gauge("tockd_roughtime_delegation_start_timestamp_seconds", d, value: Double(r.delegationStart))
+            gauge("tockd_roughtime_delegation_expiry_timestamp_seconds", d, value: Double(r.delegationExpiry))
+            gauge("tockd_roughtime_delegation_remaining_seconds", d, value: Double(r.delegationSecondsRemaining))
+        }
         for service in TockService.allCases {
             let group = status.clients.first { $0.name == service.rawValue }
             gauge("tockd_rate_limit_clients", [("protocol", service.rawValue)], value: Double(group?.tracked ?? 0))

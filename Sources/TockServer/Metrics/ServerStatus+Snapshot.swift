@@ -1,3 +1,4 @@
+import TockCrypto
 import TockProtocol
 import TockSockets
 
@@ -69,7 +70,16 @@ extension TockServer {
         let nts = configuration.nts.map { c in
             ServerStatus.NTS(cookieKey: c.cookieKeys.keyID(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch), keyPeriodSeconds: c.cookieKeys.periodSeconds, keptPeriods: c.cookieKeys.keptPeriods)
         }
-        return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts)
+        let roughtime = roughtimeKeys.map { keys in
+            let certificate = keys.delegation.certificate
+            return ServerStatus.Roughtime(
+                delegationSource: keys.delegationFile == nil ? "renewed" : "file", delegationFile: keys.delegationFile,
+                longTermPublicKey: RoughtimeKeyText.base64(keys.longTermPublicKey), onlinePublicKey: RoughtimeKeyText.base64(certificate.onlinePublicKey),
+                delegationStart: certificate.minimumTime, delegationExpiry: certificate.maximumTime,
+                delegationSecondsRemaining: Int64(clamping: certificate.maximumTime) - SystemClock.now().secondsSinceUnixEpoch
+            )
+        }
+        return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts, roughtime: roughtime)
     }
 }
 

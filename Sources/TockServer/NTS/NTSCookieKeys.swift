@@ -50,23 +50,12 @@ package struct NTSCookieKeys: Sendable {
     /// roughtimed's key file: a secret others can read is no secret). The file's bytes are the
     /// secret, whatever they are (e.g. `head -c 32 /dev/urandom`, or a Kubernetes Secret).
     package static func readMaster(path: String) throws(KeyFileError) -> [UInt8] {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw KeyFileError(description: "NTS key file \(path): \(SystemError.describe(errno))")
+        let bytes: [UInt8]
+        do { bytes = try SecretFile.read(path, name: "NTS key file", limit: 4096) } catch { throw KeyFileError(description: error.description) }
+        guard bytes.count >= minimumMasterLength else {
+            throw KeyFileError(description: "NTS key file \(path) holds \(bytes.count) bytes; it needs at least \(minimumMasterLength) random bytes: head -c 32 /dev/urandom > \(path)")
         }
-        guard info.st_mode & 0o077 == 0 else {
-            throw KeyFileError(description: "NTS key file \(path) can be read by others (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 \(path)")
-        }
-        guard let file = fopen(path, "r") else {
-            throw KeyFileError(description: "NTS key file \(path): \(SystemError.describe(errno))")
-        }
-        defer { fclose(file) }
-        var bytes = [UInt8](repeating: 0, count: 4096)
-        let n = fread(&bytes, 1, bytes.count, file)
-        guard n >= minimumMasterLength else {
-            throw KeyFileError(description: "NTS key file \(path) holds \(n) bytes; it needs at least \(minimumMasterLength) random bytes: head -c 32 /dev/urandom > \(path)")
-        }
-        return Array(bytes[..<n])
+        return bytes
     }
 
     /// The id of the period containing `unixSeconds`.

@@ -44,13 +44,8 @@ package final class NTSCredentials: Sendable {
 
     static func load(certificatePath: String, privateKeyPath: String) throws(LoadError) -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
         // A private key others can read is no secret: refuse it, as roughtimed does.
-        var info = stat()
-        guard stat(privateKeyPath, &info) == 0 else {
-            throw LoadError(description: "NTS private key \(privateKeyPath): \(SystemError.describe(errno))")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            throw LoadError(description: "NTS private key \(privateKeyPath) can be read by others (mode \(String(info.st_mode & 0o777, radix: 8))): chmod 600 \(privateKeyPath)")
-        }
+        let keyBytes: [UInt8]
+        do { keyBytes = try SecretFile.read(privateKeyPath, name: "NTS private key", limit: 1 << 20) } catch { throw LoadError(description: error.description) }
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
@@ -59,7 +54,7 @@ package final class NTSCredentials: Sendable {
         }
         guard !chain.isEmpty else { throw LoadError(description: "NTS certificate \(certificatePath): no certificate in the file") }
         do {
-            return (chain, try NIOSSLPrivateKey(file: privateKeyPath, format: .pem))
+            return (chain, try NIOSSLPrivateKey(bytes: keyBytes, format: .pem))
         } catch {
             throw LoadError(description: "NTS private key \(privateKeyPath): not a readable PEM private key (\(error))")
         }

@@ -46,10 +46,10 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         tickets.reserveCapacity(2 << Self.maximumDepth)
     }
 
-    private static func make(_ key: RoughtimeOnlineKey, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
+    private static func make(_ key: RoughtimeDelegation, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
         let server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: srv), certificate: key.certificate, maximumDepth: maximumDepth)
-        // The seed came from a key the cell made, so it is 32 bytes.
-        return (server, try! RoughtimeEd25519Signer(seed: key.seed))
+        // The seed was checked when the delegation was made or read, so it is 32 bytes.
+        return (server, try! RoughtimeEd25519Signer(seed: key.onlineSeed))
     }
 
     /// RADI for a clock whose error bound is `rootDispersionNanoseconds`: that bound plus the
@@ -85,7 +85,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .drop(let reason), .kiss(_, because: let reason): return .ignore(reason)
         }
         guard clock.state.isSynchronized else { return .ignore(.unsynchronized) }
-        switch server.receive(request, hasher: &hasher) {
+        switch server.receive(request, midpoint: midpoint, hasher: &hasher) {
         case .queued(let ticket):
             tickets.append(ticket)
             return .deferred
@@ -96,10 +96,12 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
 
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome {
         precondition(slots.count == tickets.count, "one slot per deferred reply")
-        do {
+        do throws(RoughtimeBatch.SealError) {
             try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
         } catch {
-            return .dropped(.roughtimeInternal)
+            // `receive` queues nothing outside the delegation, so this is the signer failing;
+            // the mapping keeps the reason right should that ever change.
+            return .dropped(error == .outsideDelegation ? .roughtimeDelegationExpired : .roughtimeInternal)
         }
         for k in 0..<tickets.count {
             lengths[k] = server.writeReply(tickets[k], into: slots[k])
@@ -120,6 +122,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .wrongType: .roughtimeType
         case .unknownSRV: .roughtimeSRV
         case .batchFull: .roughtimeInternal
+        case .outsideDelegation: .roughtimeDelegationExpired
         }
     }
 }
