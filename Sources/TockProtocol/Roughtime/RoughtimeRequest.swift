@@ -24,6 +24,9 @@ public enum RoughtimeDropReason: Sendable, Hashable {
     /// A well-formed request that found the batch full; the transport sized the batch too
     /// small for what it received.
     case batchFull
+    /// Over TCP: a packet whose length field announces more than the reader takes
+    /// (`RoughtimeStream.frame`); refused from its header, unread.
+    case tooLong
 }
 
 /// A request the server will answer, and what answering it needs.

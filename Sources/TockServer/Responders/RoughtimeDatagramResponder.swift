@@ -117,6 +117,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .wrongType: .roughtimeType
         case .unknownSRV: .roughtimeSRV
         case .batchFull: .roughtimeInternal
+        case .tooLong: .oversized
         }
     }
 }
