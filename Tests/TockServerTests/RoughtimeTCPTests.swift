@@ -9,10 +9,18 @@ import TockSockets
 /// Roughtime over TCP (RFC 10049 §5) from a real TockServer on loopback: the reply verified by
 /// the core's client checks, and hostile connections (short, bad magic, huge length, dribbled,
 /// idle, past the cap) closed unanswered and counted by reason.
-@Suite("Roughtime over TCP")
+///
+/// Serialized: one server at a time, beside the rest of the suite, so that on a small, busy
+/// machine these servers (two of them held for seconds by idle and dribbling clients) do not
+/// push every server's graceful stop past its 5 s bound.
+@Suite("Roughtime over TCP", .serialized)
 struct RoughtimeTCPTests {
-    static func configuration(timeout: Duration = .seconds(20), maxConnections: Int = 1024, clockSource: ClockSource = .local(stratum: 10)) -> TockServerConfiguration {
+    /// Roughtime on 127.0.0.1 (and [::1] with `ipv6`), one UDP worker each: these tests are
+    /// about TCP, and run beside the rest of the suite on a small, busy machine.
+    static func configuration(timeout: Duration = .seconds(20), maxConnections: Int = 1024, clockSource: ClockSource = .local(stratum: 10), ipv6: Bool = false) -> TockServerConfiguration {
         var configuration = RoughtimeServiceTests.configuration(clockSource: clockSource)
+        configuration.roughtimeListeners = ipv6 ? [loopbackV4, loopbackV6] : [loopbackV4]
+        configuration.ntpWorkers = 1
         configuration.tcpConnectionTimeout = timeout
         configuration.tcpMaxConnections = maxConnections
         return configuration
@@ -29,7 +37,7 @@ struct RoughtimeTCPTests {
 
     @Test("A request over TCP gets one verified reply (a batch of one: PATH empty, INDX 0), then the server closes")
     func exchange() async throws {
-        try await withServer(Self.configuration()) { server in
+        try await withServer(Self.configuration(ipv6: true)) { server in
             let addresses = server.addresses(.roughtime)
             #expect(addresses.count == 2, "UDP and TCP share each address: \(addresses)")
             for address in addresses {
@@ -213,7 +221,7 @@ struct RoughtimeTCPTests {
 
     @Test("The access list, the rate limit and an unsynchronised clock apply over TCP, counted as over UDP")
     func policy() async throws {
-        var configuration = Self.configuration()
+        var configuration = Self.configuration(ipv6: true)
         configuration.roughtimePolicy = ServicePolicy(
             access: AccessList(deny: [AddressPrefix(bytes: [127, 0, 0, 0], length: 8)]),
             rateLimit: RateLimitPolicy(intervalLog2: 12, burst: 1, leakLog2: 0)
