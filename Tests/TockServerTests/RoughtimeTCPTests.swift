@@ -244,6 +244,29 @@ struct RoughtimeTCPTests {
             #expect(await eventually { Self.drops(server)[.unsynchronized, default: 0] == 1 })
         }
     }
+
+    @Test("A Roughtime TCP socket passed by systemd (socket activation) is served")
+    func inherited() async throws {
+        let fd = socket(AF_INET, Sockets.stream, 0)
+        try #require(fd >= 0)
+        guard loopbackV4.withSockAddr({ bind(fd, $0, $1) }) == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            Issue.record("could not bind a listening TCP socket: \(errno)")
+            return
+        }
+        // From here the server owns the descriptor, and closes it, also on failure.
+        let inherited = try SocketActivation.classify([(fd, "roughtime")])
+        #expect(inherited.first?.service == .roughtime && inherited.first?.transport == .tcp)
+        var configuration = TockServerConfiguration(inheritedSockets: inherited, clockSource: .local(stratum: 10), ntpWorkers: 1)
+        configuration.roughtimeKeySeed = RoughtimeServiceTests.seed
+        try await withServer(configuration) { server in
+            let address = try #require(server.addresses(.roughtime).first)
+            let request = RoughtimeServiceTests.request()
+            let (reply, end) = await blocking { roughtimeTCPExchange(request, to: address) }
+            #expect(end == .endOfFile)
+            _ = try RoughtimeServiceTests.verify(request, reply)
+        }
+    }
 }
 
 /// Sends all of `bytes` on `fd`; MSG_NOSIGNAL, so a server that already closed costs an error,
