@@ -1,4 +1,6 @@
-// libFuzzer target: Roughtime on untrusted input (RFC 10049). The input is read three ways:
+// libFuzzer target: Roughtime on untrusted input (RFC 10049). The input is read four ways:
+// as the start of a TCP stream by the framing decision (fed one byte at a time, it must decide
+// as it does on the whole, and a complete packet must lie within 1024...2048 bytes);
 // as a packet and as a bare message by the zero-copy reader (every value also tried as a
 // nested message, as SREP, CERT and DELE are); as a reply by the client's checks; and as a
 // request by the server core, whose decision, batch and reply template run with stand-in
@@ -61,6 +63,26 @@ func walk(_ message: RoughtimeMessage, depth: Int) {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRoughtime(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
+
+    // The stream framing, one byte at a time: once it decides, every longer prefix gets the
+    // same decision.
+    let whole = RoughtimeStream.requestFrame(input)
+    var decided: RoughtimeFrameDecision?
+    for k in 0...size {
+        let decision = RoughtimeStream.requestFrame(UnsafeRawBufferPointer(rebasing: input[0..<k]))
+        if let decided {
+            precondition(decision == decided, "a longer prefix changed the framing decision")
+            continue
+        }
+        switch decision {
+        case .needMore(let count): precondition(count > k && count <= RoughtimeStream.maximumRequestLength, "needMore within bounds")
+        case .complete(let length): precondition(length == k && length >= RoughtimeWire.minimumRequestLength && length <= RoughtimeStream.maximumRequestLength, "complete packet within bounds")
+        case .reject: break
+        }
+        if case .needMore = decision { continue }
+        decided = decision
+    }
+    precondition(decided == nil || decided == whole, "the whole input decides as its prefix did")
 
     // The reader.
     if let message = try? RoughtimeMessage(packet: input) { walk(message, depth: 0) }

@@ -107,7 +107,7 @@ extension Setting {
     /// turns the NTP defaults off.
     package static let roughtime = Setting(
         key: "roughtime.listen", flag: "--roughtime", reloadable: false,
-        help: "Serve Roughtime (RFC 10049) on UDP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key or --roughtime-delegation",
+        help: "Serve Roughtime (RFC 10049) on UDP and TCP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key or --roughtime-delegation",
         valueName: "listener", field: \.roughtime,
         format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
             problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
@@ -267,14 +267,14 @@ extension Setting {
     /// How long a TCP connection may stay open.
     package static let tcpTimeout = Setting(
         key: "tcp.timeout", flag: "--tcp-timeout", reloadable: false,
-        help: "Seconds a TCP Daytime/Time connection may stay open",
+        help: "Seconds a TCP Daytime/Time connection may stay open, and a TCP Roughtime client has to send its whole request",
         field: \.tcpTimeout, format: .number(0.1...300, unit: "seconds"),
         lands: .at(\.configuration.tcpConnectionTimeout, to: { .milliseconds(Int64($0 * 1000)) }, back: { $0.seconds })
     )
     /// Open TCP connections per listener.
     package static let tcpMaxConnections = Setting(
         key: "tcp.max_connections", flag: "--tcp-max-connections", reloadable: false,
-        help: "Most open TCP Daytime/Time connections per listener; more are closed at once",
+        help: "Most open TCP Daytime, Time or Roughtime connections per listener; more are closed at once",
         field: \.tcpMaxConnections, format: .integer(1...1_000_000), lands: .at(\.configuration.tcpMaxConnections)
     )
 

@@ -9,7 +9,7 @@ import TockCrypto
 import TockProtocol
 import TockSockets
 
-/// tockd's services: NTP, Daytime and Time on every configured address, and the clock-state
+/// tockd's services: NTP, Daytime, Time and Roughtime on every configured address, and the clock-state
 /// refresher, run as one swift-service-lifecycle `Service`.
 ///
 /// Creating it binds every socket, and takes over the sockets inherited from systemd (socket
@@ -128,14 +128,19 @@ package final class TockServer: Service, Sendable {
                     let udp = try DatagramListener(service: service, address: address, workers: 1) { textResponder(service) }
                     datagram.append(udp)
                     // TCP takes the same port as UDP (which may have been chosen by the kernel).
-                    stream.append(try StreamTimeListener(address: udp.address, core: textCore(service), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
+                    stream.append(try StreamTimeListener(address: udp.address, serves: .text(textCore(service)), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
                 }
             }
-            for address in configuration.roughtimeListeners {
+            for var address in configuration.roughtimeListeners {
                 let keys = try roughtimeResponder()
-                datagram.append(try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
+                // UDP and TCP share the port, as for Daytime and Time (RFC 10049 §5: the same
+                // packet over either).
+                if address.port == 0 { address.port = try ListenerSocket.freePort(on: address, alsoTCP: true) }
+                let udp = try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
                     RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
-                })
+                }
+                datagram.append(udp)
+                stream.append(try StreamTimeListener(address: udp.address, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
             }
             for socket in configuration.inheritedSockets {
                 adopted.insert(socket.fd)
@@ -148,7 +153,7 @@ package final class TockServer: Service, Sendable {
                 case (.daytime, .udp), (.time, .udp):
                     datagram.append(try DatagramListener(service: socket.service, inherited: socket, workers: 1) { textResponder(socket.service) })
                 case (.daytime, .tcp), (.time, .tcp):
-                    stream.append(StreamTimeListener(inherited: socket, core: textCore(socket.service), policy: cells[socket.service]!, maxConnections: configuration.tcpMaxConnections))
+                    stream.append(StreamTimeListener(inherited: socket, serves: .text(textCore(socket.service)), policy: cells[socket.service]!, maxConnections: configuration.tcpMaxConnections))
                 case (.ntsKE, .udp):
                     close(socket.fd)
                     throw ListenerError(transport: "UDP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
@@ -160,8 +165,8 @@ package final class TockServer: Service, Sendable {
                         RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
                     })
                 case (.roughtime, .tcp):
-                    close(socket.fd)
-                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
+                    let keys = try roughtimeResponder()
+                    stream.append(StreamTimeListener(inherited: socket, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
                 }
             }
             if let nts = configuration.nts {
@@ -209,7 +214,7 @@ package final class TockServer: Service, Sendable {
     /// from addresses take both for Daytime and Time, an inherited socket one.
     package func addresses(_ service: TockService) -> [SocketEndpoint] {
         var seen: Set<SocketEndpoint> = []
-        let all = datagramListeners.filter { $0.service == service }.map(\.address) + streamListeners.filter { $0.core.service == service }.map(\.address)
+        let all = datagramListeners.filter { $0.service == service }.map(\.address) + streamListeners.filter { $0.service == service }.map(\.address)
             + (service == .ntsKE ? keListeners.map(\.address) : [])
         return all.filter { seen.insert($0).inserted }
     }
@@ -225,10 +230,11 @@ package final class TockServer: Service, Sendable {
     /// reason.
     package func streamStatistics(_ service: TockService) -> (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) {
         var total: (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) = (0, 0, [:])
-        for l in streamListeners where l.core.service == service {
+        for l in streamListeners where l.service == service {
             total.connections += l.counters.connections.load(ordering: .relaxed)
             total.replied += l.counters.replied.load(ordering: .relaxed)
-            for reason in service.dropReasons where reason != .oversized && reason != .reflectionPort {
+            // Daytime and Time read no input over TCP; Roughtime refuses an oversized frame.
+            for reason in service.dropReasons where reason != .reflectionPort && (reason != .oversized || service == .roughtime) {
                 total.drops[reason, default: 0] += l.counters.drops(reason)
             }
         }
@@ -328,7 +334,7 @@ package final class TockServer: Service, Sendable {
         }
         logger.info("tockd started", metadata: startMetadata.merging(ClockStateService.metadata(clock)) { a, _ in a })
         for l in datagramListeners where l.inheritedFD == nil {
-            let transport = l.service == .ntp || l.service == .roughtime ? "udp" : "udp+tcp"
+            let transport = l.service == .ntp ? "udp" : "udp+tcp"
             logger.info("listening", metadata: ["service": "\(l.service)", "transport": "\(transport)", "address": "\(l.address)"])
         }
         for l in keListeners {

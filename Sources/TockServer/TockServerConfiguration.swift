@@ -26,7 +26,8 @@ package struct TockServerConfiguration: Sendable {
     /// NTP worker threads (one socket each) per NTP address. Default: one per CPU this process
     /// may use (`CPUBudget`).
     package var ntpWorkers: Int
-    /// How long a TCP Daytime/Time connection may stay open. Default: 5 s.
+    /// How long a TCP Daytime/Time connection may stay open, and a TCP Roughtime client has to
+    /// send its whole request. Default: 5 s.
     package var tcpConnectionTimeout: Duration
     /// Open TCP connections per listener beyond which new ones are closed at once. Default: 1024.
     package var tcpMaxConnections: Int
@@ -40,7 +41,7 @@ package struct TockServerConfiguration: Sendable {
     package var ntsKEPolicy: ServicePolicy
     /// The same for Roughtime (the NTP policy unless set apart).
     package var roughtimePolicy: ServicePolicy
-    /// Roughtime (RFC 10049) addresses, UDP. Default: none.
+    /// Roughtime (RFC 10049) addresses, UDP and TCP on the same port. Default: none.
     package var roughtimeListeners: [SocketEndpoint] = []
     /// The Roughtime long-term key's 32-byte Ed25519 seed: the server makes its online key and
     /// renews it. Roughtime needs this or `roughtimeDelegation`. Default: nil.

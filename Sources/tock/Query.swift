@@ -70,7 +70,9 @@ struct Query: ParsableCommand {
             --public-key (base64 or hex): the nonce echoed, the certificate signed by that key, \
             the response signed by the online key, the midpoint within MINT..MAXT, and the \
             Merkle proof from our request to the signed root. It prints the midpoint (UTC), the \
-            radius, the local clock's offset from the midpoint and the version.
+            radius, the local clock's offset from the midpoint and the version. With --tcp the \
+            same packet goes over a TCP connection (RFC 10049 §5) and the reply, read up to \
+            the length its header gives and never longer than the request, gets the same checks.
 
             Exit status: 0 valid synchronised answer; 2 timeout; 3 kiss-o'-death (RATE, DENY, \
             RSTR, NTSN...; with --nts an authenticated one); 4 server unsynchronised; 5 bogus \
@@ -96,7 +98,7 @@ struct Query: ParsableCommand {
     @Option(name: .long, help: "Protocol: ntp, daytime (RFC 867), time (RFC 868) or roughtime (RFC 10049).")
     var `protocol`: ProtocolName = .ntp
 
-    @Flag(help: "Use TCP (Daytime and Time only; NTP is UDP).")
+    @Flag(help: "Use TCP (Daytime, Time and Roughtime; NTP is UDP).")
     var tcp = false
 
     @Option(name: .short, help: "NTP samples to take; the one with the lowest delay is reported, with the spread of all (1-100).")
@@ -157,7 +159,6 @@ struct Query: ParsableCommand {
         if `protocol` == .roughtime {
             guard let publicKey else { throw ValidationError("--protocol roughtime needs the server's --public-key (base64 or hex)") }
             guard RoughtimeKeyText.decode(publicKey) != nil else { throw ValidationError("--public-key must be 32 bytes as 44 base64 characters or 64 hex digits") }
-            guard !tcp, !nts else { throw ValidationError("Roughtime runs over UDP, without --nts or --tcp") }
             guard offeredRoughtimeVersions != nil else {
                 throw ValidationError("--roughtime-version must be 1, 0x8000000c, 0x8000000b or 0x80000008, got \(roughtimeVersions.joined(separator: ", "))")
             }
@@ -166,7 +167,7 @@ struct Query: ParsableCommand {
         } else if !roughtimeVersions.isEmpty {
             throw ValidationError("--roughtime-version applies to --protocol roughtime")
         }
-        if tcp, `protocol` == .ntp { throw ValidationError("--tcp applies to --protocol daytime or time; NTP runs over UDP") }
+        if tcp, `protocol` == .ntp { throw ValidationError("--tcp applies to --protocol daytime, time or roughtime; NTP runs over UDP") }
     }
 
     func run() throws {
@@ -202,7 +203,7 @@ struct Query: ParsableCommand {
                 print(json ? QueryReport.ntpJSON(result, best: best, host: host) : QueryReport.ntpText(result, best: best, host: host))
             case .roughtime:
                 let query = RoughtimeQuery(publicKey: RoughtimeKeyText.decode(publicKey ?? "") ?? [], timeoutNanoseconds: timeoutNanoseconds,
-                                           versions: offeredRoughtimeVersions ?? [.rfc, .draft12])
+                                           versions: offeredRoughtimeVersions ?? [.rfc, .draft12], tcp: tcp)
                 let answer = try query.run(server: address)
                 print(json ? QueryReport.roughtimeJSON(answer, host: host) : QueryReport.roughtimeText(answer, host: host))
             case .daytime, .time:

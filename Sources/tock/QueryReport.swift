@@ -164,7 +164,7 @@ enum QueryReport {
     static func roughtimeText(_ answer: RoughtimeQuery.Answer, host: String) -> String {
         let midpoint = UTCInstant(secondsSinceUnixEpoch: Int64(answer.time.midpoint))
         return [
-            "server        \(host == answer.server.ipString ? answer.server.description : "\(host) (\(answer.server))")",
+"server        \(host == answer.server.ipString ? answer.server.description : "\(host) (\(answer.server))") (Roughtime over \(answer.tcp ? "TCP" : "UDP"))",
             "midpoint      \(CivilTime(midpoint, utcOffsetSeconds: 0).iso8601(fractionDigits: 0, nanosecond: 0))",
             "radius        \(answer.time.radius) s",
             "local offset  \(seconds(answer.localOffsetNanoseconds, signed: true)) s (local clock minus midpoint)",
@@ -180,6 +180,7 @@ enum QueryReport {
             ("host", quote(host)),
             ("server", quote(answer.server.description)),
             ("protocol", quote("roughtime")),
+            ("transport", quote(answer.tcp ? "tcp" : "udp")),
             ("version", quote(answer.time.version.description)),
             ("midpoint", String(answer.time.midpoint)),
             ("midpoint_utc", quote(CivilTime(midpoint, utcOffsetSeconds: 0).iso8601(fractionDigits: 0, nanosecond: 0))),

@@ -1,16 +1,22 @@
-"""Roughtime (RFC 10049) from tockd, checked by a client written here from the RFC (Ed25519 from
-`cryptography`, SHA-512 from hashlib), and by tock query --protocol roughtime."""
+"""Roughtime (RFC 10049) from tockd over UDP and TCP, checked by a client written here from the
+RFC (Ed25519 from `cryptography`, SHA-512 from hashlib), by the independent client in
+Tests/interop/roughtime_client.py, and by tock query --protocol roughtime."""
+import base64
 import json
 import os
 import socket
 import struct
+import sys
 import time
 import urllib.request
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from conftest import expect_exit, expect_ok, tock
+from conftest import INTEROP, expect_exit, expect_ok, interop, tock
+
+sys.path.insert(0, str(INTEROP))
+import roughtime_client  # noqa: E402
 
 MAGIC = b"ROUGHTIM"
 VERSION_1 = 1
@@ -223,7 +229,6 @@ def test_hostile_requests_get_no_reply_and_are_counted(server, roughtime_key):
 
 
 def test_tock_query_roughtime(server, roughtime_key):
-    import base64
     key = base64.b64encode(roughtime_key[1]).decode()
     r = expect_ok(tock("query", "--protocol", "roughtime", server.addr("roughtime"), "--public-key", key))
     assert "radius" in r.stdout and "version       1" in r.stdout, r.stdout
@@ -231,6 +236,77 @@ def test_tock_query_roughtime(server, roughtime_key):
     assert j["verified"] is True and j["radius_s"] >= 3 and j["version"] == "1", j
     wrong = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode()
     expect_exit(tock("query", "--protocol", "roughtime", server.addr("roughtime"), "--public-key", wrong), 10)
+
+
+def tcp_status(server):
+    """The status of Roughtime over TCP: requests (connections), replies and drops by reason."""
+    with urllib.request.urlopen(f"http://{server.metrics}/status", timeout=2) as r:
+        status = json.loads(r.read())
+    return next(s for s in status["services"] if s["name"] == "roughtime" and s["transport"] == "tcp")
+
+
+def test_roughtime_listens_on_udp_and_tcp_at_one_port(server):
+    assert server.listener("roughtime").transport == "udp+tcp"
+
+
+def test_independent_client_verifies_tcp_replies(server, roughtime_key):
+    port = server.port("roughtime")
+    key = base64.b64encode(roughtime_key[1]).decode()
+    r = expect_ok(interop("roughtime_client.py", "127.0.0.1", str(port), key, "--tcp", "--requests", "3", "--timeout", "10"))
+    assert "answered 3 of 3, verified 3 of 3" in r.stdout, r.stdout
+    # A batch of one: PATH empty, INDX 0; no longer than the request.
+    for versions in ((VERSION_1,), (VERSION_DRAFT,)):
+        req, nonce = request(versions)
+        reply = roughtime_client.exchange_tcp("127.0.0.1", port, req, timeout=10)
+        assert reply is not None
+        midpoint, radius, version, depth = verify(req, reply, nonce, roughtime_key[1], versions)
+        assert (version, depth) == (versions[0], 0)
+        assert radius >= 3 and abs(midpoint - time.time()) < 3
+
+
+def test_tock_query_roughtime_over_tcp(server, roughtime_key):
+    key = base64.b64encode(roughtime_key[1]).decode()
+    r = expect_ok(tock("query", "--protocol", "roughtime", "--tcp", server.addr("roughtime"), "--public-key", key))
+    assert "Roughtime over TCP" in r.stdout and "version       1" in r.stdout, r.stdout
+    j = json.loads(expect_ok(tock("query", "--protocol", "roughtime", "--tcp", server.addr("roughtime"), "--public-key", key, "--json")).stdout)
+    assert j["transport"] == "tcp" and j["verified"] is True, j
+    wrong = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes_raw()).decode()
+    expect_exit(tock("query", "--protocol", "roughtime", "--tcp", server.addr("roughtime"), "--public-key", wrong), 10)
+
+
+def test_hostile_tcp_requests_get_no_reply_and_are_counted(server, roughtime_key):
+    port = server.port("roughtime")
+    good, _ = request()
+    short = good[:8] + struct.pack("<I", 500) + good[12:512]
+    cases = [
+        ("bad magic", b"XOUGHTIM" + good[8:], "bad_framing"),
+        ("a length of 2 GiB", good[:8] + struct.pack("<I", 0x7FFFFFFF) + good[12:], "oversized"),
+        ("a frame announcing 500 bytes", short, "too_short"),
+        ("unknown SRV", request(extra={"SRV": os.urandom(32)})[0], "unknown_srv"),
+    ]
+    before = tcp_status(server)
+    for name, data, _ in cases:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            try:
+                s.sendall(data)
+                assert s.recv(4096) == b"", f"{name} was answered"
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # closed with the rest of the request unread
+    expected = {}
+    for _, _, reason in cases:
+        expected[reason] = expected.get(reason, 0) + 1
+    deadline = time.time() + 5
+    while True:
+        after = tcp_status(server)
+        grown = {reason: after["drops"].get(reason, 0) - before["drops"].get(reason, 0) for reason in expected}
+        if grown == expected or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert grown == expected, (grown, after)
+    assert after["requests"] - before["requests"] == len(cases) and after["replies"] == before["replies"], after
+    # Still answering over TCP.
+    req, nonce = request()
+    verify(req, roughtime_client.exchange_tcp("127.0.0.1", port, req, timeout=10), nonce, roughtime_key[1], (VERSION_1, VERSION_DRAFT))
 
 
 def test_tockd_refuses_roughtime_without_a_key(procs):

@@ -6,12 +6,13 @@ a malfeasance report.
 
 Library use: `request(nonce)` -> packet; `verify(request, reply, public_key)` -> Verified (or
 raises Bad); `message`/`parse` encode and decode a message (§4.2); `h` is H (§5.3);
+`exchange_tcp(host, port, request)` -> the reply over TCP, or None;
 `check_report(report, keys)` checks a malfeasance report (§8.4).
 Command line (the allocation count uses it):
-  roughtime_client.py HOST PORT PUBLIC_KEY [--requests N] [--verify-every K]
-sends N requests one after the other, verifies every K-th reply (default every one) and prints
-"answered A of N, verified V"; exits 1 unless every request was answered and every checked
-reply verified.
+  roughtime_client.py HOST PORT PUBLIC_KEY [--requests N] [--verify-every K] [--tcp]
+sends N requests one after the other (with --tcp, each on its own TCP connection), verifies
+every K-th reply (default every one) and prints "answered A of N, verified V"; exits 1 unless
+every request was answered and every checked reply verified.
 """
 import argparse
 import base64
@@ -145,6 +146,37 @@ def verify(req, reply, public_key):
     return Verified(midpoint, radius, struct.unpack("<I", srep["VER"])[0])
 
 
+def read_packet(sock, limit):
+    """One packet from a TCP stream (§5): the 12-byte header, then as many bytes as its length
+    field gives. A length over `limit` (a reply longer than its request) is refused from the
+    header; returns None if the server closes before the first byte; raises Bad if it closes
+    mid-packet."""
+    data = b""
+    need = 12
+    while len(data) < need:
+        chunk = sock.recv(need - len(data))
+        if not chunk:
+            if not data:
+                return None
+            raise Bad(f"connection closed after {len(data)} of {need} bytes")
+        data += chunk
+        if len(data) == 12:
+            if data[:8] != MAGIC:
+                raise Bad("bad packet header")
+            need = 12 + struct.unpack_from("<I", data, 8)[0]
+            if need > limit:
+                raise Bad("reply longer than request")
+    return data
+
+
+def exchange_tcp(host, port, req, timeout=2.0):
+    """Sends `req` on a new TCP connection and returns the reply packet, or None when the
+    server closes without one."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(req)
+        return read_packet(s, len(req))
+
+
 def check_report(report, keys):
     """Checks a malfeasance report (§8.4) independently: every response verifies under the key of
     the server (`keys`: a list, one public key per response, in order) and answers its request,
@@ -187,27 +219,45 @@ def main():
     parser.add_argument("--requests", type=int, default=1)
     parser.add_argument("--verify-every", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument("--tcp", action="store_true", help="one TCP connection per request")
     args = parser.parse_args()
     key = decode_key(args.public_key)
     answered = verified = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(args.timeout)
-        s.connect((args.host, args.port))
+
+    def check(i, req, reply):
+        nonlocal answered, verified
+        if reply is None:
+            return
+        answered += 1
+        if i % args.verify_every == 0:
+            try:
+                verify(req, reply, key)
+                verified += 1
+            except Bad as e:
+                print(f"request {i}: {e}", file=sys.stderr)
+                verified = -1_000_000_000
+
+    if args.tcp:
         for i in range(args.requests):
             req = request(os.urandom(32))
-            s.send(req)
             try:
-                reply = s.recv(2048)
-            except socket.timeout:
-                continue
-            answered += 1
-            if i % args.verify_every == 0:
+                reply = exchange_tcp(args.host, args.port, req, args.timeout)
+            except (OSError, Bad) as e:
+                print(f"request {i}: {e}", file=sys.stderr)
+                reply = None
+            check(i, req, reply)
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(args.timeout)
+            s.connect((args.host, args.port))
+            for i in range(args.requests):
+                req = request(os.urandom(32))
+                s.send(req)
                 try:
-                    verify(req, reply, key)
-                    verified += 1
-                except Bad as e:
-                    print(f"request {i}: {e}", file=sys.stderr)
-                    verified = -1_000_000_000
+                    reply = s.recv(2048)
+                except socket.timeout:
+                    continue
+                check(i, req, reply)
     checked = (args.requests + args.verify_every - 1) // args.verify_every
     print(f"answered {answered} of {args.requests}, verified {max(verified, 0)} of {checked}")
     return 0 if answered == args.requests and verified == checked else 1

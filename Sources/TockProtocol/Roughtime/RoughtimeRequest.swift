@@ -28,6 +28,9 @@ public enum RoughtimeDropReason: Sendable, Hashable {
     /// (or is not valid yet, after the clock stepped back). Clients reject such a reply (§5.4),
     /// so the server sends none rather than sign a time its delegation does not cover.
     case outsideDelegation
+    /// Over TCP: a packet whose length field announces more than the reader takes
+    /// (`RoughtimeStream.frame`); refused from its header, unread.
+    case tooLong
 }
 
 /// A request the server will answer, and what answering it needs.

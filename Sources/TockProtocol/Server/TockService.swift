@@ -13,7 +13,7 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
     case time
     /// NTS Key Establishment (RFC 8915 §4), TLS 1.3 over TCP.
     case ntsKE = "nts-ke"
-    /// Roughtime (RFC 10049), UDP.
+    /// Roughtime (RFC 10049), UDP and TCP.
     case roughtime
 
     /// The port IANA assigned to the service.
@@ -33,8 +33,8 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
         switch self {
         case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
         case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
-        case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .ntsKETimeout, .ntsKEInternal]
-        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeDelegationExpired, .roughtimeInternal]
+        case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .streamTimeout, .ntsKEInternal]
+        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeDelegationExpired, .roughtimeInternal, .connectionLimit, .streamTimeout]
         }
     }
 
@@ -80,8 +80,9 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     case ntsKEALPN
     /// NTS-KE: the request broke the protocol; answered with an Error record (RFC 8915 §4.1.3).
     case ntsKEBadRequest
-    /// NTS-KE: the connection sent nothing for too long, or outlived its deadline.
-    case ntsKETimeout
+    /// TCP (NTS-KE, Roughtime): the connection sent nothing for too long, or no whole request
+    /// within its deadline (a client dribbling bytes, slowloris).
+    case streamTimeout
     /// NTS-KE: the server could not derive keys; answered with Error 2.
     case ntsKEInternal
     /// Roughtime: not a well-formed packet or message (RFC 10049 §4.2, §5): bad magic, a length
@@ -122,7 +123,7 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .ntsKEHandshake: "tls_handshake"
         case .ntsKEALPN: "no_alpn"
         case .ntsKEBadRequest: "bad_request"
-        case .ntsKETimeout: "timeout"
+        case .streamTimeout: "timeout"
         case .ntsKEInternal: "internal_error"
         case .roughtimeFraming: "bad_framing"
         case .roughtimeVersion: "no_common_version"

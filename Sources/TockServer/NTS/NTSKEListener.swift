@@ -117,7 +117,7 @@ final class NTSKEHandler: ChannelInboundHandler {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         deadline = context.eventLoop.scheduleTask(in: lifetime) {
             let (handler, context) = loopBound.value
-            handler.fail(context, .ntsKETimeout)
+            handler.fail(context, .streamTimeout)
         }
     }
 
@@ -144,7 +144,7 @@ final class NTSKEHandler: ChannelInboundHandler {
             }
             negotiated = true
         } else if event is IdleStateHandler.IdleStateEvent {
-            fail(context, .ntsKETimeout)
+            fail(context, .streamTimeout)
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -5,7 +5,8 @@ import TockSockets
 /// Roughtime (RFC 10049) on the datagram engine: each request is checked
 /// (`RoughtimeRequestPolicy`), admitted and queued in the worker's `RoughtimeServer`, which
 /// hashes its Merkle leaf; `endBatch` seals the batch, one signature per version present, and
-/// writes every reply from the template (§5.2, §5.3).
+/// writes every reply from the template (§5.2, §5.3). The TCP transport drives the same value
+/// one request at a time (`answerAlone`), so both transports share every check and the signing.
 ///
 /// `@unchecked Sendable`: the Roughtime batches, the signer and the hasher are mutable and
 /// unsynchronised; one value is built before its worker thread starts, handed to it, and
@@ -16,6 +17,9 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
     var replyCapacity: Int { RoughtimeWire.minimumRequestLength }
     /// PATH depth for a whole receive batch: 2^6 = `DatagramWorker.batchSize` leaves per version.
     static let maximumDepth = 6
+    /// The deepest PATH this responder's batches hold: `maximumDepth` on the datagram engine,
+    /// 0 (one request per batch) for TCP.
+    let depth: Int
     /// The radius when nothing larger is known: the midpoint's rounding, and the leap second
     /// this server gives no warning of (RFC 10049 §5.2.5 leaves smearing to the server).
     static let minimumRadius: UInt32 = 3
@@ -35,19 +39,20 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
     private var midpoint: UInt64 = 0
     private var radius: UInt32 = minimumRadius
 
-    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell) {
+    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell, depth: Int = Self.maximumDepth) {
         self.keys = keys
+        self.depth = depth
         let (key, version) = keys.read()
         self.keyVersion = version
-        (self.server, self.signer) = Self.make(key, srv: keys.srv)
+        (self.server, self.signer) = Self.make(key, srv: keys.srv, depth: depth)
         self.clock = CachedClockState(clock)
         self.policy = CachedPolicy(policy)
         self.admission = ClientAdmission(policy: self.policy.policy, table: self.policy.limiter, monotonicNanoseconds: 0)
-        tickets.reserveCapacity(2 << Self.maximumDepth)
+        tickets.reserveCapacity(2 << depth)
     }
 
-    private static func make(_ key: RoughtimeDelegation, srv: [UInt8]) -> (RoughtimeServer, RoughtimeEd25519Signer) {
-        let server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: srv), certificate: key.certificate, maximumDepth: maximumDepth)
+    private static func make(_ key: RoughtimeDelegation, srv: [UInt8], depth: Int) -> (RoughtimeServer, RoughtimeEd25519Signer) {
+        let server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: srv), certificate: key.certificate, maximumDepth: depth)
         // The seed was checked when the delegation was made or read, so it is 32 bytes.
         return (server, try! RoughtimeEd25519Signer(seed: key.onlineSeed))
     }
@@ -69,7 +74,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         if keys.currentVersion != keyVersion {
             let (key, version) = keys.read()
             keyVersion = version
-            (server, signer) = Self.make(key, srv: keys.srv)
+            (server, signer) = Self.make(key, srv: keys.srv, depth: depth)
         }
         server.removeAll()
         tickets.removeAll(keepingCapacity: true)
@@ -112,6 +117,25 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         return .written(signatures: signatures)
     }
 
+    /// Answers `request` on its own, as a batch of one (PATH empty, INDX 0, §5.3): the same
+    /// checks, admission and signature a datagram gets, for a transport that holds one request
+    /// at a time (TCP). `reply` must hold `replyCapacity` bytes. Returns `.send` with the
+    /// reply's length, or `.ignore` with the reason nothing is sent.
+    mutating func answerAlone(_ request: UnsafeRawBufferPointer, from client: ClientAddress, now: UTCInstant, into reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
+        beginBatch(now: now)
+        let verdict = respond(to: request, from: client, receiveTime: now, reply: reply)
+        guard case .deferred = verdict else { return verdict }
+        var length = 0
+        let outcome = withUnsafePointer(to: reply) { slot in
+            withUnsafeMutablePointer(to: &length) { lengths in
+                endBatch(slots: UnsafeBufferPointer(start: slot, count: 1), lengths: UnsafeMutableBufferPointer(start: lengths, count: 1))
+            }
+        }
+        // Over TCP every reply is its own signature: the stream counters' replies count them.
+        if case .dropped(let reason) = outcome { return .ignore(reason) }
+        return .send(length: length, kind: .complete)
+    }
+
     /// The counter a core drop reason lands in.
     static func dropReason(_ reason: RoughtimeDropReason) -> DropReason {
         switch reason {
@@ -123,6 +147,7 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         case .unknownSRV: .roughtimeSRV
         case .batchFull: .roughtimeInternal
         case .outsideDelegation: .roughtimeDelegationExpired
+        case .tooLong: .oversized
         }
     }
 }

@@ -129,8 +129,25 @@ package final class StreamCounters: Sendable {
     }
 }
 
+/// What a TCP listener serves on each connection it accepts.
+enum StreamTimeProtocol: Sendable {
+    /// Daytime or Time (RFC 867, RFC 868): the reply on connect, input ignored.
+    case text(TextTimeServer)
+    /// Roughtime (RFC 10049): one framed request, one signed reply.
+    case roughtime(RoughtimeKeyCell)
 
-/// A TCP listener for Daytime or Time on a NIO event loop group.
+    /// The service, whose counters and policy the listener uses.
+    var service: TockService {
+        switch self {
+        case .text(let core): core.service
+        case .roughtime: .roughtime
+        }
+    }
+}
+
+/// A TCP listener for Daytime, Time or Roughtime on a NIO event loop group: binds (or adopts
+/// systemd's socket), accepts, and gives each connection the service's handler, its counters,
+/// the connection cap and the connection timeout.
 final class StreamTimeListener: Sendable {
     /// Whether NIO owns the socket (and closes it); if not, deinit does.
     private let handedOver = ManagedAtomic(false)
@@ -141,7 +158,10 @@ final class StreamTimeListener: Sendable {
 
     let address: SocketEndpoint
     let fd: Int32
-    let core: TextTimeServer
+    /// What each connection is served.
+    let serves: StreamTimeProtocol
+    /// The service, for statistics and addresses.
+    var service: TockService { serves.service }
     let counters = StreamCounters()
     let policy: PolicyCell
     let maxConnections: Int
@@ -149,42 +169,52 @@ final class StreamTimeListener: Sendable {
     /// The inherited descriptor, when systemd bound the socket (socket activation).
     let inheritedFD: Int32?
 
-    init(address requested: SocketEndpoint, core: TextTimeServer, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
+    init(address requested: SocketEndpoint, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
         self.policy = policy
         self.maxConnections = maxConnections
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
-        self.core = core
+        self.serves = serves
         self.inheritedFD = nil
     }
 
     /// Serves a TCP socket systemd bound (and usually already listens on); NIO makes it
     /// non-blocking and listens with its own backlog. Owns `socket.fd` from here on.
-    init(inherited socket: InheritedSocket, core: TextTimeServer, policy: PolicyCell, maxConnections: Int) {
+    init(inherited socket: InheritedSocket, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) {
         self.policy = policy
         self.maxConnections = maxConnections
         self.fd = socket.fd
         self.address = socket.address
-        self.core = core
+        self.serves = serves
         self.inheritedFD = socket.fd
     }
 
     /// Starts accepting on `group`; the returned channel closes the listener.
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
-        let core = self.core
+        let serves = self.serves
         let counters = self.counters
         let cell = self.policy
         let maxConnections = self.maxConnections
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
+            // Roughtime: a client that sends its request and shuts down its side still gets
+            // the reply; the handler closes once it is written.
+            .childChannelOption(.allowRemoteHalfClosure, value: serves.service == .roughtime)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let (policy, limiter, _) = cell.read()
-                    try channel.pipeline.syncOperations.addHandler(
-                        StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
-                    )
+                    let sync = channel.pipeline.syncOperations
+                    switch serves {
+                    case .text(let core):
+                        let (policy, limiter, _) = cell.read()
+                        try sync.addHandler(
+                            StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
+                        )
+                    case .roughtime(let keys):
+                        try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: maxConnections, lifetime: nil, closesIdle: false))
+                        try sync.addHandler(RoughtimeStreamHandler(keys: keys, clock: clock, policy: cell, counters: counters, timeout: connectionTimeout))
+                    }
                 }
             }
             .withBoundSocket(fd)

@@ -1,0 +1,179 @@
+import NIOCore
+import TockProtocol
+import TockSockets
+
+/// Roughtime over TCP (RFC 10049 §5): one framed request per connection, answered with a
+/// signed reply by the responder the datagram engine drives, as a batch of one (PATH empty,
+/// INDX 0), after which the connection closes.
+///
+/// One request per connection: RFC 10049 sends the same packet over TCP as over UDP and says
+/// nothing of reusing a connection, and a Roughtime exchange is one request and one reply (a
+/// client chaining servers asks each once), as NTS-KE's is (RFC 8915 §4). Closing after the
+/// reply bounds each connection's memory and life with no flow control to get wrong: a client
+/// that writes requests faster than it reads replies cannot make the server queue replies.
+/// Bytes after the first packet are never read.
+///
+/// The core decides the frame from its first bytes (`RoughtimeStream.requestFrame`): bad magic
+/// at the first wrong byte; a length over 2048 or under 1024 bytes at the header, before the
+/// rest is read. The whole request must arrive within `timeout` of the connection's start, so a
+/// client dribbling bytes holds its place no longer than an idle one, and because NIO serves
+/// every connection on non-blocking event loops neither delays another client. Every
+/// connection ends answered or counted under one `DropReason`; `ConnectionLimitHandler`, ahead
+/// of this one in the pipeline, counts connections and enforces the cap.
+///
+/// Memory: one buffer of `RoughtimeStream.maximumRequestLength` bytes per connection, taken at
+/// its first byte; each read is copied in and NIO's receive buffer is left free for reuse, so
+/// this handler allocates nothing per read, however the request is cut up (checked with
+/// benchmarks/malloc_counter.c on the event-loop threads: a request sent in 4-byte pieces costs
+/// what NIO's own read path costs, with this handler's work or without it). The responder
+/// (batch storage, signer) and the reply buffer are made once the request is whole.
+///
+/// Not Sendable: NIO calls it on its channel's event loop only.
+final class RoughtimeStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let keys: RoughtimeKeyCell
+    let clock: ClockStateCell
+    let policy: PolicyCell
+    let counters: StreamCounters
+    /// How long the whole request may take to arrive.
+    let timeout: TimeAmount
+
+    /// Where the connection is.
+    private enum State {
+        /// Not yet active, or closed by the cap before it was: nothing to count here.
+        case idle
+        /// Reading the request from `client`.
+        case reading(ClientAddress)
+        /// Answered, or closed and counted.
+        case finished
+    }
+
+    private var state = State.idle
+    /// The request's bytes so far; allocated at the first byte.
+    private var request: [UInt8] = []
+    private var received = 0
+    /// The bytes the core needs before it decides again.
+    private var needed = RoughtimeWire.packetHeaderLength
+    private var deadline: Scheduled<Void>?
+
+    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell, counters: StreamCounters, timeout: TimeAmount) {
+        self.keys = keys
+        self.clock = clock
+        self.policy = policy
+        self.counters = counters
+        self.timeout = timeout
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        // The access list first, so a denied address holds no place while it dribbles; its
+        // rate limit is spent per request, with the request's other checks.
+        guard let client = StreamTimeHandler.client(context.channel.remoteAddress),
+              case .serve = ClientAdmission(policy: policy.policy).admit(client, random: 0)
+        else {
+            finish(context, .denied)
+            return
+        }
+        state = .reading(client)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: timeout) {
+            let (handler, context) = loopBound.value
+            handler.finish(context, .streamTimeout)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .reading(let client) = state else { return }
+        var chunk = unwrapInboundIn(data)
+        if request.isEmpty { request = [UInt8](repeating: 0, count: RoughtimeStream.maximumRequestLength) }
+        while true {
+            let take = min(chunk.readableBytes, needed - received)
+            if take > 0 {
+                request.withUnsafeMutableBytes { out in
+                    chunk.withUnsafeReadableBytes { UnsafeMutableRawBufferPointer(rebasing: out[received..<(received + take)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+                }
+                chunk.moveReaderIndex(forwardBy: take)
+                received += take
+            }
+            let decision = request.withUnsafeBytes { RoughtimeStream.requestFrame(UnsafeRawBufferPointer(rebasing: $0[0..<received])) }
+            switch decision {
+            case .needMore(let count):
+                needed = count
+                if chunk.readableBytes == 0 { return }
+            case .complete(let length):
+                answer(context, client: client, length: length)
+                return
+            case .reject(let reason):
+                finish(context, RoughtimeDatagramResponder.dropReason(reason))
+                return
+            }
+        }
+    }
+
+    /// Has the core decide on the whole request, and writes the reply or counts the drop.
+    private func answer(_ context: ChannelHandlerContext, client: ClientAddress, length: Int) {
+        var responder = RoughtimeDatagramResponder(keys: keys, clock: clock, policy: policy, depth: 0)
+        let capacity = responder.replyCapacity
+        var reply = context.channel.allocator.buffer(capacity: capacity)
+        var verdict = DatagramVerdict.ignore(.roughtimeInternal)
+        let now = SystemClock.now()
+        request.withUnsafeBytes { packet in
+            _ = reply.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
+                verdict = responder.answerAlone(UnsafeRawBufferPointer(rebasing: packet[0..<length]), from: client, now: now, into: out)
+                if case .send(let written, _) = verdict { return written }
+                return 0
+            }
+        }
+        guard case .send = verdict else {
+            if case .ignore(let reason) = verdict { finish(context, reason) } else { finish(context, .roughtimeInternal) }
+            return
+        }
+        state = .finished
+        deadline?.cancel()
+        counters.replied.wrappingIncrement(ordering: .relaxed)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Closes the connection unanswered, counting `reason` once.
+    private func finish(_ context: ChannelHandlerContext, _ reason: DropReason) {
+        if case .finished = state { return }
+        state = .finished
+        deadline?.cancel()
+        counters.count(reason)
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The client shut down its side before a whole request: a short request. After the
+        // reply, the close that follows its write ends the connection.
+        if case ChannelEvent.inputClosed = event, case .reading = state {
+            finish(context, .tooShort)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The peer went away (or reset) before a whole request.
+        if case .reading = state {
+            state = .finished
+            deadline?.cancel()
+            counters.count(.tooShort)
+        }
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A reset or other socket error: channelInactive counts an unfinished request.
+        context.close(promise: nil)
+    }
+}
