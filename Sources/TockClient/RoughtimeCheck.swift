@@ -12,8 +12,10 @@ package struct RoughtimeListedServer: Sendable, Hashable {
     package var versions: [RoughtimeVersion]
     /// `publicKey`: the long-term Ed25519 key, 32 bytes.
     package var publicKey: [UInt8]
-    /// The first UDP address, HOST:PORT.
+    /// The first UDP address, HOST:PORT, or the first TCP one if the entry has no UDP address.
     package var address: String
+    /// Whether `address` is a TCP address.
+    package var tcp: Bool = false
 }
 
 /// Reads a Roughtime server list (RFC 10049 §8.3): `{"servers": [{"name", "version",
@@ -21,7 +23,8 @@ package struct RoughtimeListedServer: Sendable, Hashable {
 ///
 /// Lists in the wild are lenient, and so is this reader: `version` may be a number, a number
 /// in a string ("1", "0x8000000c") or a name ("IETF-Roughtime": versions 1 and 0x8000000c);
-/// missing or unknown, both are offered. Only ed25519 keys and UDP addresses are used.
+/// missing or unknown, both are offered. Only ed25519 keys are used; a UDP address is preferred,
+/// a TCP one (RFC 10049 serves both) used when an entry has no UDP address.
 package enum RoughtimeServerList {
     /// What is wrong with a list.
     package struct ParseError: Error, Sendable, CustomStringConvertible {
@@ -48,10 +51,13 @@ package enum RoughtimeServerList {
                 throw ParseError(description: "\(name): publicKey is not a 32-byte key in base64 or hex")
             }
             let addresses = entry["addresses"] as? [[String: Any]] ?? []
-            guard let address = addresses.first(where: { ($0["protocol"] as? String)?.lowercased() ?? "udp" == "udp" })?["address"] as? String else {
-                throw ParseError(description: "\(name): no UDP address")
+            func first(_ transport: String) -> String? {
+                addresses.first(where: { ($0["protocol"] as? String)?.lowercased() ?? "udp" == transport })?["address"] as? String
             }
-            out.append(RoughtimeListedServer(name: name, versions: versions(entry["version"]), publicKey: key, address: address))
+            guard let address = first("udp") ?? first("tcp") else {
+                throw ParseError(description: "\(name): no UDP or TCP address")
+            }
+            out.append(RoughtimeListedServer(name: name, versions: versions(entry["version"]), publicKey: key, address: address, tcp: first("udp") == nil))
         }
         guard !out.isEmpty else { throw ParseError(description: "the list names no servers") }
         return out
@@ -133,7 +139,7 @@ package struct RoughtimeCheck: Sendable {
                 let request = RoughtimeRequestBuilder.packet(nonce: nonce, versions: server.versions)
                 var exchange = RoughtimeExchange(server: s, rand: rand, request: request)
                 do throws(ClientError) {
-                    let reply = try Self.exchange(request, with: server.address, timeoutNanoseconds: timeoutNanoseconds)
+                    let reply = try Self.exchange(request, with: server.address, tcp: server.tcp, timeoutNanoseconds: timeoutNanoseconds)
                     exchange.response = reply
                     previous = reply
                     do throws(RoughtimeVerificationError) {
@@ -181,20 +187,13 @@ package struct RoughtimeCheck: Sendable {
     }
 
     /// Sends `request` to `address` (HOST:PORT) and returns the reply.
-    static func exchange(_ request: [UInt8], with address: String, timeoutNanoseconds: Int64) throws(ClientError) -> [UInt8] {
+    static func exchange(_ request: [UInt8], with address: String, tcp: Bool, timeoutNanoseconds: Int64) throws(ClientError) -> [UInt8] {
         let parsed: HostAndPort
         do { parsed = try HostAndPort(parsing: address, bareNumberIsPort: false) } catch {
             throw .resolution(host: address, reason: error.description)
         }
         guard let host = parsed.host else { throw .resolution(host: address, reason: "no host") }
         let server = try Resolver.resolve(host, port: parsed.port ?? TockService.roughtime.wellKnownPort)[0]
-        let socket = try ClientSocket(server: server, type: Int32(SOCK_DGRAM.rawValue))
-        try socket.connect(deadline: SystemClock.monotonicNanoseconds() + timeoutNanoseconds)
-        let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
-        _ = try socket.send(request)
-        guard let (reply, _) = try socket.receive(deadline: deadline) else {
-            throw .timeout(server: address, seconds: Double(timeoutNanoseconds) / 1e9)
-        }
-        return reply
+        return try RoughtimeQuery.exchange(request, with: server, tcp: tcp, timeoutNanoseconds: timeoutNanoseconds).reply
     }
 }

@@ -56,6 +56,20 @@ package struct RoughtimeQuery: Sendable {
         var generator = SystemRandomNumberGenerator()
         let nonce = (0..<RoughtimeWire.hashLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let request = RoughtimeRequestBuilder.packet(nonce: nonce, versions: versions)
+        let (reply, sent, received) = try Self.exchange(request, with: server, tcp: tcp, timeoutNanoseconds: timeoutNanoseconds)
+        var hasher = RoughtimeSHA512()
+        do throws(RoughtimeVerificationError) {
+            let time = try RoughtimeClient.verify(request: request, reply: reply, longTermPublicKey: publicKey, verifier: RoughtimeEd25519Verifier(), hasher: &hasher)
+            return Answer(server: server, time: time, sent: sent, received: received, requestLength: request.count, replyLength: reply.count, tcp: tcp)
+        } catch {
+            throw .roughtimeRejected(server: server.description, error)
+        }
+    }
+
+    /// Sends `request` to `server` over UDP or TCP and returns the reply packet unchecked, with
+    /// the local times the request left and the reply arrived. No reply before the timeout (or
+    /// a TCP server that closes without one) is `.timeout`.
+    package static func exchange(_ request: [UInt8], with server: SocketEndpoint, tcp: Bool, timeoutNanoseconds: Int64) throws(ClientError) -> (reply: [UInt8], sent: UTCInstant, received: UTCInstant) {
         let socket = try ClientSocket(server: server, type: tcp ? Sockets.stream : Sockets.datagram)
         let timedOut = ClientError.timeout(server: server.description, seconds: Double(timeoutNanoseconds) / 1e9)
         do throws(ClientError) {
@@ -66,15 +80,9 @@ package struct RoughtimeQuery: Sendable {
         }
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
         let sent = try socket.send(request)
-        let answer = tcp ? try Self.receiveFrame(socket, deadline: deadline, requestLength: request.count) : try socket.receive(deadline: deadline)
+        let answer = tcp ? try receiveFrame(socket, deadline: deadline, requestLength: request.count) : try socket.receive(deadline: deadline)
         guard let (reply, received) = answer else { throw timedOut }
-        var hasher = RoughtimeSHA512()
-        do throws(RoughtimeVerificationError) {
-            let time = try RoughtimeClient.verify(request: request, reply: reply, longTermPublicKey: publicKey, verifier: RoughtimeEd25519Verifier(), hasher: &hasher)
-            return Answer(server: server, time: time, sent: sent, received: received, requestLength: request.count, replyLength: reply.count, tcp: tcp)
-        } catch {
-            throw .roughtimeRejected(server: server.description, error)
-        }
+        return (reply, sent, received)
     }
 
     /// Reads one packet from a TCP stream (RFC 10049 §5), its end found by the core from its

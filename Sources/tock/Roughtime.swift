@@ -194,7 +194,7 @@ struct Roughtime: ParsableCommand {
                   "version": "IETF-Roughtime",
                   "publicKeyType": "ed25519",
                   "publicKey": "\(base64)",
-                  "addresses": [{"protocol": "udp", "address": "\(address)"}]
+                  "addresses": [{"protocol": "udp", "address": "\(address)"}, {"protocol": "tcp", "address": "\(address)"}]
                 }
                 """)
         }
@@ -309,7 +309,7 @@ struct Roughtime: ParsableCommand {
                   "version": "IETF-Roughtime",
                   "publicKeyType": "ed25519",
                   "publicKey": "\(base64)",
-                  "addresses": [{"protocol": "udp", "address": "\(address)"}]
+                  "addresses": [{"protocol": "udp", "address": "\(address)"}, {"protocol": "tcp", "address": "\(address)"}]
                 }
                 """)
         }

@@ -62,3 +62,26 @@ struct RoughtimeQueryDraftTests {
         }
     }
 }
+
+/// Reading a server list (RFC 10049 §8.3): which address and transport `tock roughtime check`
+/// uses for each entry.
+@Suite("Roughtime server list addresses")
+struct RoughtimeServerListAddressTests {
+    static let key = "SSM38R/rN62smY3UMfdhvcgYTrjVARi3JMfSwZwkTVc="
+
+    static func parse(_ addresses: String) throws(RoughtimeServerList.ParseError) -> [RoughtimeListedServer] {
+        let json = #"{"servers": [{"name": "a", "publicKeyType": "ed25519", "publicKey": "\#(key)", "addresses": \#(addresses)}]}"#
+        return try RoughtimeServerList.parse(Array(json.utf8))
+    }
+
+    @Test("UDP first when both are listed, whatever the order; TCP when only TCP is; neither is an error")
+    func transports() throws {
+        let both = try Self.parse(#"[{"protocol": "tcp", "address": "h:2"}, {"protocol": "udp", "address": "h:1"}]"#)
+        #expect(both.map(\.address) == ["h:1"] && both.map(\.tcp) == [false])
+        let tcp = try Self.parse(#"[{"protocol": "TCP", "address": "h:2"}]"#)
+        #expect(tcp.map(\.address) == ["h:2"] && tcp.map(\.tcp) == [true])
+        let unnamed = try Self.parse(#"[{"address": "h:3"}]"#)
+        #expect(unnamed.map(\.tcp) == [false], "an address without a protocol is UDP")
+        #expect(throws: RoughtimeServerList.ParseError.self) { try Self.parse(#"[{"protocol": "quic", "address": "h:4"}]"#) }
+    }
+}

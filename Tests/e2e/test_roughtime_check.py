@@ -100,3 +100,16 @@ def test_bench_roughtime_verifies_a_sample(servers):
     r = json.loads(out.strip().splitlines()[-1])
     assert r["answered"] > 0 and r["invalid"] == 0, out
     assert r["roughtime_verified"] >= r["answered"] // 4 - 1, out
+
+
+def test_servers_listed_with_tcp_addresses_only_are_checked_over_tcp(servers, tmp_path):
+    tcp_only = [dict(s, addresses=[{"protocol": "tcp", "address": s["addresses"][0]["address"]}]) for s in servers[:2]]
+    out = expect_ok(tock("roughtime", "check", write_list(tmp_path / "tcp.json", tcp_only))).stdout
+    assert out.count(" ok") == 4, out
+    assert "causally consistent" in out
+
+
+def test_keygen_lists_the_udp_and_the_tcp_address(tmp_path):
+    out = expect_ok(tock("roughtime", "keygen", tmp_path / "seed")).stdout
+    entry = json.loads(out[out.index("{"):])
+    assert [a["protocol"] for a in entry["addresses"]] == ["udp", "tcp"], entry
