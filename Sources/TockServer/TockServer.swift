@@ -120,27 +120,29 @@ package final class TockServer: Service, Sendable {
                 datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
             }
             for (service, addresses) in [(TockService.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)] {
-                for var address in addresses {
-                    if address.port == 0 {
-                        // UDP and TCP share the port, so choose one free for both.
-                        address.port = try ListenerSocket.freePort(on: address, alsoTCP: true)
+                for address in addresses {
+                    // UDP and TCP share the port: for port 0, one free for both (chosen again
+                    // if either bind finds it taken meanwhile).
+                    let (udp, tcp) = try ListenerSocket.bindingPort(address, alsoTCP: true) { (address) throws(ListenerError) in
+                        let udp = try DatagramListener(service: service, address: address, workers: 1) { textResponder(service) }
+                        return (udp, try StreamTimeListener(address: udp.address, serves: .text(textCore(service)), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
                     }
-                    let udp = try DatagramListener(service: service, address: address, workers: 1) { textResponder(service) }
                     datagram.append(udp)
-                    // TCP takes the same port as UDP (which may have been chosen by the kernel).
-                    stream.append(try StreamTimeListener(address: udp.address, serves: .text(textCore(service)), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
+                    stream.append(tcp)
                 }
             }
-            for var address in configuration.roughtimeListeners {
+            for address in configuration.roughtimeListeners {
                 let keys = try roughtimeResponder()
                 // UDP and TCP share the port, as for Daytime and Time (RFC 10049 §5: the same
                 // packet over either).
-                if address.port == 0 { address.port = try ListenerSocket.freePort(on: address, alsoTCP: true) }
-                let udp = try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
-                    RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
+                let (udp, tcp) = try ListenerSocket.bindingPort(address, alsoTCP: true) { (address) throws(ListenerError) in
+                    let udp = try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
+                        RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
+                    }
+                    return (udp, try StreamTimeListener(address: udp.address, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
                 }
                 datagram.append(udp)
-                stream.append(try StreamTimeListener(address: udp.address, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
+                stream.append(tcp)
             }
             for socket in configuration.inheritedSockets {
                 adopted.insert(socket.fd)

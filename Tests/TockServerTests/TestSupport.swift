@@ -107,13 +107,22 @@ final class RunningServer: @unchecked Sendable {
         }
     }
 
-    /// Triggers graceful shutdown and waits (at most `timeout`) for `run` to return; returns
-    /// whether it did. If it did not, the run task is cancelled.
+    /// Triggers graceful shutdown and waits (at most `timeout`) for the server to stop
+    /// (`TockServer.State.stopped`: listeners closed, workers joined); returns whether it did.
+    ///
+    /// The server's own shutdown is what is timed. The service group's `run` returns after it,
+    /// on the task pool every test shares; under CPU starvation that hop alone has taken over
+    /// 5 s (seen with twice as many CPU hogs as cores), so it gets a wide bound of its own and
+    /// a message of its own. If the group has not returned by then, the run task is cancelled.
     @discardableResult
     func stop(timeout: Duration = .seconds(5)) async -> Bool {
         await group.triggerGracefulShutdown()
-        let stopped = await eventually(timeout: timeout) { finished.isSet }
-        if !stopped { runTask.cancel() }
+        let stopped = await eventually(timeout: timeout) { server.currentState == .stopped }
+        let returned = await eventually(timeout: .seconds(30)) { finished.isSet }
+        if !returned {
+            Issue.record("the service group's run() did not return within 30 s of graceful shutdown (server state: \(server.currentState))")
+            runTask.cancel()
+        }
         do {
             try await runTask.value
         } catch {

@@ -35,20 +35,19 @@ final class DatagramListener: Sendable {
 
     /// Binds the sockets now, so that bind errors surface before anything starts.
     convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
-        var fds: [Int32] = []
-        var address = requested
-        do {
-            if address.port == 0 {
-                address.port = try ListenerSocket.freePort(on: address, alsoTCP: false)
-            } else {
-                try ListenerSocket.requireFree(address)
+        let (address, fds) = try ListenerSocket.bindingPort(requested, alsoTCP: false) { (address) throws(ListenerError) -> (SocketEndpoint, [Int32]) in
+            var fds: [Int32] = []
+            do throws(ListenerError) {
+                // A port the kernel chose is free; one the operator named must be proven free.
+                if requested.port != 0 { try ListenerSocket.requireFree(address) }
+                for _ in 0..<max(1, workers) {
+                    fds.append(try ListenerSocket.udp(address))
+                }
+            } catch {
+                for fd in fds { close(fd) }
+                throw error
             }
-            for _ in 0..<max(1, workers) {
-                fds.append(try ListenerSocket.udp(address))
-            }
-        } catch {
-            for fd in fds { close(fd) }
-            throw error
+            return (address, fds)
         }
         self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, makeResponder: makeResponder)
     }

@@ -122,6 +122,25 @@ enum ListenerSocket {
         }
     }
 
+    /// Runs `bind` with `address`, or, when it asks for port 0, with a port `freePort` chose,
+    /// choosing again while `bind` fails with EADDRINUSE: a port is free only until someone
+    /// binds it, and between `freePort` closing its probes and `bind` another socket (any
+    /// process's client socket) may take it. At most 16 tries; an explicit port is tried once.
+    static func bindingPort<T>(_ address: SocketEndpoint, alsoTCP: Bool, _ bind: (SocketEndpoint) throws(ListenerError) -> T) throws(ListenerError) -> T {
+        guard address.port == 0 else { return try bind(address) }
+        var tries = 0
+        while true {
+            var candidate = address
+            candidate.port = try freePort(on: address, alsoTCP: alsoTCP)
+            do throws(ListenerError) {
+                return try bind(candidate)
+            } catch {
+                tries += 1
+                guard error.errorNumber == EADDRINUSE, tries < 16 else { throw error }
+            }
+        }
+    }
+
     static func freePort(on address: SocketEndpoint, alsoTCP: Bool) throws(ListenerError) -> UInt16 {
         var lastError: Int32 = EADDRINUSE
         for _ in 0..<64 {
