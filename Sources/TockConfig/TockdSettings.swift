@@ -332,7 +332,7 @@ extension Setting {
     /// Memory for each service's client table.
     package static let clientTableSize = Setting(
         key: "rate_limit.table_size_mib", flag: "--client-table-size", reloadable: false,
-        help: "With --rate-limit: MiB of memory for each service's client table, fixed at start",
+        help: "MiB of memory for each service's rate-limit client table (with --rate-limit) and for each NTP address's interleaved-mode log, fixed at start",
         field: \.clientTableSize, format: .integer(1...1024, unit: "MiB"),
         lands: .at(\.configuration.clientTableBytes, to: { $0 << 20 }, back: { $0 >> 20 })
     )
