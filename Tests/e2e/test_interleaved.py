@@ -81,3 +81,13 @@ def test_no_interleaved_gives_chronyd_basic_replies(procs, tmp_path):
     print(out)
     assert fields.get("Interleaved") == "No", out
     assert int(fields["Total good RX"]) >= 8, out
+
+
+def test_interleaved_client_gets_every_previous_transmit_timestamp(procs):
+    """Tests/interop/interleaved_client.py asks for every previous reply's transmit time, from
+    one socket: at least 90 % of its replies are interleaved, and every reply is well formed."""
+    tockd = procs.tockd("tockd-client", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--workers", "2")
+    from conftest import INTEROP
+    result = run(["python3", INTEROP / "interleaved_client.py", "127.0.0.1", str(tockd.port("ntp")), "--requests", "500"])
+    assert result.returncode == 0, result.stdout
+    assert "interleaved=" in result.stdout, result.stdout
