@@ -66,6 +66,8 @@ struct InterleavedServiceTests {
                 }
                 #expect(interleaved > 0, "\(address): no interleaved reply in 8 tries")
             }
+            // Counted once published (at the end of each worker's batch).
+            #expect(await eventually { server.datagramStatistics(.ntp).interleaved >= 2 }, "interleaved replies counted")
         }
     }
 

@@ -104,6 +104,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 case .send(let length, let kind):
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
+                    if kind == .interleaved { totals.add(1, to: .interleaved) }
                     kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 case .deferred:
