@@ -9,9 +9,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 
 _Static_assert(sizeof(tock_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
 _Static_assert(sizeof(tock_in6_pktinfo) == sizeof(struct in6_pktinfo), "in6_pktinfo layout");
+_Static_assert(sizeof(tock_sock_extended_err) == sizeof(struct sock_extended_err), "sock_extended_err layout");
+_Static_assert(offsetof(tock_sock_extended_err, ee_data) == offsetof(struct sock_extended_err, ee_data), "sock_extended_err layout");
+_Static_assert(sizeof(tock_scm_timestamping) == sizeof(struct scm_timestamping), "scm_timestamping layout");
 
 int tock_recvmmsg(int fd, tock_mmsghdr *msgs, unsigned int count, int flags) {
     return recvmmsg(fd, (struct mmsghdr *)msgs, count, flags, NULL);
@@ -60,6 +65,18 @@ const int tock_IPV6_V6ONLY = IPV6_V6ONLY;
 const int tock_MSG_WAITFORONE = MSG_WAITFORONE;
 const int tock_MSG_TRUNC = MSG_TRUNC;
 const int tock_MSG_CTRUNC = MSG_CTRUNC;
+const int tock_SO_TIMESTAMPING = SO_TIMESTAMPING;
+const int tock_SCM_TIMESTAMPING = SCM_TIMESTAMPING;
+const int tock_TX_TIMESTAMPING_FLAGS = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+const int tock_TX_TIMESTAMPING_FLAGS_NO_ID = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_TSONLY;
+const int tock_MSG_ERRQUEUE = MSG_ERRQUEUE;
+const int tock_MSG_DONTWAIT = MSG_DONTWAIT;
+const int tock_SOL_IP = SOL_IP;
+const int tock_SOL_IPV6 = SOL_IPV6;
+const int tock_IP_RECVERR = IP_RECVERR;
+const int tock_IPV6_RECVERR = IPV6_RECVERR;
+const int tock_SO_EE_ORIGIN_TIMESTAMPING = SO_EE_ORIGIN_TIMESTAMPING;
+const int tock_ENOMSG = ENOMSG;
 
 int tock_affinity_cpu_count(void) {
     cpu_set_t set;

@@ -53,6 +53,8 @@ package struct TockdSettings: Sendable, Equatable {
     package var rateLimitIPv6Prefix: Int?
     /// `Setting.clientTableSize`, in MiB.
     package var clientTableSize: Int?
+    /// `Setting.interleaved`.
+    package var interleaved: Bool?
     /// `Setting.user`.
     package var user: String?
     /// `Setting.logLevel`.
@@ -97,7 +99,7 @@ extension Setting {
         clockSource, stratum, workers, tcpTimeout, tcpMaxConnections,
         allow, deny, denyKiss,
         rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod,
-        rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize,
+        rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize, interleaved,
         metrics, user, logLevel,
         ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
         roughtime, roughtimeKey, roughtimeDelegation,
@@ -340,9 +342,17 @@ extension Setting {
     /// Memory for each service's client table.
     package static let clientTableSize = Setting(
         key: "rate_limit.table_size_mib", flag: "--client-table-size", reloadable: false,
-        help: "With --rate-limit: MiB of memory for each service's client table, fixed at start",
+        help: "MiB of memory for each service's rate-limit client table (with --rate-limit) and for each NTP address's interleaved-mode log, fixed at start",
         field: \.clientTableSize, format: .integer(1...1024, unit: "MiB"),
         lands: .at(\.configuration.clientTableBytes, to: { $0 << 20 }, back: { $0 >> 20 })
+    )
+
+    /// Whether NTP answers interleaved requests (RFC 9769).
+    package static let interleaved = Setting(
+        key: TockService.ntp.key("interleaved"), flag: "--interleaved", reloadable: false,
+        help: "Answer NTP clients in interleaved mode (RFC 9769, chrony's xleave) when they ask: the transmit timestamp the kernel took as the previous reply left; --no-interleaved answers every request in basic mode",
+        field: \.interleaved, format: .boolean, lands: .at(\.configuration.ntpInterleaved),
+        defaultText: "on"
     )
 
     /// Where metrics and status are served.

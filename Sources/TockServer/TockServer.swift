@@ -90,10 +90,17 @@ package final class TockServer: Service, Sendable {
         // Inherited descriptors handed to a listener, which closes them from then on.
         var adopted: Set<Int32> = []
         do throws(ListenerError) {
+            // One interleaved-mode client log per NTP listener, shared by its workers.
+            var interleavedLog: InterleavedClientLog?
             func ntpResponder() -> NTPDatagramResponder {
                 // Each worker its own NTS contexts, confined to its thread.
                 let nts = configuration.nts.map { NTSPacketCrypto(keys: $0.cookieKeys, now: SystemClock.now().secondsSinceUnixEpoch) }
-                return NTPDatagramResponder(precision: precision, clock: clockState, policy: cells[.ntp]!, nts: nts)
+                return NTPDatagramResponder(precision: precision, clock: clockState, policy: cells[.ntp]!, nts: nts, interleaved: interleavedLog)
+            }
+            // A systemd socket shared by several workers gets no transmit timestamps (the kernel
+            // numbers a socket's datagrams; the workers could not tell whose a number is).
+            func newInterleavedLog(sharedSocket: Bool = false) {
+                interleavedLog = configuration.ntpInterleaved && !sharedSocket ? InterleavedClientLog(memoryBytes: configuration.clientTableBytes) : nil
             }
             func textCore(_ service: TockService) -> TextTimeServer {
                 TextTimeServer(service: service, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
@@ -117,7 +124,8 @@ package final class TockServer: Service, Sendable {
                 return keys
             }
             for address in configuration.ntpListeners {
-                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
+                newInterleavedLog()
+                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: configuration.ntpInterleaved, makeResponder: ntpResponder))
             }
             for (service, addresses) in [(TockService.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)] {
                 for address in addresses {
@@ -148,7 +156,8 @@ package final class TockServer: Service, Sendable {
                 adopted.insert(socket.fd)
                 switch (socket.service, socket.transport) {
                 case (.ntp, .udp):
-                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, makeResponder: ntpResponder))
+                    newInterleavedLog(sharedSocket: configuration.ntpWorkers > 1)
+                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: configuration.ntpInterleaved, makeResponder: ntpResponder))
                 case (.ntp, .tcp):
                     close(socket.fd)
                     throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)

@@ -63,6 +63,10 @@ package struct TockServerConfiguration: Sendable {
     package var clientTableBytes: Int
     /// NTS (RFC 8915): key establishment and NTS-protected NTP. Default: nil, no NTS.
     package var nts: NTSServerConfiguration? = nil
+    /// Whether NTP answers in the interleaved client/server mode (RFC 9769) clients that ask
+    /// for it (chrony's `xleave`), with kernel transmit timestamps and a per-address log of
+    /// `clientTableBytes` per NTP listener. Default: on, as in chrony.
+    package var ntpInterleaved = true
 
     /// The default ports, from `TockService.wellKnownPort`.
     package static let defaultNTPPort = TockService.ntp.wellKnownPort

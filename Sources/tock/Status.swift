@@ -97,6 +97,9 @@ struct Status: ParsableCommand {
             if let authenticated = s.authenticated {
                 line(pad("  of which NTS", 14, right: false) + pad("", 14) + pad("\(authenticated)", 14) + "  authenticated replies (RFC 8915)")
             }
+            if let interleaved = s.interleaved {
+                line(pad("  interleaved", 14, right: false) + pad("", 14) + pad("\(interleaved)", 14) + "  replies with the previous reply's kernel transmit time (RFC 9769)")
+            }
             if let signatures = s.signatures {
                 // Batch sizes in bucket order ("1", "2-3", ... "64+"), not alphabetical.
                 let sizes = (s.batchSizes ?? [:]).filter { $0.value > 0 }

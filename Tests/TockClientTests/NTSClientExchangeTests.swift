@@ -98,7 +98,7 @@ struct NTSFixture {
             switch kind {
             case .authenticatedTime: core.sealAuthenticatedReply(Self.transmitTime, slot: slot, length: length, crypto: &crypto!, random: &random)
             case .time: core.stampTransmitTime(Self.transmitTime, reply: slot, random: &random)
-            case .kissOfDeath: break
+            case .kissOfDeath, .interleavedTime: break
             }
         }
         return (action, Array(slot[..<length]))

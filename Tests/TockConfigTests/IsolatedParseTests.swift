@@ -64,6 +64,7 @@ struct IsolatedParseTests {
             workers = 3
             deny = ["192.0.2.0/24"]
             deny_kiss = "RSTR"
+            interleaved = false
             [daytime]
             listen = "127.0.0.1:1113"
             format = "hms"

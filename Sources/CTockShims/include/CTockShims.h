@@ -73,6 +73,44 @@ extern const int tock_MSG_WAITFORONE;
 extern const int tock_MSG_TRUNC;
 extern const int tock_MSG_CTRUNC;
 
+/// Kernel transmit timestamps (Documentation/networking/timestamping.rst): the option, its
+/// control message, the flags tock sets, and how a timestamp comes back on the error queue.
+extern const int tock_SO_TIMESTAMPING;
+extern const int tock_SCM_TIMESTAMPING;
+/// SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
+/// SOF_TIMESTAMPING_OPT_TSONLY: a software timestamp when each datagram leaves, tagged with
+/// the socket's per-datagram counter, without the datagram's bytes.
+extern const int tock_TX_TIMESTAMPING_FLAGS;
+/// The same without SOF_TIMESTAMPING_OPT_ID: setting it and then the flags again resets the
+/// socket's counter to 0.
+extern const int tock_TX_TIMESTAMPING_FLAGS_NO_ID;
+extern const int tock_MSG_ERRQUEUE;
+extern const int tock_MSG_DONTWAIT;
+extern const int tock_SOL_IP;
+extern const int tock_SOL_IPV6;
+extern const int tock_IP_RECVERR;
+extern const int tock_IPV6_RECVERR;
+extern const int tock_SO_EE_ORIGIN_TIMESTAMPING;
+/// ENOMSG: the ee_errno of a timestamp on the error queue.
+extern const int tock_ENOMSG;
+
+/// `struct sock_extended_err` (<linux/errqueue.h>), same layout; for a timestamp, ee_origin is
+/// SO_EE_ORIGIN_TIMESTAMPING and ee_data the datagram's SOF_TIMESTAMPING_OPT_ID counter.
+typedef struct tock_sock_extended_err {
+    uint32_t ee_errno;
+    uint8_t ee_origin;
+    uint8_t ee_type;
+    uint8_t ee_code;
+    uint8_t ee_pad;
+    uint32_t ee_info;
+    uint32_t ee_data;
+} tock_sock_extended_err;
+
+/// `struct scm_timestamping` (<linux/errqueue.h>): ts[0] is the software timestamp.
+typedef struct tock_scm_timestamping {
+    struct timespec ts[3];
+} tock_scm_timestamping;
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,10 @@ public enum NTPReplyKind: Sendable, Hashable {
     /// An NTS-protected time reply (RFC 8915 §5.7): the transport stamps T3 and then seals it
     /// (`NTPServer.sealAuthenticatedReply`), because the AEAD covers the transmit timestamp.
     case authenticatedTime
+    /// An interleaved time reply (RFC 9769): complete as written, its transmit timestamp being
+    /// the kernel's of the previous reply to this client, so the transport must not stamp T3.
+    /// Like a `.time` reply, its own transmit timestamp is wanted for the client's next request.
+    case interleavedTime
 }
 
 /// The server's decision for one NTP datagram, carried out by the transport.
@@ -95,6 +99,41 @@ public struct NTPServer: Sendable {
         reply: UnsafeMutableRawBufferPointer,
         random: inout FastRandom
     ) -> NTPServerAction {
+        var log: NoInterleavedLog?
+        return handle(request, from: client, receiveTime: receiveTime, clock: clock, admission: admission, nts: &nts, interleaved: &log, reply: reply, random: &random)
+    }
+
+    /// `handle` for a server that also answers in the interleaved client/server mode
+    /// (RFC 9769) through `interleaved`, the per-client log of its replies' receive and kernel
+    /// transmit timestamps; nil answers every request in basic mode.
+    ///
+    /// A request is interleaved when it is NTPv4 without NTS fields or a MAC, its origin
+    /// timestamp is the receive timestamp of the last reply to this address, the kernel's
+    /// transmit timestamp of that reply is known, and its receive and transmit fields differ
+    /// (chrony's server test: a client in basic mode may send them equal, and then the origin
+    /// match could be chance). The interleaved reply (RFC 9769's server side) carries the
+    /// request's receive field as origin, this exchange's T2 as receive, and the previous
+    /// reply's kernel transmit timestamp as transmit; it is `.interleavedTime`, complete as
+    /// written. Any other request gets the basic reply. Every plain time reply is recorded in
+    /// the log (its T2, its transmit time pending), so the client's next request can be
+    /// interleaved; NTS-protected replies are neither interleaved nor recorded (an
+    /// authenticated interleaved reply would need the previous reply's cookies kept too).
+    ///
+    /// As chrony does, a reply's receive timestamp has its lowest bit set and its transmit
+    /// timestamp the lowest bit clear, so the two are never equal and a basic client's origin
+    /// (our transmit timestamp) never matches a saved receive timestamp.
+    @inlinable
+    public func handle<Table: RateLimitTable, Crypto: NTSServerCrypto, Log: NTPInterleavedLog>(
+        _ request: UnsafeRawBufferPointer,
+        from client: ClientAddress,
+        receiveTime: UTCInstant,
+        clock: ServerClockState,
+        admission: ClientAdmission<Table>,
+        nts: inout Crypto?,
+        interleaved log: inout Log?,
+        reply: UnsafeMutableRawBufferPointer,
+        random: inout FastRandom
+    ) -> NTPServerAction {
         guard request.count >= NTPPacket.headerLength else { return .ignore(.tooShort) }
         let first = request[0]
         let version = (first >> 3) & 0x7
@@ -148,9 +187,21 @@ public struct NTPServer: Sendable {
         NTPWire.store32(clock.referenceID, reply, NTPWire.referenceIDOffset)
         let reference = clock.isSynchronized ? NTPTimestamp(clock.referenceTime).rawValue : 0
         NTPWire.store64(reference, reply, NTPWire.referenceTimeOffset)
-        NTPWire.store64(origin, reply, NTPWire.originOffset)
-        var receive = NTPTimestamp(receiveTime).rawValue & ~randomMask | random.next() & randomMask
-        if receive == origin { receive &+= 1 }
+        // RFC 9769: the previous reply's kernel transmit timestamp, when this request asks for it.
+        // (`origin` is the request's transmit timestamp: a basic reply's origin.)
+        let plain = fields == nil && trailer.macLength == 0
+        var previousTransmit: UInt64?
+        if plain, version == 4, log != nil {
+            let requestOrigin = NTPWire.load64(request, NTPWire.originOffset)
+            if requestOrigin & 1 == 1, NTPWire.load64(request, NTPWire.receiveOffset) != origin {
+                previousTransmit = log!.transmitTimestamp(of: client, previousReceive: requestOrigin)
+            }
+        }
+        let replyOrigin = previousTransmit == nil ? origin : NTPWire.load64(request, NTPWire.receiveOffset)
+        NTPWire.store64(replyOrigin, reply, NTPWire.originOffset)
+        // Receive odd, transmit even (chrony's marking): never equal to each other.
+        var receive = NTPTimestamp(receiveTime).rawValue & ~randomMask | random.next() & randomMask | 1
+        if receive == replyOrigin { receive &+= 2 }
         NTPWire.store64(receive, reply, NTPWire.receiveOffset)
         NTPWire.store64(0, reply, NTPWire.transmitOffset)
         if let fields {
@@ -159,6 +210,13 @@ public struct NTPServer: Sendable {
         if trailer.macLength > 0 {
             NTPWire.store32(0, reply, NTPPacket.headerLength)
             return .respond(length: NTPPacket.headerLength + 4, kind: .time)
+        }
+        if log != nil { log!.replied(to: client, receive: receive) }
+        if var transmit = previousTransmit {
+            transmit &= ~1
+            if transmit == replyOrigin { transmit &+= 2 }
+            NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
+            return .respond(length: NTPPacket.headerLength, kind: .interleavedTime)
         }
         return .respond(length: NTPPacket.headerLength, kind: .time)
     }
@@ -283,10 +341,12 @@ public struct NTPServer: Sendable {
         let written = UnsafeRawBufferPointer(reply)
         let receive = NTPWire.load64(written, NTPWire.receiveOffset)
         let origin = NTPWire.load64(written, NTPWire.originOffset)
-        var transmit = NTPTimestamp(transmitTime).rawValue & ~randomMask | random.next() & randomMask
+        // The lowest bit clear, so T3 never equals an (odd) receive timestamp: a basic client's
+        // origin then never looks like an interleaved request (RFC 9769, chrony's marking).
+        var transmit = (NTPTimestamp(transmitTime).rawValue & ~randomMask | random.next() & randomMask) & ~1
         // Compare modulo 2^64 so the test holds across an era boundary.
-        if Int64(bitPattern: transmit &- receive) <= 0 { transmit = receive &+ 1 }
-        if transmit == origin { transmit &+= 1 }
+        if Int64(bitPattern: transmit &- receive) <= 0 { transmit = (receive &+ 2) & ~1 }
+        if transmit == origin { transmit &+= 2 }
         NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
     }
 

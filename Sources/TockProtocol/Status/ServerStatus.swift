@@ -134,6 +134,9 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// NTS-protected replies sent (RFC 8915 §5.7), included in `replies`; absent in
         /// documents from servers without NTS.
         public var authenticated: UInt64?
+        /// Interleaved replies sent (RFC 9769), included in `replies`; absent for other
+        /// services and when interleaved mode is off.
+        public var interleaved: UInt64?
         /// Kisses-o'-death by why they were sent (`denied`, `rate_limited`, `nts_bad_cookie`:
         /// an NTS NAK); absent for services that send none.
         public var kisses: [String: UInt64]?
@@ -146,8 +149,9 @@ public struct ServerStatus: Codable, Sendable, Hashable {
 
         /// Creates one service's totals.
         public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil,
-                    signatures: UInt64? = nil, batchSizes: [String: UInt64]? = nil) {
+                    signatures: UInt64? = nil, batchSizes: [String: UInt64]? = nil, interleaved: UInt64? = nil) {
             self.authenticated = authenticated
+            self.interleaved = interleaved
             self.kisses = kisses
             self.signatures = signatures
             self.batchSizes = batchSizes

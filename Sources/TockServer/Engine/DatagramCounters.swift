@@ -18,6 +18,8 @@ final class DatagramCounters: Sendable {
         case kissesSent
         /// NTS-protected replies sent (RFC 8915 §5.7).
         case authenticated
+        /// Interleaved NTP replies sent (RFC 9769): the previous reply's kernel transmit time.
+        case interleaved
         /// Signatures made at the end of a batch (Roughtime: one SREP signature per version
         /// present in a receive batch, RFC 10049 §5.3).
         case signatures
@@ -108,6 +110,8 @@ package struct DatagramStatistics: Sendable, Hashable {
     package var sendErrors: UInt64 = 0
     package var kissesSent: UInt64 = 0
     package var authenticated: UInt64 = 0
+    /// Interleaved NTP replies (RFC 9769).
+    package var interleaved: UInt64 = 0
     /// Drops by reason (the reasons the service can drop for, zero or not).
     package var drops: [DropReason: UInt64] = [:]
     /// Kisses-o'-death by the reason they were sent (denied, rate limited, NTS cookie refused).
@@ -132,6 +136,7 @@ package struct DatagramStatistics: Sendable, Hashable {
         sendErrors += other.sendErrors
         kissesSent += other.kissesSent
         authenticated += other.authenticated
+        interleaved += other.interleaved
         for (k, v) in other.drops { drops[k, default: 0] += v }
         for (k, v) in other.kisses { kisses[k, default: 0] += v }
         signatures += other.signatures
@@ -145,6 +150,7 @@ package struct DatagramStatistics: Sendable, Hashable {
         sendErrors = counters.value(.sendErrors)
         kissesSent = counters.value(.kissesSent)
         authenticated = counters.value(.authenticated)
+        interleaved = counters.value(.interleaved)
         signatures = counters.value(.signatures)
         for i in deferredBatches.indices {
             deferredBatches[i] = counters.value(DatagramCounters.Slot(rawValue: DatagramCounters.Slot.deferredBatchOf1.rawValue + i)!)

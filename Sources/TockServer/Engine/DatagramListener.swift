@@ -33,8 +33,10 @@ final class DatagramListener: Sendable {
         case stopped
     }
 
-    /// Binds the sockets now, so that bind errors surface before anything starts.
-    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+    /// Binds the sockets now, so that bind errors surface before anything starts. With
+    /// `transmitTimestamps` (NTP's interleaved mode) each socket reports kernel transmit
+    /// timestamps, if the kernel lets it (otherwise every reply stays basic).
+    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, transmitTimestamps: Bool = false, makeResponder: () -> R) throws(ListenerError) {
         let (address, fds) = try ListenerSocket.bindingPort(requested, alsoTCP: false) { (address) throws(ListenerError) -> (SocketEndpoint, [Int32]) in
             var fds: [Int32] = []
             do throws(ListenerError) {
@@ -49,22 +51,26 @@ final class DatagramListener: Sendable {
             }
             return (address, fds)
         }
-        self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, makeResponder: makeResponder)
+        let stamping = transmitTimestamps && fds.allSatisfy { TransmitTimestampQueue.enable(on: $0) }
+        self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, transmitTimestamps: stamping, makeResponder: makeResponder)
     }
 
     /// Serves a UDP socket systemd bound, with `workers` threads sharing it; sets the options
     /// the workers rely on. Owns `socket.fd` from here on, and closes it if this fails.
-    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, makeResponder: () -> R) throws(ListenerError) {
+    /// Transmit timestamps only with one worker: the kernel numbers a socket's datagrams, and
+    /// workers sharing it could not tell whose a number is.
+    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, transmitTimestamps: Bool = false, makeResponder: () -> R) throws(ListenerError) {
         do throws(ListenerError) {
             try ListenerSocket.adoptUDP(socket.fd, address: socket.address)
         } catch {
             close(socket.fd)
             throw error
         }
-        self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, makeResponder: makeResponder)
+        let stamping = transmitTimestamps && workers <= 1 && TransmitTimestampQueue.enable(on: socket.fd)
+        self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, transmitTimestamps: stamping, makeResponder: makeResponder)
     }
 
-    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, makeResponder: () -> R) {
+    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, transmitTimestamps: Bool, makeResponder: () -> R) {
         self.service = service
         self.address = address
         self.fds = fds
@@ -75,7 +81,7 @@ final class DatagramListener: Sendable {
         let stopping = self.stopping
         var bodies: [@Sendable () -> Void] = []
         for i in 0..<workers {
-            let worker = DatagramWorker(
+            var worker = DatagramWorker(
                 fd: fds[i % fds.count],
                 isIPv6: address.isIPv6,
                 answerFromDestination: answerFromDestination,
@@ -83,7 +89,9 @@ final class DatagramListener: Sendable {
                 counters: counters[i],
                 stopping: stopping
             )
-            bodies.append { worker.run() }
+            worker.transmitTimestamps = transmitTimestamps
+            let body = worker
+            bodies.append { body.run() }
         }
         self.state = NIOLockedValueBox(.ready(bodies))
     }

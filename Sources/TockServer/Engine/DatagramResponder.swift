@@ -27,6 +27,10 @@ enum DatagramReplyKind: Sendable, Hashable {
     /// Queued by a `.deferred` verdict, not yet written: `endBatch` writes it (then it is sent
     /// as written) or drops it.
     case deferred
+    /// An interleaved NTP reply (RFC 9769): sent as written (its transmit timestamp is the
+    /// kernel's of the previous reply), and like `.timestamped` its own kernel transmit
+    /// timestamp is wanted (`transmitted`).
+    case interleaved
 }
 
 /// A protocol's per-packet logic as the datagram engine drives it: a thin adapter from the
@@ -66,6 +70,26 @@ protocol DatagramResponder: Sendable {
     /// replies were written (and the signatures that took) or the reason every deferred reply
     /// of the batch is dropped unsent.
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome
+
+    /// A reply of `kind` in `slot` left as the socket's datagram number `id` (its
+    /// `SOF_TIMESTAMPING_OPT_ID` counter), sent after `transmitTime`; called only on sockets
+    /// with kernel transmit timestamps, for every datagram sent, in order.
+    mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant)
+
+    /// The kernel's software transmit timestamp of datagram `id`, read from the error queue.
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant)
+
+    /// The datagram numbers were lost (a send failed, and the kernel may or may not have
+    /// counted it): forget every reply still waiting for its timestamp.
+    mutating func forgetTransmits()
+
+    /// Whether replies are waiting for transmit timestamps the error queue has not yet given,
+    /// so the engine should read it before deciding on the next batch.
+    var awaitsTransmitTimestamps: Bool { get }
+
+    /// A read of the error queue found none of the awaited timestamps: stop awaiting them (they
+    /// are still taken if a later read finds them).
+    mutating func settleTransmits()
 }
 
 /// How a responder ended a batch's deferred replies.
@@ -79,6 +103,17 @@ enum DeferredBatchOutcome: Equatable {
 extension DatagramResponder {
     /// Protocols that never defer have nothing to write at the end of a batch.
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome { .written(signatures: 0) }
+
+    /// Protocols without interleaved replies want no transmit timestamps.
+    mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant) {}
+    /// Protocols without interleaved replies want no transmit timestamps.
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant) {}
+    /// Protocols without interleaved replies wait for no transmit timestamps.
+    mutating func forgetTransmits() {}
+    /// Protocols without interleaved replies wait for no transmit timestamps.
+    var awaitsTransmitTimestamps: Bool { false }
+    /// Protocols without interleaved replies wait for no transmit timestamps.
+    mutating func settleTransmits() {}
 
     /// Protocols without timestamped replies finish nothing.
     mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int) {}

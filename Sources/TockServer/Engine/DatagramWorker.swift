@@ -17,6 +17,12 @@ import TockSockets
 ///   backlog does not make T2 late. If the kernel supplies none, the time recvmmsg returned.
 /// - T3 (transmit) is read immediately before each sendmmsg call, which sends at most
 ///   `sendChunk` replies, so no reply leaves long after its transmit time was taken.
+/// - With `transmitTimestamps` (NTP's interleaved mode, RFC 9769), the kernel also reports
+///   when each datagram left (SO_TIMESTAMPING, software): the worker numbers its sends as the
+///   kernel does (SOF_TIMESTAMPING_OPT_ID), tells the responder which reply got which number,
+///   and after each batch's sends reads the error queue once (one recvmmsg) to hand the
+///   responder each number's timestamp. Reports that arrive later (a NIC driver that stamps
+///   after sendmmsg returned) are read before the next batch is decided.
 struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     static var batchSize: Int { 64 }
     /// Datagrams larger than this are counted as oversized and dropped; NTP requests with
@@ -33,6 +39,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     let responder: Responder
     let counters: DatagramCounters
     let stopping: ManagedAtomic<Bool>
+    /// Whether the socket reports kernel transmit timestamps (`TransmitTimestampQueue.enable`
+    /// was called on it, and no other worker sends on it: the datagram numbers are per socket).
+    var transmitTimestamps = false
 
     /// Runs until `stopping` is set; the socket's receive timeout bounds how long that takes.
     func run() {
@@ -53,6 +62,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             deferredSlots.deallocate()
             deferredLengths.deallocate()
         }
+        var transmits = TransmitState(queue: TransmitTimestampQueue(capacity: transmitTimestamps ? Self.batchSize : 1))
 
         while !stopping.load(ordering: .relaxed) {
             let received = batch.receive(from: fd, flags: tock_MSG_WAITFORONE)
@@ -66,6 +76,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 continue
             }
             let batchTime = SystemClock.now()
+            if transmitTimestamps, responder.awaitsTransmitTimestamps {
+                if readTransmitTimestamps(&transmits, responder: &responder) == 0 { responder.settleTransmits() }
+            }
             responder.beginBatch(now: batchTime)
             batch.clearQueue()
             var deferred = 0
@@ -91,6 +104,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 case .send(let length, let kind):
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
+                    if kind == .interleaved { totals.add(1, to: .interleaved) }
                     kinds[slot] = kind
                     batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
                 case .deferred:
@@ -104,7 +118,10 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
-            send(&batch, kinds: kinds, responder: &responder, totals: totals)
+            send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, totals: totals)
+            if transmitTimestamps, batch.queued > 0 {
+                _ = readTransmitTimestamps(&transmits, responder: &responder)
+            }
             counters.publish(totals)
         }
         counters.publish(totals)
@@ -149,24 +166,52 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         batch.truncateQueue(to: kept)
     }
 
+    /// The worker's side of kernel transmit timestamps: the error-queue reader and its mirror of
+    /// the socket's datagram counter (`SOF_TIMESTAMPING_OPT_ID`).
+    struct TransmitState: ~Copyable {
+        var queue: TransmitTimestampQueue
+        /// The number the kernel gives the next datagram this socket sends.
+        var nextID: UInt32 = 0
+    }
+
+    /// One read of the error queue: hands each transmit timestamp to the responder. Returns the
+    /// number of reports read.
+    @inline(__always)
+    private func readTransmitTimestamps(_ transmits: inout TransmitState, responder: inout Responder) -> Int {
+        transmits.queue.drain(fd) { id, time in responder.transmitTimestamp(id: id, time: time) }
+    }
+
     /// Sends the queued replies in chunks of `sendChunk`, stamping each chunk's timestamped
     /// replies with a fresh T3 just before its sendmmsg: a reply waits for at most one chunk's
     /// sends after its transmit time is taken, not the whole batch's.
+    ///
+    /// With transmit timestamps, each datagram sent is reported to the responder with the
+    /// number the kernel gave it. A failed send may or may not have used a number (the kernel
+    /// numbers a datagram once it is built, and some sends fail after that), so after one the
+    /// worker reads what the queue holds, restarts the kernel's count at 0 and has the
+    /// responder forget the replies still waiting: those clients get one basic reply.
     @inline(__always)
-    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, totals: borrowing DatagramCounters.Totals) {
+    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, totals: borrowing DatagramCounters.Totals) {
         let replies = batch.queued
         var sent = 0
         var stamped = 0
+        var transmitTime = UTCInstant(nanosecondsSinceUnixEpoch: 0)
         while sent < replies {
             if stamped == sent {
                 stamped = min(replies, sent + Self.sendChunk)
-                let transmitTime = SystemClock.now()
+                transmitTime = SystemClock.now()
                 for j in sent..<stamped where kinds[j] == .timestamped || kinds[j] == .authenticated {
                     responder.finish(kinds[j], transmitTime: transmitTime, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
                 }
             }
             let rc = batch.send(on: fd, from: sent, count: stamped - sent)
             if rc > 0 {
+                if transmitTimestamps {
+                    for j in sent..<(sent + rc) {
+                        responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
+                        transmits.nextID &+= 1
+                    }
+                }
                 sent += rc
                 totals.add(UInt64(rc), to: .replied)
             } else {
@@ -175,6 +220,12 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 // vanished address): count it and go on with the rest.
                 totals.add(1, to: .sendErrors)
                 sent += 1
+                if transmitTimestamps {
+                    _ = readTransmitTimestamps(&transmits, responder: &responder)
+                    responder.forgetTransmits()
+                    transmits.nextID = 0
+                    _ = TransmitTimestampQueue.enable(on: fd)
+                }
             }
         }
     }

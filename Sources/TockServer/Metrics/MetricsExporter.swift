@@ -63,6 +63,7 @@ package final class MetricsExporter: Sendable {
             count("tockd_errors_total", d, s.errors)
             if s.name == TockService.ntp.rawValue { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
             if let authenticated = s.authenticated { count("tockd_nts_replies_total", d, authenticated) }
+            if let interleaved = s.interleaved { count("tockd_ntp_interleaved_replies_total", d, interleaved) }
             for (reason, n) in (s.kisses ?? [:]).sorted(by: { $0.key < $1.key }) {
                 count("tockd_kisses_by_reason_total", d + [("reason", reason)], n)
             }

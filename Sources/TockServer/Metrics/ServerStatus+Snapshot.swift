@@ -32,7 +32,8 @@ extension TockServer {
                     kisses: udp.kisses.isEmpty ? nil : labels(udp.kisses),
                     signatures: service == .roughtime ? udp.signatures : nil,
                     batchSizes: service == .roughtime
-                        ? Dictionary(uniqueKeysWithValues: zip(DatagramStatistics.batchBuckets, udp.deferredBatches)) : nil
+                        ? Dictionary(uniqueKeysWithValues: zip(DatagramStatistics.batchBuckets, udp.deferredBatches)) : nil,
+                    interleaved: service == .ntp && configuration.ntpInterleaved ? udp.interleaved : nil
                 ))
             }
             if service == .ntsKE {

@@ -3,12 +3,19 @@ import TockSockets
 
 /// The NTP service on the datagram engine: the core's `NTPServer.handle` with this worker's
 /// random generator, its cached clock state and policy, and, when NTS is on, its own NTS
-/// cryptography (cookie keys and AEAD contexts, confined to the worker's thread).
+/// cryptography (cookie keys and AEAD contexts, confined to the worker's thread), and, when
+/// interleaved mode is on (RFC 9769), the listener's shared client log and this worker's
+/// replies waiting for their kernel transmit timestamps.
 struct NTPDatagramResponder: DatagramResponder {
     var service: TockService { .ntp }
-    /// Plain NTP needs the 52-byte reply; NTS keeps the S2C key and the plaintext past the
-    /// reply until the seal (`NTSReplyScratch`).
-    var replyCapacity: Int { nts == nil ? NTPServer.maximumReplyLength : NTSReplyScratch.slotLength }
+    /// Plain NTP needs the 52-byte reply and, past it at `pendingOffset`, the log slot and
+    /// receive timestamp of a recorded reply until it is sent; NTS keeps the S2C key and the
+    /// plaintext past the reply until the seal (`NTSReplyScratch`).
+    var replyCapacity: Int { nts == nil ? Self.pendingOffset + 16 : NTSReplyScratch.slotLength }
+    /// Where a plain reply's slot keeps its log slot and receive timestamp: past the longest
+    /// plain reply, and only for `.timestamped` and `.interleaved` replies (an NTS reply may
+    /// be longer, but is never recorded).
+    static let pendingOffset = 64
 
     let core: NTPServer
     var clock: CachedClockState
@@ -18,9 +25,15 @@ struct NTPDatagramResponder: DatagramResponder {
     var admission: ClientAdmission<ClientLimiter>
     /// This worker's NTS cryptography, or nil when the server does not speak NTS.
     var nts: NTSPacketCrypto?
+    /// The listener's interleaved-mode client log, or nil when interleaved mode is off.
+    var interleaved: InterleavedLogView?
+    /// This worker's replies waiting for kernel transmit timestamps (with `interleaved`).
+    let pending: PendingTransmits?
 
-    init(precision: Int8, clock: ClockStateCell, policy: PolicyCell, nts: NTSPacketCrypto? = nil) {
+    init(precision: Int8, clock: ClockStateCell, policy: PolicyCell, nts: NTSPacketCrypto? = nil, interleaved: InterleavedClientLog? = nil) {
         self.core = NTPServer(precision: precision)
+        self.interleaved = interleaved.map(InterleavedLogView.init)
+        self.pending = interleaved == nil ? nil : PendingTransmits()
         self.clock = CachedClockState(clock)
         self.policy = CachedPolicy(policy)
         self.admission = ClientAdmission(policy: self.policy.policy, table: self.policy.limiter, monotonicNanoseconds: 0)
@@ -39,12 +52,54 @@ struct NTPDatagramResponder: DatagramResponder {
 
     @inline(__always)
     mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
-        switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, nts: &nts, reply: reply, random: &random) {
-        case .respond(let length, .time): .send(length: length, kind: .timestamped)
-        case .respond(let length, .authenticatedTime): .send(length: length, kind: .authenticated)
-        case .respond(let length, .kissOfDeath(_, let reason)): .kiss(length: length, reason: reason)
-        case .ignore(let reason): .ignore(reason)
+        switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, nts: &nts, interleaved: &interleaved, reply: reply, random: &random) {
+        case .respond(let length, .time):
+            notePending(reply)
+            return .send(length: length, kind: .timestamped)
+        case .respond(let length, .interleavedTime):
+            notePending(reply)
+            return .send(length: length, kind: .interleaved)
+        case .respond(let length, .authenticatedTime): return .send(length: length, kind: .authenticated)
+        case .respond(let length, .kissOfDeath(_, let reason)): return .kiss(length: length, reason: reason)
+        case .ignore(let reason): return .ignore(reason)
         }
+    }
+
+    /// Keeps what the core recorded in the log for this reply (slot and receive timestamp) in
+    /// the reply's slot until it is sent, or 0 when it recorded nothing.
+    @inline(__always)
+    private mutating func notePending(_ reply: UnsafeMutableRawBufferPointer) {
+        guard interleaved != nil else { return }
+        let receive = interleaved!.lastReceive
+        reply.storeBytes(of: UInt64(truncatingIfNeeded: interleaved!.lastSlot), toByteOffset: Self.pendingOffset, as: UInt64.self)
+        reply.storeBytes(of: receive, toByteOffset: Self.pendingOffset + 8, as: UInt64.self)
+        interleaved!.lastReceive = 0
+    }
+
+    @inline(__always)
+    mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant) {
+        guard let pending, kind == .timestamped || kind == .interleaved else { return }
+        let receive = slot.loadUnaligned(fromByteOffset: Self.pendingOffset + 8, as: UInt64.self)
+        guard receive != 0 else { return }
+        let logSlot = Int(truncatingIfNeeded: slot.loadUnaligned(fromByteOffset: Self.pendingOffset, as: UInt64.self))
+        pending.add(id: id, slot: logSlot, receive: receive, sentAfter: transmitTime.nanosecondsSinceUnixEpoch)
+    }
+
+    @inline(__always)
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant) {
+        guard let pending, let log = interleaved?.log, let entry = pending.take(id: id, time: time.nanosecondsSinceUnixEpoch) else { return }
+        log.setTransmitTimestamp(NTPTimestamp(time).rawValue, slot: entry.slot, receive: entry.receive)
+    }
+
+    mutating func forgetTransmits() {
+        pending?.forgetAll()
+    }
+
+    var awaitsTransmitTimestamps: Bool { (pending?.outstanding ?? 0) > 0 }
+
+    /// Read for the next batch's decisions has found nothing: stop waiting.
+    mutating func settleTransmits() {
+        pending?.settle()
     }
 
     @inline(__always)

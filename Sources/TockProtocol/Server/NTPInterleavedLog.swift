@@ -1,0 +1,29 @@
+/// What a server remembers per client address for the interleaved client/server mode
+/// (RFC 9769, chrony's `xleave`): the receive timestamp (T2) it put in its last reply to that
+/// address and, once the transport learns it, the transmit timestamp the kernel took when that
+/// reply left.
+///
+/// In interleaved mode a client asks for the previous exchange's transmit timestamp by putting
+/// the previous reply's receive timestamp in its request's origin field; the server answers
+/// with the kernel's transmit timestamp of that reply, which is more accurate than any time the
+/// server could read before sending. Implementations are fixed-size tables shared by a
+/// listener's workers (the transport's `InterleavedClientLog`); `NTPServer.handle` only reads
+/// and records through this interface, so the decision stays pure and testable.
+public protocol NTPInterleavedLog {
+    /// The transmit timestamp (NTP format) of the last reply to `client`, if that reply's
+    /// receive timestamp was `previousReceive` and the kernel has reported when it left;
+    /// otherwise nil (the client then gets a basic reply).
+    func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64?
+
+    /// Records that the reply now being sent to `client` carries `receive` as its receive
+    /// timestamp; its transmit timestamp is unknown until the transport reports it.
+    mutating func replied(to client: ClientAddress, receive: UInt64)
+}
+
+/// The log of a server that does not answer in interleaved mode: every reply is basic.
+public enum NoInterleavedLog: NTPInterleavedLog {
+    /// Never known.
+    public func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64? { nil }
+    /// Remembers nothing.
+    public mutating func replied(to client: ClientAddress, receive: UInt64) {}
+}

@@ -1,0 +1,101 @@
+import CTockShims
+import Glibc
+import TockProtocol
+
+/// Kernel software transmit timestamps of a UDP socket's datagrams (SO_TIMESTAMPING,
+/// Documentation/networking/timestamping.rst), read back from its error queue.
+///
+/// With `SOF_TIMESTAMPING_OPT_ID` the kernel numbers the datagrams a socket sends (0, 1, 2, …
+/// from when the option is set) and reports each one's timestamp with that number, so a sender
+/// that counts its own sends knows which datagram a timestamp belongs to. `OPT_TSONLY` leaves
+/// the datagram's bytes out of the report. The interleaved NTP mode (RFC 9769) sends these
+/// timestamps to clients as the previous reply's transmit time.
+///
+/// State it owns, allocated once: the headers and control space for one recvmmsg of up to
+/// `capacity` reports. Reading allocates nothing.
+package struct TransmitTimestampQueue: ~Copyable {
+    /// Reports read per recvmmsg.
+    package let capacity: Int
+    private static var controlSize: Int { 128 }
+    private let headers: UnsafeMutablePointer<tock_mmsghdr>
+    private let control: UnsafeMutableRawPointer
+
+    /// Space for `capacity` reports per read.
+    package init(capacity: Int) {
+        self.capacity = capacity
+        headers = .allocate(capacity: capacity)
+        control = .allocate(byteCount: capacity * Self.controlSize, alignment: 16)
+        for i in 0..<capacity {
+            headers[i] = tock_mmsghdr()
+            headers[i].msg_hdr.msg_control = control + i * Self.controlSize
+        }
+    }
+
+    deinit {
+        headers.deallocate()
+        control.deallocate()
+    }
+
+    /// Turns transmit timestamps on for `fd` (software, numbered, without the datagram), with the
+    /// counter at 0. Setting the flags without `OPT_ID` first makes the kernel restart the count
+    /// when `OPT_ID` is set again, so this also resynchronises a sender that lost count.
+    /// Software receive timestamps (SO_TIMESTAMPNS) stay as they were.
+    package static func enable(on fd: Int32) -> Bool {
+        var off = tock_TX_TIMESTAMPING_FLAGS_NO_ID
+        var on = tock_TX_TIMESTAMPING_FLAGS
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        return setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &off, size) == 0
+            && setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &on, size) == 0
+    }
+
+    /// One recvmmsg(MSG_ERRQUEUE | MSG_DONTWAIT) on `fd`: calls `body` with each datagram number
+    /// and its software transmit timestamp, and returns how many reports were read (0 when the
+    /// queue was empty). One system call however many reports wait, up to `capacity`.
+    @inline(__always)
+    package mutating func drain(_ fd: Int32, _ body: (UInt32, UTCInstant) -> Void) -> Int {
+        for i in 0..<capacity {
+            headers[i].msg_hdr.msg_name = nil
+            headers[i].msg_hdr.msg_namelen = 0
+            headers[i].msg_hdr.msg_iov = nil
+            headers[i].msg_hdr.msg_iovlen = 0
+            headers[i].msg_hdr.msg_controllen = Self.controlSize
+            headers[i].msg_hdr.msg_flags = 0
+        }
+        let n = Int(tock_recvmmsg(fd, headers, UInt32(capacity), tock_MSG_ERRQUEUE | tock_MSG_DONTWAIT))
+        guard n > 0 else { return 0 }
+        for i in 0..<n {
+            if let (id, time) = Self.timestamp(in: &headers[i].msg_hdr) { body(id, time) }
+        }
+        return n
+    }
+
+    /// The datagram number and software timestamp of one error-queue report, if it is a
+    /// transmit timestamp: SCM_TIMESTAMPING's ts[0], and a sock_extended_err from
+    /// SO_EE_ORIGIN_TIMESTAMPING whose ee_data is the number (IPv4 or IPv6 level: a dual-stack
+    /// socket reports at either).
+    @inline(__always)
+    static func timestamp(in message: inout msghdr) -> (UInt32, UTCInstant)? {
+        var time: UTCInstant?
+        var id: UInt32?
+        var cmsg = tock_cmsg_firsthdr(&message)
+        while let c = cmsg {
+            let level = c.pointee.cmsg_level
+            let type = c.pointee.cmsg_type
+            let data = UnsafeRawPointer(tock_cmsg_data(c)!)
+            if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
+                let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.0
+                if ts.tv_sec != 0 || ts.tv_nsec != 0 {
+                    time = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+                }
+            } else if (level == tock_SOL_IP && type == tock_IP_RECVERR) || (level == tock_SOL_IPV6 && type == tock_IPV6_RECVERR) {
+                let err = data.loadUnaligned(as: tock_sock_extended_err.self)
+                if Int32(err.ee_errno) == tock_ENOMSG, Int32(err.ee_origin) == tock_SO_EE_ORIGIN_TIMESTAMPING {
+                    id = err.ee_data
+                }
+            }
+            cmsg = tock_cmsg_nxthdr(&message, c)
+        }
+        guard let id, let time else { return nil }
+        return (id, time)
+    }
+}

@@ -1,0 +1,93 @@
+"""Interleaved NTP (RFC 9769) against chronyd 4.3 with `xleave`: chronyd's own view of the
+exchanges (`chronyc ntpdata`) says they are interleaved, i.e. each reply carried the kernel
+transmit timestamp of tockd's previous reply; with --no-interleaved it says they are basic.
+"""
+import re
+import shutil
+import time
+
+import pytest
+
+from conftest import IS_ROOT, run
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("chronyd") is None or shutil.which("chronyc") is None, reason="needs chronyd and chronyc"),
+    pytest.mark.skipif(not IS_ROOT, reason="chronyd -x runs as root here"),
+]
+
+
+def start_chronyd(procs, tmp_path, port, name):
+    """A chronyd that only measures (-x: never touches the clock) polling tockd every 1/16 s in
+    interleaved mode; its command socket in a directory only root may enter, as chronyc needs."""
+    run_dir = tmp_path / f"{name}-run"
+    run_dir.mkdir(mode=0o700)
+    socket_path = run_dir / "chronyd.sock"
+    conf = tmp_path / f"{name}.conf"
+    conf.write_text(
+        f"server 127.0.0.1 port {port} xleave minpoll -4 maxpoll -4 iburst\n"
+        "cmdport 0\n"
+        f"bindcmdaddress {socket_path}\n"
+        f"pidfile {run_dir / 'chronyd.pid'}\n"
+    )
+    chronyd = procs.spawn(name, ["chronyd", "-d", "-x", "-u", "root", "-f", conf])
+    return chronyd, socket_path
+
+
+def ntpdata(socket_path):
+    """`chronyc ntpdata` as {field: value}; empty until chronyd has a sample."""
+    out = run(["chronyc", "-h", socket_path, "ntpdata"], timeout=10).stdout
+    return {k.strip(): v.strip() for k, v in re.findall(r"^([A-Za-z][A-Za-z0-9 ]*?)\s*:\s*(.*)$", out, re.M)}, out
+
+
+def wait_for_samples(chronyd, socket_path, good, timeout=30.0):
+    """Polls ntpdata until chronyd took `good` good replies; returns the last report."""
+    deadline = time.monotonic() + timeout
+    fields, out = {}, ""
+    while time.monotonic() < deadline:
+        assert chronyd.running(), f"chronyd exited: {chronyd.log.text()}"
+        if socket_path.exists():
+            fields, out = ntpdata(socket_path)
+            if int(fields.get("Total good RX", "0") or 0) >= good:
+                return fields, out
+        time.sleep(0.25)
+    pytest.fail(f"chronyd took fewer than {good} good replies in {timeout} s:\n{out}\n{chronyd.log.text()}")
+
+
+def test_chronyd_xleave_gets_interleaved_replies_with_kernel_timestamps(procs, tmp_path):
+    tockd = procs.tockd("tockd", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--workers", "2")
+    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-xleave")
+    # A new client's third reply is the first that can be interleaved; then every one is,
+    # unless a request overtakes the read of the previous reply's timestamp.
+    deadline = time.monotonic() + 30
+    while True:
+        fields, out = wait_for_samples(chronyd, socket_path, good=8)
+        if fields.get("Interleaved") == "Yes" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print(out)
+    assert fields.get("Interleaved") == "Yes", out
+    assert fields.get("TX timestamping") == "Kernel", out
+    assert fields.get("RX timestamping") == "Kernel", out
+    assert fields.get("Mode") == "Server", out
+    # The delay chronyd computes from interleaved timestamps on loopback is tiny.
+    delay = float(fields["Peer delay"].split()[0])
+    assert 0 <= delay < 0.01, out
+
+
+def test_no_interleaved_gives_chronyd_basic_replies(procs, tmp_path):
+    tockd = procs.tockd("tockd-basic", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--no-interleaved")
+    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-basic")
+    fields, out = wait_for_samples(chronyd, socket_path, good=8)
+    print(out)
+    assert fields.get("Interleaved") == "No", out
+    assert int(fields["Total good RX"]) >= 8, out
+
+
+def test_interleaved_client_gets_every_previous_transmit_timestamp(procs):
+    """Tests/interop/interleaved_client.py asks for every previous reply's transmit time, from
+    one socket: at least 90 % of its replies are interleaved, and every reply is well formed."""
+    tockd = procs.tockd("tockd-client", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--workers", "2")
+    from conftest import INTEROP
+    result = run(["python3", INTEROP / "interleaved_client.py", "127.0.0.1", str(tockd.port("ntp")), "--requests", "500"])
+    assert result.returncode == 0, result.stdout
+    assert "interleaved=" in result.stdout, result.stdout
