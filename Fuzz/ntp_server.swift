@@ -51,6 +51,8 @@ public func fuzzNTPServer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         switch kind {
         case .authenticatedTime:
             preconditionFailure("an NTS reply from a server without NTS")
+        case .interleavedTime, .timeForInterleavedClient:
+            preconditionFailure("an interleaved-mode reply from a server without a client log")
         case .time:
             precondition(packet.stratum != 0 || clock.leap == .unsynchronized, "time reply at stratum 0 from a synchronised clock")
             precondition(packet.transmitTimestamp != packet.originTimestamp && packet.receiveTimestamp != packet.originTimestamp, "timestamp equals origin")

@@ -83,6 +83,8 @@ public func fuzzNTS(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             precondition(code != .ntsNak || NTPWire.load16(UnsafeRawBufferPointer(out), 48) == NTSExtensionFieldType.uniqueIdentifier.rawValue, "a NAK echoes the UID")
         case .time:
             break
+        case .interleavedTime, .timeForInterleavedClient:
+            preconditionFailure("an interleaved-mode reply from a server without a client log")
         }
     }
     return 0

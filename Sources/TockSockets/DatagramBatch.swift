@@ -93,6 +93,8 @@ package struct DatagramBatch: ~Copyable {
     /// Bytes per queued datagram.
     package let sendBufferSize: Int
     static var controlSize: Int { 256 }
+    /// Room for a source address (IPV6_PKTINFO, the larger: 40 bytes) and a transmit
+    /// timestamp request (24 bytes).
     static var sendControlSize: Int { 64 }
 
     private let receiveBuffers: UnsafeMutableRawPointer
@@ -113,6 +115,7 @@ package struct DatagramBatch: ~Copyable {
 
     /// A batch of `capacity` datagrams.
     package init(capacity: Int, receiveBufferSize: Int, sendBufferSize: Int) {
+        precondition(tock_cmsg_space(MemoryLayout<tock_in6_pktinfo>.size) + TransmitTimestampQueue.requestControlSpace <= Self.sendControlSize, "send control space")
         self.capacity = capacity
         self.receiveBufferSize = receiveBufferSize
         self.sendBufferSize = (sendBufferSize + 63) & ~63
@@ -216,19 +219,24 @@ package struct DatagramBatch: ~Copyable {
 
     /// Queues the first `length` bytes of the next slot's buffer as a reply to received
     /// datagram `i`, from its destination address when `answerFromDestination` (a wildcard
-    /// socket: the reply must leave from the address the client used).
+    /// socket: the reply must leave from the address the client used), and with a request for
+    /// the kernel's transmit timestamp of this one datagram when `requestTransmitTimestamp`
+    /// (`TransmitTimestampQueue.writeRequest`).
     @inline(__always)
-    package mutating func queueReply(length: Int, to i: Int, from destination: PacketDestination, answerFromDestination: Bool, isIPv6: Bool) {
+    package mutating func queueReply(length: Int, to i: Int, from destination: PacketDestination, answerFromDestination: Bool, isIPv6: Bool, requestTransmitTimestamp: Bool = false) {
         let j = queued
         sendIOV[j].iov_len = length
         let out = sendHeaders + j
         out.pointee.msg_hdr.msg_name = UnsafeMutableRawPointer(names + i)
         out.pointee.msg_hdr.msg_namelen = receiveHeaders[i].msg_hdr.msg_namelen
         out.pointee.msg_hdr.msg_flags = 0
-        if answerFromDestination, destination.present {
+        let source = answerFromDestination && destination.present
+        if source || requestTransmitTimestamp {
             let space = sendControl + j * Self.sendControlSize
+            var length = source ? destination.writeSourceControl(into: space, isIPv6: isIPv6) : 0
+            if requestTransmitTimestamp { length += TransmitTimestampQueue.writeRequest(into: space + length) }
             out.pointee.msg_hdr.msg_control = space
-            out.pointee.msg_hdr.msg_controllen = destination.writeSourceControl(into: space, isIPv6: isIPv6)
+            out.pointee.msg_hdr.msg_controllen = length
         } else {
             out.pointee.msg_hdr.msg_control = nil
             out.pointee.msg_hdr.msg_controllen = 0

@@ -5,11 +5,16 @@ import TockProtocol
 /// Kernel software transmit timestamps of a UDP socket's datagrams (SO_TIMESTAMPING,
 /// Documentation/networking/timestamping.rst), read back from its error queue.
 ///
-/// With `SOF_TIMESTAMPING_OPT_ID` the kernel numbers the datagrams a socket sends (0, 1, 2, …
-/// from when the option is set) and reports each one's timestamp with that number, so a sender
-/// that counts its own sends knows which datagram a timestamp belongs to. `OPT_TSONLY` leaves
-/// the datagram's bytes out of the report. The interleaved NTP mode (RFC 9769) sends these
-/// timestamps to clients as the previous reply's transmit time.
+/// Only datagrams whose sendmsg asks for one are timestamped (per-packet timestamp requests,
+/// §1.3.3: a SOL_SOCKET/SCM_TIMESTAMPING control message carrying SOF_TIMESTAMPING_TX_SOFTWARE,
+/// `writeRequest`); the socket-level flags only say how timestamps are reported, so datagrams
+/// sent without the request cost nothing. With `SOF_TIMESTAMPING_OPT_ID` the kernel numbers the
+/// timestamped datagrams a socket sends (0, 1, 2, … from when the option is set: the count,
+/// `sk_tskey`, advances only for a datagram that asks for a timestamp) and reports each one's
+/// timestamp with that number, so a sender that counts its own timestamped sends knows which
+/// datagram a timestamp belongs to. `OPT_TSONLY` leaves the datagram's bytes out of the
+/// report. The interleaved NTP mode (RFC 9769) sends these timestamps to clients as the
+/// previous reply's transmit time.
 ///
 /// State it owns, allocated once: the headers and control space for one recvmmsg of up to
 /// `capacity` reports. Reading allocates nothing.
@@ -36,16 +41,33 @@ package struct TransmitTimestampQueue: ~Copyable {
         control.deallocate()
     }
 
-    /// Turns transmit timestamps on for `fd` (software, numbered, without the datagram), with the
-    /// counter at 0. Setting the flags without `OPT_ID` first makes the kernel restart the count
-    /// when `OPT_ID` is set again, so this also resynchronises a sender that lost count.
-    /// Software receive timestamps (SO_TIMESTAMPNS) stay as they were.
+    /// Makes `fd` report the transmit timestamps its datagrams ask for (software, numbered,
+    /// without the datagram), with the counter at 0. Setting the flags without `OPT_ID` first
+    /// makes the kernel restart the count when `OPT_ID` is set again, so this also
+    /// resynchronises a sender that lost count. Software receive timestamps (SO_TIMESTAMPNS)
+    /// stay as they were.
     package static func enable(on fd: Int32) -> Bool {
         var off = tock_TX_TIMESTAMPING_FLAGS_NO_ID
         var on = tock_TX_TIMESTAMPING_FLAGS
         let size = socklen_t(MemoryLayout<Int32>.size)
         return setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &off, size) == 0
             && setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &on, size) == 0
+    }
+
+    /// The space `writeRequest` takes in a datagram's control buffer.
+    package static var requestControlSpace: Int { tock_cmsg_space(MemoryLayout<UInt32>.size) }
+
+    /// Writes, at `space` (aligned for a `cmsghdr`, `requestControlSpace` bytes), the control
+    /// message that asks the kernel for a software transmit timestamp of the one datagram it is
+    /// sent with. Returns its length.
+    @inline(__always)
+    package static func writeRequest(into space: UnsafeMutableRawPointer) -> Int {
+        let header = space.assumingMemoryBound(to: cmsghdr.self)
+        header.pointee.cmsg_level = SOL_SOCKET
+        header.pointee.cmsg_type = tock_SCM_TIMESTAMPING
+        header.pointee.cmsg_len = tock_cmsg_len(MemoryLayout<UInt32>.size)
+        UnsafeMutableRawPointer(tock_cmsg_data(header)!).storeBytes(of: tock_SOF_TIMESTAMPING_TX_SOFTWARE, as: UInt32.self)
+        return requestControlSpace
     }
 
     /// One recvmmsg(MSG_ERRQUEUE | MSG_DONTWAIT) on `fd`: calls `body` with each datagram number

@@ -97,7 +97,7 @@ struct NTSFixture {
         slot.withUnsafeMutableBytes { slot in
             switch kind {
             case .authenticatedTime: core.sealAuthenticatedReply(Self.transmitTime, slot: slot, length: length, crypto: &crypto!, random: &random)
-            case .time: core.stampTransmitTime(Self.transmitTime, reply: slot, random: &random)
+            case .time, .timeForInterleavedClient: core.stampTransmitTime(Self.transmitTime, reply: slot, random: &random)
             case .kissOfDeath, .interleavedTime: break
             }
         }

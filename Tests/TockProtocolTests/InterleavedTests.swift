@@ -9,9 +9,9 @@ struct TestInterleavedLog: NTPInterleavedLog {
     var transmits: [UInt64: UInt64] = [:]  // receive → transmit
     var recorded: [UInt64] = []
 
-    func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64? {
-        guard receives[Key(high: client.high, low: client.low)] == previousReceive else { return nil }
-        return transmits[previousReceive]
+    func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply {
+        guard receives[Key(high: client.high, low: client.low)] == previousReceive else { return .unknown }
+        return transmits[previousReceive].map { .transmitted($0) } ?? .transmitPending
     }
 
     mutating func replied(to client: ClientAddress, receive: UInt64) {
@@ -37,7 +37,7 @@ struct InterleavedTests {
                 server.handle(request, from: client, receiveTime: receiveTime, clock: ServerFixture.clock, admission: ClientAdmission(policy: ServicePolicy()), nts: &nts, interleaved: &log, reply: reply, random: &random)
             }
         }
-        if case .respond(_, .time) = action {
+        if case .respond(_, let kind) = action, kind == .time || kind == .timeForInterleavedClient {
             reply.withUnsafeMutableBytes { server.stampTransmitTime(receiveTime.advanced(byNanoseconds: 50_000), reply: $0, random: &random) }
         }
         return Served(action: action, reply: reply)
@@ -97,9 +97,31 @@ struct InterleavedTests {
     @Test func noInterleaveWithoutAKnownTransmitTimestamp() {
         var (log, previousReceive) = Self.logAfterFirstReply(known: false)
         let served = Self.serve(Self.request(origin: previousReceive, receive: 5, transmit: 0x9999), log: &log)
-        #expect(served.action == .respond(length: 48, kind: .time))
+        // Basic, but the client asked for interleaved mode: this reply's transmit timestamp is wanted.
+        #expect(served.action == .respond(length: 48, kind: .timeForInterleavedClient))
         #expect(served.origin == 0x9999)  // basic: origin = the request's transmit
+        #expect(served.transmit & 1 == 0 && served.transmit > served.receive)  // T3 stamped as for .time
         #expect(log!.recorded.last == served.receive)
+    }
+
+    @Test func chronyXleaveClientGetsTwoBasicRepliesThenInterleaved() {
+        // chronyd with xleave: its first request carries a basic origin; the second carries our
+        // first reply's T2 (intent), whose transmit timestamp was never requested; the third
+        // carries the second reply's T2, whose kernel transmit timestamp is known by then.
+        var log: TestInterleavedLog? = TestInterleavedLog()
+        let first = Self.serve(Self.request(origin: 0, receive: 0, transmit: 0x1000), log: &log, receiveTime: Self.t2.advanced(byNanoseconds: -2_000_000_000))
+        #expect(first.action == .respond(length: 48, kind: .time))
+        #expect(!NTPReplyKind.time.wantsTransmitTimestamp)
+        let second = Self.serve(Self.request(origin: first.receive, receive: 0x2001, transmit: 0x2000), log: &log, receiveTime: Self.t2.advanced(byNanoseconds: -1_000_000_000))
+        #expect(second.action == .respond(length: 48, kind: .timeForInterleavedClient))
+        #expect(NTPReplyKind.timeForInterleavedClient.wantsTransmitTimestamp)
+        #expect(second.origin == 0x2000)
+        log!.transmits[second.receive] = Self.kernelTransmit  // the transport's report for the second reply
+        let third = Self.serve(Self.request(origin: second.receive, receive: 0x3001, transmit: 0x3000), log: &log)
+        #expect(third.action == .respond(length: 48, kind: .interleavedTime))
+        #expect(NTPReplyKind.interleavedTime.wantsTransmitTimestamp)
+        #expect(third.origin == 0x3001)
+        #expect(third.transmit == Self.kernelTransmit & ~1)
     }
 
     @Test func originMismatchIsBasic() {

@@ -6,7 +6,9 @@ import TockSockets
 @testable import TockServer
 
 /// Interleaved mode (RFC 9769) through real sockets: the kernel's transmit timestamp of a reply
-/// comes back in the next reply to a request that carries the first reply's receive timestamp.
+/// to a client in interleaved mode comes back in the next reply to a request that carries that
+/// reply's receive timestamp. Only replies to requests that showed interleaved intent ask the
+/// kernel for a transmit timestamp, so a client's first such request still gets a basic reply.
 @Suite("Interleaved NTP service")
 struct InterleavedServiceTests {
     /// An NTPv4 client request with these origin, receive and transmit fields.
@@ -32,7 +34,13 @@ struct InterleavedServiceTests {
     func kernelTransmitTimestampComesBack() async throws {
         try await withServer(.loopback(daytime: false, time: false)) { server in
             for address in server.addresses(.ntp) {
-                var first = try #require(await Self.exchange(Self.request(origin: 0, receive: 0, transmit: UInt64.random(in: 1...UInt64.max)), to: address), "\(address): no basic reply")
+                let basic = try #require(await Self.exchange(Self.request(origin: 0, receive: 0, transmit: UInt64.random(in: 1...UInt64.max)), to: address), "\(address): no basic reply")
+                // The first request showing intent (origin = the basic reply's T2) gets a basic
+                // reply, always: the basic reply's transmit timestamp was never asked of the
+                // kernel. This reply's is, so the requests after it can be interleaved.
+                let intent = Self.request(origin: be64(basic.0, 32), receive: NTPTimestamp(basic.1).rawValue, transmit: UInt64.random(in: 1...UInt64.max))
+                var first = try #require(await Self.exchange(intent, to: address), "\(address): no reply to the first interleaved request")
+                #expect(be64(first.0, 24) == be64(intent, 40), "\(address): the first interleaved request gets a basic reply")
                 var interleaved = 0
                 // Each reply's kernel timestamp is read right after its send; on a busy machine a
                 // request may overtake that read and get a basic reply, so try a few times.

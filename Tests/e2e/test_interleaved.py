@@ -56,8 +56,10 @@ def wait_for_samples(chronyd, socket_path, good, timeout=30.0):
 def test_chronyd_xleave_gets_interleaved_replies_with_kernel_timestamps(procs, tmp_path):
     tockd = procs.tockd("tockd", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--workers", "2")
     chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-xleave")
-    # A new client's third reply is the first that can be interleaved; then every one is,
-    # unless a request overtakes the read of the previous reply's timestamp.
+    # A new client's first request is basic; its second shows interleaved intent (origin =
+    # tockd's first receive timestamp) and gets a basic reply, the first whose kernel transmit
+    # timestamp tockd asks for; so its third reply is the first that can be interleaved. Then
+    # every one is, unless a request overtakes the read of the previous reply's timestamp.
     deadline = time.monotonic() + 30
     while True:
         fields, out = wait_for_samples(chronyd, socket_path, good=8)

@@ -77,13 +77,16 @@ extern const int tock_MSG_CTRUNC;
 /// control message, the flags tock sets, and how a timestamp comes back on the error queue.
 extern const int tock_SO_TIMESTAMPING;
 extern const int tock_SCM_TIMESTAMPING;
-/// SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
-/// SOF_TIMESTAMPING_OPT_TSONLY: a software timestamp when each datagram leaves, tagged with
-/// the socket's per-datagram counter, without the datagram's bytes.
+/// SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY: report
+/// software timestamps, tagged with the socket's counter of timestamped datagrams, without the
+/// datagram's bytes. No datagram is timestamped unless its sendmsg asks with a control message
+/// (SCM_TIMESTAMPING carrying `tock_SOF_TIMESTAMPING_TX_SOFTWARE`, §1.3.3).
 extern const int tock_TX_TIMESTAMPING_FLAGS;
 /// The same without SOF_TIMESTAMPING_OPT_ID: setting it and then the flags again resets the
 /// socket's counter to 0.
 extern const int tock_TX_TIMESTAMPING_FLAGS_NO_ID;
+/// SOF_TIMESTAMPING_TX_SOFTWARE: the per-datagram request for a software transmit timestamp.
+extern const uint32_t tock_SOF_TIMESTAMPING_TX_SOFTWARE;
 extern const int tock_MSG_ERRQUEUE;
 extern const int tock_MSG_DONTWAIT;
 extern const int tock_SOL_IP;

@@ -10,20 +10,32 @@
 /// listener's workers (the transport's `InterleavedClientLog`); `NTPServer.handle` only reads
 /// and records through this interface, so the decision stays pure and testable.
 public protocol NTPInterleavedLog {
-    /// The transmit timestamp (NTP format) of the last reply to `client`, if that reply's
-    /// receive timestamp was `previousReceive` and the kernel has reported when it left;
-    /// otherwise nil (the client then gets a basic reply).
-    func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64?
+    /// What is known of the last reply to `client`, if its receive timestamp was
+    /// `previousReceive` (a request whose origin is that timestamp asks for interleaved mode):
+    /// whether the kernel has reported when it left, and when.
+    func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply
 
     /// Records that the reply now being sent to `client` carries `receive` as its receive
     /// timestamp; its transmit timestamp is unknown until the transport reports it.
     mutating func replied(to client: ClientAddress, receive: UInt64)
 }
 
+/// What a client log knows of the reply a request's origin timestamp refers to (RFC 9769).
+public enum NTPPreviousReply: Sendable, Hashable {
+    /// The origin is not the receive timestamp of the last reply to this address: the client
+    /// is in basic mode, or its entry was replaced.
+    case unknown
+    /// It is, but the kernel's transmit timestamp of that reply is not known (not requested,
+    /// not reported yet, or lost): the client wants interleaved mode but gets a basic reply.
+    case transmitPending
+    /// It is, and that reply left at this transmit timestamp (NTP format).
+    case transmitted(UInt64)
+}
+
 /// The log of a server that does not answer in interleaved mode: every reply is basic.
 public enum NoInterleavedLog: NTPInterleavedLog {
     /// Never known.
-    public func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64? { nil }
+    public func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply { .unknown }
     /// Remembers nothing.
     public mutating func replied(to client: ClientAddress, receive: UInt64) {}
 }

@@ -11,14 +11,30 @@ public enum NTPReplyKind: Sendable, Hashable {
     case authenticatedTime
     /// An interleaved time reply (RFC 9769): complete as written, its transmit timestamp being
     /// the kernel's of the previous reply to this client, so the transport must not stamp T3.
-    /// Like a `.time` reply, its own transmit timestamp is wanted for the client's next request.
+    /// Its own kernel transmit timestamp is wanted for the client's next request.
     case interleavedTime
+    /// A basic time reply, stamped like `.time`, to a request that asked for interleaved mode
+    /// (RFC 9769: its origin is the receive timestamp of the last reply to this address) when
+    /// the kernel's transmit timestamp of that reply is not known. Its own kernel transmit
+    /// timestamp is wanted, so the client's next request can be answered interleaved.
+    case timeForInterleavedClient
+
+    /// Whether the transport should learn when this reply left (the kernel's transmit
+    /// timestamp) and record it in the client log: only for clients in interleaved mode, so
+    /// basic traffic costs no timestamps.
+    @inlinable
+    public var wantsTransmitTimestamp: Bool {
+        switch self {
+        case .interleavedTime, .timeForInterleavedClient: true
+        case .time, .kissOfDeath, .authenticatedTime: false
+        }
+    }
 }
 
 /// The server's decision for one NTP datagram, carried out by the transport.
 public enum NTPServerAction: Sendable, Hashable {
-    /// Send the first `length` bytes of the reply buffer (after stamping T3 into a `.time`
-    /// reply).
+    /// Send the first `length` bytes of the reply buffer (after stamping T3 into a `.time` or
+    /// `.timeForInterleavedClient` reply).
     case respond(length: Int, kind: NTPReplyKind)
     /// Send nothing, and count `reason`.
     case ignore(DropReason)
@@ -30,7 +46,8 @@ public enum NTPServerAction: Sendable, Hashable {
 ///
 /// Per packet it reads the request and writes the reply in buffers the caller owns; it does
 /// not allocate. The transport calls `handle` with the receive time (T2) and, for a `.time`
-/// reply, `stampTransmitTime` with T3 as late as it can before sending.
+/// or `.timeForInterleavedClient` reply, `stampTransmitTime` with T3 as late as it can before
+/// sending.
 public struct NTPServer: Sendable {
     /// log2 seconds of the clock's resolution, put in every reply and used to randomise the
     /// timestamp bits below it.
@@ -114,10 +131,14 @@ public struct NTPServer: Sendable {
     /// match could be chance). The interleaved reply (RFC 9769's server side) carries the
     /// request's receive field as origin, this exchange's T2 as receive, and the previous
     /// reply's kernel transmit timestamp as transmit; it is `.interleavedTime`, complete as
-    /// written. Any other request gets the basic reply. Every plain time reply is recorded in
-    /// the log (its T2, its transmit time pending), so the client's next request can be
-    /// interleaved; NTS-protected replies are neither interleaved nor recorded (an
-    /// authenticated interleaved reply would need the previous reply's cookies kept too).
+    /// written. A request that asks for interleaved mode the same way but whose previous
+    /// reply's transmit timestamp is not known gets a basic reply marked
+    /// `.timeForInterleavedClient`: like `.interleavedTime`, its kernel transmit timestamp is
+    /// wanted. Any other request gets the basic `.time` reply, whose transmit timestamp nobody
+    /// will ask for, so the transport need not learn it. Every plain time reply is recorded in
+    /// the log (its T2), so the client's next request can show interleaved intent; NTS-protected
+    /// replies are neither interleaved nor recorded (an authenticated interleaved reply would
+    /// need the previous reply's cookies kept too).
     ///
     /// As chrony does, a reply's receive timestamp has its lowest bit set and its transmit
     /// timestamp the lowest bit clear, so the two are never equal and a basic client's origin
@@ -191,10 +212,19 @@ public struct NTPServer: Sendable {
         // (`origin` is the request's transmit timestamp: a basic reply's origin.)
         let plain = fields == nil && trailer.macLength == 0
         var previousTransmit: UInt64?
+        var interleavedClient = false
         if plain, version == 4, log != nil {
             let requestOrigin = NTPWire.load64(request, NTPWire.originOffset)
             if requestOrigin & 1 == 1, NTPWire.load64(request, NTPWire.receiveOffset) != origin {
-                previousTransmit = log!.transmitTimestamp(of: client, previousReceive: requestOrigin)
+                switch log!.previousReply(of: client, previousReceive: requestOrigin) {
+                case .unknown:
+                    break
+                case .transmitPending:
+                    interleavedClient = true
+                case .transmitted(let transmit):
+                    interleavedClient = true
+                    previousTransmit = transmit
+                }
             }
         }
         let replyOrigin = previousTransmit == nil ? origin : NTPWire.load64(request, NTPWire.receiveOffset)
@@ -218,7 +248,7 @@ public struct NTPServer: Sendable {
             NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
             return .respond(length: NTPPacket.headerLength, kind: .interleavedTime)
         }
-        return .respond(length: NTPPacket.headerLength, kind: .time)
+        return .respond(length: NTPPacket.headerLength, kind: interleavedClient ? .timeForInterleavedClient : .time)
     }
 
     /// The NTS part of a reply whose header `handle` has written: opens the cookie, verifies the
@@ -331,7 +361,8 @@ public struct NTPServer: Sendable {
         NTPWire.store64(0, reply, NTPWire.transmitOffset)
     }
 
-    /// Writes the transmit timestamp (T3) into a `.time` reply written by `handle`.
+    /// Writes the transmit timestamp (T3) into a `.time` or `.timeForInterleavedClient` reply
+    /// written by `handle`.
     ///
     /// T3 is made strictly later than T2 and different from the origin, whatever the clock did
     /// between them: equal timestamps would make a client's duplicate and bogus tests

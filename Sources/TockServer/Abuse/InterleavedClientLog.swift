@@ -55,15 +55,22 @@ package final class InterleavedClientLog: @unchecked Sendable {
         return hasher.finalize() & mask
     }
 
+    /// Whether slot `slot` still holds the reply whose receive timestamp was `receive` and,
+    /// if so, that reply's transmit time once known.
+    @inline(__always)
+    package func previousReply(slot: Int, receive: UInt64) -> NTPPreviousReply {
+        guard receive != 0, UnsafeAtomic<UInt64>(at: words + 2 * slot).load(ordering: .relaxed) == receive else { return .unknown }
+        let word = UnsafeAtomic<UInt64>(at: words + 2 * slot + 1).load(ordering: .relaxed)
+        guard UInt32(truncatingIfNeeded: word >> 32) == UInt32(truncatingIfNeeded: receive) else { return .transmitPending }
+        let delta = Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: word)))
+        return .transmitted(receive &+ UInt64(bitPattern: delta))
+    }
+
     /// The transmit timestamp of the reply whose receive timestamp was `receive`, if slot
     /// `slot` still holds that reply and its transmit time is known.
-    @inline(__always)
     package func transmitTimestamp(slot: Int, receive: UInt64) -> UInt64? {
-        guard receive != 0, UnsafeAtomic<UInt64>(at: words + 2 * slot).load(ordering: .relaxed) == receive else { return nil }
-        let word = UnsafeAtomic<UInt64>(at: words + 2 * slot + 1).load(ordering: .relaxed)
-        guard UInt32(truncatingIfNeeded: word >> 32) == UInt32(truncatingIfNeeded: receive) else { return nil }
-        let delta = Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: word)))
-        return receive &+ UInt64(bitPattern: delta)
+        if case .transmitted(let transmit) = previousReply(slot: slot, receive: receive) { return transmit }
+        return nil
     }
 
     /// Records a reply with receive timestamp `receive` (odd) in `slot`; its transmit time is
@@ -111,8 +118,8 @@ struct InterleavedLogView: NTPInterleavedLog {
     }
 
     @inline(__always)
-    func transmitTimestamp(of client: ClientAddress, previousReceive: UInt64) -> UInt64? {
-        log.transmitTimestamp(slot: log.slot(of: client), receive: previousReceive)
+    func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply {
+        log.previousReply(slot: log.slot(of: client), receive: previousReceive)
     }
 
     @inline(__always)

@@ -28,9 +28,27 @@ enum DatagramReplyKind: Sendable, Hashable {
     /// as written) or drops it.
     case deferred
     /// An interleaved NTP reply (RFC 9769): sent as written (its transmit timestamp is the
-    /// kernel's of the previous reply), and like `.timestamped` its own kernel transmit
-    /// timestamp is wanted (`transmitted`).
+    /// kernel's of the previous reply), and its own kernel transmit timestamp is wanted
+    /// (`transmitted`).
     case interleaved
+    /// Like `.timestamped`, and its kernel transmit timestamp is wanted (`transmitted`): a basic
+    /// NTP reply to a client asking for interleaved mode, whose next request can then be
+    /// answered interleaved.
+    case timestampedForInterleaving
+
+    /// Whether `finish` completes it just before its send (T3, and for NTS the seal).
+    @inline(__always)
+    var isFinishedBeforeSending: Bool {
+        self == .timestamped || self == .authenticated || self == .timestampedForInterleaving
+    }
+
+    /// Whether the engine asks the kernel for this datagram's transmit timestamp (on a socket
+    /// with `transmitTimestamps`) and reports it through `transmitted` and
+    /// `transmitTimestamp`. Other replies are sent without the request and cost nothing.
+    @inline(__always)
+    var wantsTransmitTimestamp: Bool {
+        self == .interleaved || self == .timestampedForInterleaving
+    }
 }
 
 /// A protocol's per-packet logic as the datagram engine drives it: a thin adapter from the
@@ -38,8 +56,8 @@ enum DatagramReplyKind: Sendable, Hashable {
 /// that thread, so it needs no locks.
 ///
 /// The engine calls `beginBatch` once per received batch, `respond` per datagram, `endBatch`
-/// once after the last `respond` when any reply was deferred, and `finish` for every
-/// `.timestamped` or `.authenticated` reply just before its chunk is sent.
+/// once after the last `respond` when any reply was deferred, and `finish` for every reply
+/// whose kind `isFinishedBeforeSending` just before its chunk is sent.
 protocol DatagramResponder: Sendable {
     /// The service, whose drop reasons the engine counts.
     var service: TockService { get }
@@ -59,8 +77,8 @@ protocol DatagramResponder: Sendable {
         reply: UnsafeMutableRawBufferPointer
     ) -> DatagramVerdict
 
-    /// Completes a `.timestamped` or `.authenticated` reply just before it is sent: writes the
-    /// transmit time and, for NTS, seals. `slot` is the whole slot, `length` the reply's.
+    /// Completes a reply whose kind `isFinishedBeforeSending` just before it is sent: writes
+    /// the transmit time and, for NTS, seals. `slot` is the whole slot, `length` the reply's.
     mutating func finish(_ kind: DatagramReplyKind, transmitTime: UTCInstant, slot: UnsafeMutableRawBufferPointer, length: Int)
 
     /// Writes the replies this batch's `respond` calls deferred (`.deferred`), after the last
@@ -71,9 +89,10 @@ protocol DatagramResponder: Sendable {
     /// of the batch is dropped unsent.
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome
 
-    /// A reply of `kind` in `slot` left as the socket's datagram number `id` (its
-    /// `SOF_TIMESTAMPING_OPT_ID` counter), sent after `transmitTime`; called only on sockets
-    /// with kernel transmit timestamps, for every datagram sent, in order.
+    /// A reply of `kind` in `slot` left as the socket's timestamped datagram number `id` (its
+    /// `SOF_TIMESTAMPING_OPT_ID` counter, which counts only the datagrams that asked for a
+    /// timestamp), sent after `transmitTime`; called only on sockets with kernel transmit
+    /// timestamps, for every datagram sent whose kind `wantsTransmitTimestamp`, in order.
     mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant)
 
     /// The kernel's software transmit timestamp of datagram `id`, read from the error queue.

@@ -17,12 +17,14 @@ import TockSockets
 ///   backlog does not make T2 late. If the kernel supplies none, the time recvmmsg returned.
 /// - T3 (transmit) is read immediately before each sendmmsg call, which sends at most
 ///   `sendChunk` replies, so no reply leaves long after its transmit time was taken.
-/// - With `transmitTimestamps` (NTP's interleaved mode, RFC 9769), the kernel also reports
-///   when each datagram left (SO_TIMESTAMPING, software): the worker numbers its sends as the
-///   kernel does (SOF_TIMESTAMPING_OPT_ID), tells the responder which reply got which number,
-///   and after each batch's sends reads the error queue once (one recvmmsg) to hand the
-///   responder each number's timestamp. Reports that arrive later (a NIC driver that stamps
-///   after sendmmsg returned) are read before the next batch is decided.
+/// - With `transmitTimestamps` (NTP's interleaved mode, RFC 9769), the replies whose kind
+///   `wantsTransmitTimestamp` (those to clients in interleaved mode) ask the kernel, with a
+///   control message of their own, to report when they left (SO_TIMESTAMPING, software); other
+///   replies carry no request and cost no timestamp. The worker numbers those timestamped sends as the kernel
+///   does (SOF_TIMESTAMPING_OPT_ID counts only datagrams that asked), tells the responder which
+///   reply got which number, and after a batch that sent any reads the error queue once (one
+///   recvmmsg) to hand the responder each number's timestamp. Reports that arrive later (a NIC
+///   driver that stamps after sendmmsg returned) are read before the next batch is decided.
 struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     static var batchSize: Int { 64 }
     /// Datagrams larger than this are counted as oversized and dropped; NTP requests with
@@ -106,7 +108,10 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
                     if kind == .interleaved { totals.add(1, to: .interleaved) }
                     kinds[slot] = kind
-                    batch.queueReply(length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6)
+                    batch.queueReply(
+                        length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6,
+                        requestTransmitTimestamp: transmitTimestamps && kind.wantsTransmitTimestamp
+                    )
                 case .deferred:
                     kinds[slot] = .deferred
                     deferredSlots[deferred] = batch.sendBuffer(slot)
@@ -118,8 +123,8 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
-            send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, totals: totals)
-            if transmitTimestamps, batch.queued > 0 {
+            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, totals: totals)
+            if timestamped > 0 {
                 _ = readTransmitTimestamps(&transmits, responder: &responder)
             }
             counters.publish(totals)
@@ -167,10 +172,11 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     }
 
     /// The worker's side of kernel transmit timestamps: the error-queue reader and its mirror of
-    /// the socket's datagram counter (`SOF_TIMESTAMPING_OPT_ID`).
+    /// the socket's counter of timestamped datagrams (`SOF_TIMESTAMPING_OPT_ID`).
     struct TransmitState: ~Copyable {
         var queue: TransmitTimestampQueue
-        /// The number the kernel gives the next datagram this socket sends.
+        /// The number the kernel gives the next datagram this socket sends with a timestamp
+        /// request (datagrams sent without one take no number).
         var nextID: UInt32 = 0
     }
 
@@ -185,31 +191,35 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// replies with a fresh T3 just before its sendmmsg: a reply waits for at most one chunk's
     /// sends after its transmit time is taken, not the whole batch's.
     ///
-    /// With transmit timestamps, each datagram sent is reported to the responder with the
-    /// number the kernel gave it. A failed send may or may not have used a number (the kernel
-    /// numbers a datagram once it is built, and some sends fail after that), so after one the
-    /// worker reads what the queue holds, restarts the kernel's count at 0 and has the
-    /// responder forget the replies still waiting: those clients get one basic reply.
+    /// With transmit timestamps, each datagram sent with a timestamp request is reported to the
+    /// responder with the number the kernel gave it; returns how many were sent (so 0 on a
+    /// socket without transmit timestamps). A failed send of such a datagram may or may not
+    /// have used a number (the kernel numbers a datagram once it is built, and some sends fail
+    /// after that), so after one the worker reads what the queue holds, restarts the kernel's
+    /// count at 0 and has the responder forget the replies still waiting: those clients get
+    /// one more basic reply. A failed send without the request cannot have used a number.
     @inline(__always)
-    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, totals: borrowing DatagramCounters.Totals) {
+    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, totals: borrowing DatagramCounters.Totals) -> Int {
         let replies = batch.queued
         var sent = 0
         var stamped = 0
+        var timestamped = 0
         var transmitTime = UTCInstant(nanosecondsSinceUnixEpoch: 0)
         while sent < replies {
             if stamped == sent {
                 stamped = min(replies, sent + Self.sendChunk)
                 transmitTime = SystemClock.now()
-                for j in sent..<stamped where kinds[j] == .timestamped || kinds[j] == .authenticated {
+                for j in sent..<stamped where kinds[j].isFinishedBeforeSending {
                     responder.finish(kinds[j], transmitTime: transmitTime, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
                 }
             }
             let rc = batch.send(on: fd, from: sent, count: stamped - sent)
             if rc > 0 {
                 if transmitTimestamps {
-                    for j in sent..<(sent + rc) {
+                    for j in sent..<(sent + rc) where kinds[j].wantsTransmitTimestamp {
                         responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
                         transmits.nextID &+= 1
+                        timestamped += 1
                     }
                 }
                 sent += rc
@@ -219,8 +229,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 // The first remaining reply failed (ENOBUFS, EPERM from a firewall, a
                 // vanished address): count it and go on with the rest.
                 totals.add(1, to: .sendErrors)
+                let failed = kinds[sent]
                 sent += 1
-                if transmitTimestamps {
+                if transmitTimestamps, failed.wantsTransmitTimestamp {
                     _ = readTransmitTimestamps(&transmits, responder: &responder)
                     responder.forgetTransmits()
                     transmits.nextID = 0
@@ -228,5 +239,6 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 }
             }
         }
+        return timestamped
     }
 }

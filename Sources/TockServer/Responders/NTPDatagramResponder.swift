@@ -13,7 +13,7 @@ struct NTPDatagramResponder: DatagramResponder {
     /// plaintext past the reply until the seal (`NTSReplyScratch`).
     var replyCapacity: Int { nts == nil ? Self.pendingOffset + 16 : NTSReplyScratch.slotLength }
     /// Where a plain reply's slot keeps its log slot and receive timestamp: past the longest
-    /// plain reply, and only for `.timestamped` and `.interleaved` replies (an NTS reply may
+    /// plain reply, and only for replies whose kind `wantsTransmitTimestamp` (an NTS reply may
     /// be longer, but is never recorded).
     static let pendingOffset = 64
 
@@ -54,8 +54,11 @@ struct NTPDatagramResponder: DatagramResponder {
     mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
         switch core.handle(request, from: client, receiveTime: receiveTime, clock: clock.state, admission: admission, nts: &nts, interleaved: &interleaved, reply: reply, random: &random) {
         case .respond(let length, .time):
-            notePending(reply)
+            // Recorded in the log, but nobody will ask for its transmit timestamp.
             return .send(length: length, kind: .timestamped)
+        case .respond(let length, .timeForInterleavedClient):
+            notePending(reply)
+            return .send(length: length, kind: .timestampedForInterleaving)
         case .respond(let length, .interleavedTime):
             notePending(reply)
             return .send(length: length, kind: .interleaved)
@@ -78,7 +81,7 @@ struct NTPDatagramResponder: DatagramResponder {
 
     @inline(__always)
     mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant) {
-        guard let pending, kind == .timestamped || kind == .interleaved else { return }
+        guard let pending, kind.wantsTransmitTimestamp else { return }
         let receive = slot.loadUnaligned(fromByteOffset: Self.pendingOffset + 8, as: UInt64.self)
         guard receive != 0 else { return }
         let logSlot = Int(truncatingIfNeeded: slot.loadUnaligned(fromByteOffset: Self.pendingOffset, as: UInt64.self))
