@@ -76,7 +76,7 @@ struct LifecycleTests {
         }
     }
 
-    @Test("Graceful shutdown: run() returns within 2 s and the ports stop answering")
+    @Test("Graceful shutdown: the server stops within 5 s and the ports stop answering")
     func gracefulStop() async throws {
         let server = try TockServer(configuration: .loopback(), logger: quietLogger)
         let running = RunningServer(server)
@@ -91,11 +91,11 @@ struct LifecycleTests {
         for address in text {
             #expect(await blocking { tcpReadAll(from: address) }.bytes.isEmpty == false)
         }
-        let start = ContinuousClock.now
         // Typically 0.2 s (the workers' receive timeout); the bound leaves room for a loaded CI.
+        // Timed to the server's own State.stopped: the service group's return after it runs on
+        // the task pool all tests share, which other tests' blocking calls can hold for seconds.
         let stopped = await running.stop(timeout: .seconds(5))
-        #expect(stopped, "run() had not returned 5 s after triggerGracefulShutdown")
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(stopped, "the server had not stopped 5 s after triggerGracefulShutdown")
         // ... and not after.
         for address in ntp {
             let reply = await blocking { udpExchange(ntpRequest(version: 4, mode: 3), to: address, timeoutMilliseconds: 300) }
