@@ -4,7 +4,9 @@ transmit timestamp of tockd's previous reply; with --no-interleaved it says they
 """
 import re
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,18 +18,27 @@ pytestmark = [
 ]
 
 
-def start_chronyd(procs, tmp_path, port, name):
+@pytest.fixture
+def short_dir():
+    """A directory with a short path, removed afterwards: a Unix socket's path must fit in 108
+    bytes, and pytest's tmp_path under the test run's TMPDIR does not always."""
+    path = Path(tempfile.mkdtemp(prefix="c"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_chronyd(procs, tmp_path, port, name, run_dir):
     """A chronyd that only measures (-x: never touches the clock) polling tockd every 1/16 s in
-    interleaved mode; its command socket in a directory only root may enter, as chronyc needs."""
-    run_dir = tmp_path / f"{name}-run"
-    run_dir.mkdir(mode=0o700)
-    socket_path = run_dir / "chronyd.sock"
+    interleaved mode; its command socket in `run_dir`, a short-pathed directory only root may
+    enter (mkdtemp makes it 0700), as chronyc needs."""
+    socket_path = run_dir / f"{name}.sock"
+    assert len(str(socket_path).encode()) < 108, socket_path
     conf = tmp_path / f"{name}.conf"
     conf.write_text(
         f"server 127.0.0.1 port {port} xleave minpoll -4 maxpoll -4 iburst\n"
         "cmdport 0\n"
         f"bindcmdaddress {socket_path}\n"
-        f"pidfile {run_dir / 'chronyd.pid'}\n"
+        f"pidfile {tmp_path / (name + '.pid')}\n"
     )
     chronyd = procs.spawn(name, ["chronyd", "-d", "-x", "-u", "root", "-f", conf])
     return chronyd, socket_path
@@ -53,9 +64,9 @@ def wait_for_samples(chronyd, socket_path, good, timeout=30.0):
     pytest.fail(f"chronyd took fewer than {good} good replies in {timeout} s:\n{out}\n{chronyd.log.text()}")
 
 
-def test_chronyd_xleave_gets_interleaved_replies_with_kernel_timestamps(procs, tmp_path):
+def test_chronyd_xleave_gets_interleaved_replies_with_kernel_timestamps(short_dir, procs, tmp_path):
     tockd = procs.tockd("tockd", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--workers", "2")
-    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-xleave")
+    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-xleave", short_dir)
     # A new client's first request is basic; its second shows interleaved intent (origin =
     # tockd's first receive timestamp) and gets a basic reply, the first whose kernel transmit
     # timestamp tockd asks for; so its third reply is the first that can be interleaved. Then
@@ -76,9 +87,9 @@ def test_chronyd_xleave_gets_interleaved_replies_with_kernel_timestamps(procs, t
     assert 0 <= delay < 0.01, out
 
 
-def test_no_interleaved_gives_chronyd_basic_replies(procs, tmp_path):
+def test_no_interleaved_gives_chronyd_basic_replies(short_dir, procs, tmp_path):
     tockd = procs.tockd("tockd-basic", "--ntp", "127.0.0.1:0", "--clock-source", "local", "--no-interleaved")
-    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-basic")
+    chronyd, socket_path = start_chronyd(procs, tmp_path, tockd.port("ntp"), "chronyd-basic", short_dir)
     fields, out = wait_for_samples(chronyd, socket_path, good=8)
     print(out)
     assert fields.get("Interleaved") == "No", out
