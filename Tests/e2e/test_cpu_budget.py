@@ -36,18 +36,19 @@ def quota_group():
     name = f"tock-test-{os.getpid()}"
     v2 = Path("/sys/fs/cgroup")
     if (v2 / "cgroup.controllers").exists() and "cpu" in (v2 / "cgroup.subtree_control").read_text().split():
-        group = v2 / name
-        group.mkdir()
-        (group / "cpu.max").write_text("100000 100000")
-        return group
-    v1 = Path("/sys/fs/cgroup/cpu")
-    if (v1 / "cpu.cfs_quota_us").exists():
-        group = v1 / name
-        group.mkdir()
-        (group / "cpu.cfs_period_us").write_text("100000")
-        (group / "cpu.cfs_quota_us").write_text("100000")
-        return group
-    return None
+        group, limits = v2 / name, [("cpu.max", "100000 100000")]
+    elif (Path("/sys/fs/cgroup/cpu") / "cpu.cfs_quota_us").exists():
+        group, limits = Path("/sys/fs/cgroup/cpu") / name, [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "100000")]
+    else:
+        return None
+    group.mkdir()
+    try:
+        for file, value in limits:
+            (group / file).write_text(value)
+    except OSError:
+        group.rmdir()  # made here, empty: leave nothing behind
+        raise
+    return group
 
 
 def test_a_one_cpu_cgroup_quota_gives_one_worker(procs):
