@@ -43,6 +43,17 @@ struct ClientSocket: ~Copyable {
         }
     }
 
+    /// Connects like `connect(deadline:)`, but a TCP connection not made by `deadline` throws
+    /// `timedOut` (which names the server and the whole timeout as the caller states them).
+    func connect(deadline: Int64, timedOut: @autoclosure () -> ClientError) throws(ClientError) {
+        do throws(ClientError) {
+            try connect(deadline: deadline)
+        } catch {
+            if case .timeout = error { throw timedOut() }
+            throw error
+        }
+    }
+
     /// Sends `bytes`, returning the local time just before the call (T1).
     func send(_ bytes: [UInt8]) throws(ClientError) -> UTCInstant {
         let t1 = SystemClock.now()

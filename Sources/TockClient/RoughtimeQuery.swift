@@ -72,12 +72,7 @@ package struct RoughtimeQuery: Sendable {
     package static func exchange(_ request: [UInt8], with server: SocketEndpoint, tcp: Bool, timeoutNanoseconds: Int64) throws(ClientError) -> (reply: [UInt8], sent: UTCInstant, received: UTCInstant) {
         let socket = try ClientSocket(server: server, type: tcp ? Sockets.stream : Sockets.datagram)
         let timedOut = ClientError.timeout(server: server.description, seconds: Double(timeoutNanoseconds) / 1e9)
-        do throws(ClientError) {
-            try socket.connect(deadline: SystemClock.monotonicNanoseconds() + timeoutNanoseconds)
-        } catch {
-            if case .timeout = error { throw timedOut }
-            throw error
-        }
+        try socket.connect(deadline: SystemClock.monotonicNanoseconds() + timeoutNanoseconds, timedOut: timedOut)
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
         let sent = try socket.send(request)
         let answer = tcp ? try receiveFrame(socket, deadline: deadline, requestLength: request.count) : try socket.receive(deadline: deadline)

@@ -36,12 +36,7 @@ package struct StatusQuery: Sendable {
         let name = endpoint.description
         let deadline = SystemClock.monotonicNanoseconds() + timeoutNanoseconds
         let socket = try ClientSocket(server: endpoint, type: Sockets.stream)
-        do throws(ClientError) {
-            try socket.connect(deadline: deadline)
-        } catch {
-            if case .timeout = error { throw .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9) }
-            throw error
-        }
+        try socket.connect(deadline: deadline, timedOut: .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9))
         _ = try socket.send(Array("GET \(path) HTTP/1.0\r\nHost: \(name)\r\nUser-Agent: tock\r\n\r\n".utf8))
         var reply: [UInt8] = []
         while true {

@@ -52,12 +52,7 @@ package struct TextTimeQuery: Sendable {
         var t4 = SystemClock.now()
         if tcp {
             t1 = SystemClock.now()
-            do throws(ClientError) {
-                try socket.connect(deadline: deadline)
-            } catch {
-                if case .timeout = error { throw .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9) }
-                throw error
-            }
+            try socket.connect(deadline: deadline, timedOut: .timeout(server: name, seconds: Double(timeoutNanoseconds) / 1e9))
             while bytes.count < 512, let (chunk, time) = try socket.receive(deadline: deadline, capacity: 512) {
                 if chunk.isEmpty { break }
                 bytes += chunk

@@ -132,18 +132,9 @@ extension ReloadService {
         switch server.reloadRoughtimeDelegation() {
         case nil:
             break
-        case .success(let delegation)?:
-            let certificate = delegation.certificate
-            var metadata: Logger.Metadata = [
-                "online_public_key": "\(RoughtimeKeyText.base64(certificate.onlinePublicKey))",
-                "mint": "\(RoughtimeDelegation.iso(certificate.minimumTime))",
-                "maxt": "\(RoughtimeDelegation.iso(certificate.maximumTime))",
-            ]
-            if case .valid(let remaining) = certificate.status(atUnixSeconds: SystemClock.now().secondsSinceUnixEpoch) {
-                metadata["remaining"] = "\(RoughtimeDelegation.span(remaining))"
-            }
+        case .success?:
             // Under 3 days left, the key service warns at its next look.
-            logger.notice("Roughtime delegation reloaded", metadata: metadata)
+            logger.notice("Roughtime delegation reloaded", metadata: server.roughtimeKeys?.metadata(now: SystemClock.now()) ?? [:])
         case .failure(let error)?:
             logger.error("Roughtime delegation reload failed; keeping the running delegation", metadata: ["error": "\(error)"])
         }

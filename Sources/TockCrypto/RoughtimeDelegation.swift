@@ -163,6 +163,10 @@ package struct RoughtimeDelegation: Sendable, Hashable {
         }
     }
 
+    /// Under this much validity left, an offline delegation is worth a warning (in tockd's log
+    /// and in `tock status`): time to sign the next one.
+    package static let warnBelowSeconds: Int64 = 3 * 86400
+
     /// A Unix time as ISO 8601 UTC.
     package static func iso(_ unixSeconds: UInt64) -> String {
         CivilTime(UTCInstant(secondsSinceUnixEpoch: Int64(clamping: unixSeconds)), utcOffsetSeconds: 0).iso8601()

@@ -282,7 +282,7 @@ package final class TockServer: Service, Sendable {
     /// by another long-term key keeps the running one. Returns nil when Roughtime serves no
     /// delegation file, else the delegation now served or why the file was refused.
     package func reloadRoughtimeDelegation() -> Result<RoughtimeDelegation, RoughtimeKeyCell.KeyError>? {
-        guard let keys = roughtimeKeys, keys.delegationFile != nil else { return nil }
+        guard let keys = roughtimeKeys else { return nil }  // `reloadFile` answers nil without a file
         do throws(RoughtimeKeyCell.KeyError) {
             return try keys.reloadFile(now: SystemClock.now()).map { .success($0) }
         } catch {

@@ -47,11 +47,13 @@ package struct TransmitTimestampQueue: ~Copyable {
     /// resynchronises a sender that lost count. Software receive timestamps (SO_TIMESTAMPNS)
     /// stay as they were.
     package static func enable(on fd: Int32) -> Bool {
-        var off = tock_TX_TIMESTAMPING_FLAGS_NO_ID
-        var on = tock_TX_TIMESTAMPING_FLAGS
-        let size = socklen_t(MemoryLayout<Int32>.size)
-        return setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &off, size) == 0
-            && setsockopt(fd, SOL_SOCKET, tock_SO_TIMESTAMPING, &on, size) == 0
+        do throws(SystemError) {
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS_NO_ID, "SO_TIMESTAMPING")
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS, "SO_TIMESTAMPING")
+            return true
+        } catch {
+            return false
+        }
     }
 
     /// The space `writeRequest` takes in a datagram's control buffer.

@@ -187,16 +187,7 @@ struct Roughtime: ParsableCommand {
             print("long-term public key (hex)     \(RoughtimeKeyText.hex(delegation.longTermPublicKey))")
             print("online public key (base64)     \(RoughtimeKeyText.base64(delegation.onlinePublicKey))")
             print("valid from \(RoughtimeDelegation.iso(mint)) (MINT \(mint)) to \(RoughtimeDelegation.iso(maxt)) (MAXT \(maxt))")
-            print("server list entry:")
-            print("""
-                {
-                  "name": "\(name)",
-                  "version": "IETF-Roughtime",
-                  "publicKeyType": "ed25519",
-                  "publicKey": "\(base64)",
-                  "addresses": [{"protocol": "udp", "address": "\(address)"}, {"protocol": "tcp", "address": "\(address)"}]
-                }
-                """)
+            print(Roughtime.serverListEntry(name: name, publicKey: base64, address: address))
         }
 
         /// Seconds in `text`: a number with an optional unit s, m, h, d or w; positive.
@@ -302,16 +293,22 @@ struct Roughtime: ParsableCommand {
             let base64 = RoughtimeKeyText.base64(signer.publicKey)
             print("public key (base64)  \(base64)")
             print("public key (hex)     \(RoughtimeKeyText.hex(signer.publicKey))")
-            print("server list entry:")
-            print("""
-                {
-                  "name": "\(name)",
-                  "version": "IETF-Roughtime",
-                  "publicKeyType": "ed25519",
-                  "publicKey": "\(base64)",
-                  "addresses": [{"protocol": "udp", "address": "\(address)"}, {"protocol": "tcp", "address": "\(address)"}]
-                }
-                """)
+            print(Roughtime.serverListEntry(name: name, publicKey: base64, address: address))
         }
+    }
+
+    /// The server-list entry (RFC 10049 §8.3) `keygen` and `delegate` print: tockd answers over
+    /// UDP and TCP at the same address, so both are listed.
+    static func serverListEntry(name: String, publicKey: String, address: String) -> String {
+        """
+        server list entry:
+        {
+          "name": "\(name)",
+          "version": "IETF-Roughtime",
+          "publicKeyType": "ed25519",
+          "publicKey": "\(publicKey)",
+          "addresses": [{"protocol": "udp", "address": "\(address)"}, {"protocol": "tcp", "address": "\(address)"}]
+        }
+        """
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TockClient
+import TockCrypto
 import TockProtocol
 import TockSockets
 
@@ -137,13 +138,12 @@ struct Status: ParsableCommand {
     /// The Roughtime delegation (RFC 10049 §5.2.6): where it comes from, its window, and how
     /// long it has left, loudly once it has none (the server then answers no Roughtime).
     static func roughtimeLine(_ r: ServerStatus.Roughtime) -> String {
-        func iso(_ t: UInt64) -> String { CivilTime(UTCInstant(secondsSinceUnixEpoch: Int64(clamping: t)), utcOffsetSeconds: 0).iso8601() }
         let source = r.delegationFile.map { "delegation signed offline, from \($0)" } ?? "online key made in memory, renewed before it expires"
-        let window = "valid \(iso(r.delegationStart)) to \(iso(r.delegationExpiry))"
+        let window = "valid \(RoughtimeDelegation.iso(r.delegationStart)) to \(RoughtimeDelegation.iso(r.delegationExpiry))"
         let left: String
         if r.delegationSecondsRemaining < 0 {
             left = "EXPIRED \(duration(Double(-r.delegationSecondsRemaining))) ago: Roughtime is not answering; sign a new delegation (tock roughtime delegate) and reload tockd (SIGHUP)"
-        } else if r.delegationFile != nil, r.delegationSecondsRemaining < 3 * 86400 {
+        } else if r.delegationFile != nil, r.delegationSecondsRemaining < RoughtimeDelegation.warnBelowSeconds {
             left = "\(duration(Double(r.delegationSecondsRemaining))) left: sign the next delegation (tock roughtime delegate) and reload tockd (SIGHUP)"
         } else {
             left = "\(duration(Double(r.delegationSecondsRemaining))) left"

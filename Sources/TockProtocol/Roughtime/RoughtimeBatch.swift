@@ -280,14 +280,19 @@ public struct RoughtimeServer {
         }
     }
 
-    /// Seals every batch that holds requests (`RoughtimeBatch.seal`), one signature each.
-    /// On an error nothing queued may be answered: `removeAll` and count the batch as dropped.
+    /// Seals every batch that holds requests (`RoughtimeBatch.seal`), one signature each, and
+    /// returns how many signatures that took. On an error nothing queued may be answered:
+    /// `removeAll` and count the batch as dropped.
+    @discardableResult
     public mutating func seal<Signer: RoughtimeSigner, H: RoughtimeHasher>(
         midpoint: UInt64, radius: UInt32, signer: inout Signer, hasher: inout H
-    ) throws(RoughtimeBatch.SealError) {
+    ) throws(RoughtimeBatch.SealError) -> Int {
+        var signatures = 0
         for b in batches.indices where batches[b].count > 0 {
             try batches[b].seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
+            signatures += 1
         }
+        return signatures
     }
 
     /// Writes the reply for `ticket` into `reply`; returns its length, never more than the

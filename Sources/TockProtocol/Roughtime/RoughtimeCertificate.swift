@@ -84,10 +84,7 @@ public struct RoughtimeCertificate: Sendable, Hashable {
             guard let cert = try? RoughtimeMessage(validating: raw), let signature = cert.value(of: .SIG), let dele = cert.value(of: .DELE) else {
                 return false
             }
-            let signed = dialect.delegationContext + Array(dele)
-            return signed.withUnsafeBytes { m in
-                longTermPublicKey.withUnsafeBytes { verifier.isValidSignature(signature, for: m, publicKey: $0) }
-            }
+            return dialect.isDelegationSigned(signature: signature, delegation: dele, by: longTermPublicKey, verifier: verifier)
         }
     }
 

@@ -111,10 +111,7 @@ public struct RoughtimeReply {
     /// Whether CERT's signature over DELE verifies under `longTermPublicKey` with the
     /// dialect's delegation context (§5.2.6, §5.4).
     public func isDelegationSigned<Verifier: RoughtimeSignatureVerifier>(by longTermPublicKey: [UInt8], verifier: Verifier) -> Bool {
-        let signed = dialect.delegationContext + Array(delegation)
-        return signed.withUnsafeBytes { m in
-            longTermPublicKey.withUnsafeBytes { verifier.isValidSignature(delegationSignature, for: m, publicKey: $0) }
-        }
+        dialect.isDelegationSigned(signature: delegationSignature, delegation: delegation, by: longTermPublicKey, verifier: verifier)
     }
 
     /// Whether SIG over SREP verifies under DELE's PUBK with the response context (§5.2.1,

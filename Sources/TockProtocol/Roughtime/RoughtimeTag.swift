@@ -104,6 +104,18 @@ public enum RoughtimeDialect: Sendable, Hashable {
     /// The context string the online key signs SREP under, zero byte included; the same in
     /// both dialects.
     public var responseContext: [UInt8] { RoughtimeContext.response }
+
+    /// Whether `signature` over DELE (`delegation`) verifies under `longTermPublicKey` with this
+    /// dialect's delegation context (§5.2.6): the one check of a CERT, for a client reading a
+    /// reply (§5.4) and a server loading a delegation it did not sign itself.
+    public func isDelegationSigned<Verifier: RoughtimeSignatureVerifier>(
+        signature: UnsafeRawBufferPointer, delegation: UnsafeRawBufferPointer, by longTermPublicKey: [UInt8], verifier: Verifier
+    ) -> Bool {
+        let signed = delegationContext + Array(delegation)
+        return signed.withUnsafeBytes { m in
+            longTermPublicKey.withUnsafeBytes { verifier.isValidSignature(signature, for: m, publicKey: $0) }
+        }
+    }
 }
 
 /// The signature context strings: each signature covers a context string, its terminating zero

@@ -13,7 +13,7 @@ public protocol NTPInterleavedLog {
     /// What is known of the last reply to `client`, if its receive timestamp was
     /// `previousReceive` (a request whose origin is that timestamp asks for interleaved mode):
     /// whether the kernel has reported when it left, and when.
-    func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply
+    mutating func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply
 
     /// Records that the reply now being sent to `client` carries `receive` as its receive
     /// timestamp; its transmit timestamp is unknown until the transport reports it.

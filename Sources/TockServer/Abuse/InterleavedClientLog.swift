@@ -104,29 +104,39 @@ package final class InterleavedClientLog: @unchecked Sendable {
 }
 
 /// One worker's view of the shared `InterleavedClientLog`, as the core's `NTPInterleavedLog`:
-/// it also remembers the slot and receive timestamp the core recorded last, for the responder
-/// to match the reply's kernel transmit timestamp to them once it is sent.
+/// it also remembers the slot of the address it looked up or recorded last, so a request that
+/// is looked up and then recorded hashes its address once, and the responder can match the
+/// reply's kernel transmit timestamp to that slot once it is sent.
 struct InterleavedLogView: NTPInterleavedLog {
     let log: InterleavedClientLog
-    /// The slot and receive timestamp of the last `replied`, until the responder takes them;
-    /// `lastReceive` is 0 when none is waiting.
-    var lastSlot = 0
-    var lastReceive: UInt64 = 0
+    /// The address (without its port) last looked up or recorded, and its slot.
+    private var lastHigh: UInt64 = 0
+    private var lastLow: UInt64 = 0
+    private(set) var lastSlot = -1
 
     init(_ log: InterleavedClientLog) {
         self.log = log
     }
 
+    /// `client`'s slot, hashed only when the address differs from the last one.
     @inline(__always)
-    func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply {
-        log.previousReply(slot: log.slot(of: client), receive: previousReceive)
+    private mutating func slot(of client: ClientAddress) -> Int {
+        if lastSlot < 0 || client.high != lastHigh || client.low != lastLow {
+            lastHigh = client.high
+            lastLow = client.low
+            lastSlot = log.slot(of: client)
+        }
+        return lastSlot
+    }
+
+    @inline(__always)
+    mutating func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply {
+        log.previousReply(slot: slot(of: client), receive: previousReceive)
     }
 
     @inline(__always)
     mutating func replied(to client: ClientAddress, receive: UInt64) {
-        lastSlot = log.slot(of: client)
-        lastReceive = receive
-        log.record(receive: receive, slot: lastSlot)
+        log.record(receive: receive, slot: slot(of: client))
     }
 }
 

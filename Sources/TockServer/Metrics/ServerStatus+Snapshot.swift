@@ -74,7 +74,7 @@ extension TockServer {
         let roughtime = roughtimeKeys.map { keys in
             let certificate = keys.delegation.certificate
             return ServerStatus.Roughtime(
-                delegationSource: keys.delegationFile == nil ? "renewed" : "file", delegationFile: keys.delegationFile,
+                delegationSource: keys.sourceName, delegationFile: keys.delegationFile,
                 longTermPublicKey: RoughtimeKeyText.base64(keys.longTermPublicKey), onlinePublicKey: RoughtimeKeyText.base64(certificate.onlinePublicKey),
                 delegationStart: certificate.minimumTime, delegationExpiry: certificate.maximumTime,
                 delegationSecondsRemaining: Int64(clamping: certificate.maximumTime) - SystemClock.now().secondsSinceUnixEpoch

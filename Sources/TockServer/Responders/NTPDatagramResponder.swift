@@ -8,14 +8,14 @@ import TockSockets
 /// replies waiting for their kernel transmit timestamps.
 struct NTPDatagramResponder: DatagramResponder {
     var service: TockService { .ntp }
-    /// Plain NTP needs the 52-byte reply and, past it at `pendingOffset`, the log slot and
-    /// receive timestamp of a recorded reply until it is sent; NTS keeps the S2C key and the
-    /// plaintext past the reply until the seal (`NTSReplyScratch`).
-    var replyCapacity: Int { nts == nil ? Self.pendingOffset + 16 : NTSReplyScratch.slotLength }
-    /// Where a plain reply's slot keeps its log slot and receive timestamp: past the longest
-    /// plain reply, and only for replies whose kind `wantsTransmitTimestamp` (an NTS reply may
-    /// be longer, but is never recorded).
-    static let pendingOffset = 64
+    /// Plain NTP needs the 52-byte reply and, past it at `pendingOffset`, the log slot of a
+    /// recorded reply until it is sent; NTS keeps the S2C key and the plaintext past the reply
+    /// until the seal (`NTSReplyScratch`).
+    var replyCapacity: Int { nts == nil ? Self.pendingOffset + 8 : NTSReplyScratch.slotLength }
+    /// Where a plain reply's slot keeps its log slot: past the longest plain reply, and only
+    /// for replies whose kind `wantsTransmitTimestamp` (an NTS reply may be longer, but is never
+    /// recorded). Its receive timestamp, the log's key, is the reply's own receive field.
+    static let pendingOffset = 56
 
     let core: NTPServer
     var clock: CachedClockState
@@ -68,22 +68,18 @@ struct NTPDatagramResponder: DatagramResponder {
         }
     }
 
-    /// Keeps what the core recorded in the log for this reply (slot and receive timestamp) in
-    /// the reply's slot until it is sent, or 0 when it recorded nothing.
+    /// Keeps the log slot the core recorded this reply in, in the reply's slot until it is sent.
+    /// Only called for the kinds the core returns after recording, so `interleaved` is set.
     @inline(__always)
-    private mutating func notePending(_ reply: UnsafeMutableRawBufferPointer) {
-        guard interleaved != nil else { return }
-        let receive = interleaved!.lastReceive
+    private func notePending(_ reply: UnsafeMutableRawBufferPointer) {
         reply.storeBytes(of: UInt64(truncatingIfNeeded: interleaved!.lastSlot), toByteOffset: Self.pendingOffset, as: UInt64.self)
-        reply.storeBytes(of: receive, toByteOffset: Self.pendingOffset + 8, as: UInt64.self)
-        interleaved!.lastReceive = 0
     }
 
+    /// Called by the worker for the replies whose kind `wantsTransmitTimestamp`.
     @inline(__always)
     mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant) {
-        guard let pending, kind.wantsTransmitTimestamp else { return }
-        let receive = slot.loadUnaligned(fromByteOffset: Self.pendingOffset + 8, as: UInt64.self)
-        guard receive != 0 else { return }
+        guard let pending else { return }
+        let receive = NTPWire.load64(UnsafeRawBufferPointer(slot), NTPWire.receiveOffset)
         let logSlot = Int(truncatingIfNeeded: slot.loadUnaligned(fromByteOffset: Self.pendingOffset, as: UInt64.self))
         pending.add(id: id, slot: logSlot, receive: receive, sentAfter: transmitTime.nanosecondsSinceUnixEpoch)
     }

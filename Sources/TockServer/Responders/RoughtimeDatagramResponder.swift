@@ -101,8 +101,9 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
 
     mutating func endBatch(slots: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>, lengths: UnsafeMutableBufferPointer<Int>) -> DeferredBatchOutcome {
         precondition(slots.count == tickets.count, "one slot per deferred reply")
+        let signatures: Int
         do throws(RoughtimeBatch.SealError) {
-            try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
+            signatures = try server.seal(midpoint: midpoint, radius: radius, signer: &signer, hasher: &hasher)
         } catch {
             // `receive` queues nothing outside the delegation, so this is the signer failing;
             // the mapping keeps the reason right should that ever change.
@@ -111,9 +112,6 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
         for k in 0..<tickets.count {
             lengths[k] = server.writeReply(tickets[k], into: slots[k])
         }
-        // One signature per version batch that held requests.
-        var signatures = 0
-        for b in server.batches.indices where server.batches[b].count > 0 { signatures += 1 }
         return .written(signatures: signatures)
     }
 

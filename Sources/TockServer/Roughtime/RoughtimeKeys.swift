@@ -59,9 +59,8 @@ package struct RoughtimeDelegationFile: Sendable, Hashable {
 /// `currentVersion` once per batch, like `PolicyCell`: the lock is taken only to copy a new
 /// key, so the packet path never locks.
 package final class RoughtimeKeyCell: Sendable {
-    /// Under this much validity left, an offline delegation is worth a warning in the log: time
-    /// to sign the next one.
-    package static let warnBelowSeconds: Int64 = 3 * 86400
+    /// Under this much validity left, an offline delegation is worth a warning in the log.
+    package static let warnBelowSeconds = RoughtimeDelegation.warnBelowSeconds
 
     /// The long-term public key clients trust.
     package let longTermPublicKey: [UInt8]
@@ -187,10 +186,15 @@ package final class RoughtimeKeyCell: Sendable {
     package var delegation: RoughtimeDelegation { read().key }
 
     /// Log metadata describing the delegation served at `now`.
-    func metadata(now: UTCInstant) -> Logger.Metadata {
+    /// Where the delegation comes from, as `/status` and the metrics label it: "renewed"
+    /// (made in memory from the long-term key) or "file" (signed offline).
+    package var sourceName: String { delegationFile == nil ? "renewed" : "file" }
+
+    /// The delegation now served, for the log.
+    package func metadata(now: UTCInstant) -> Logger.Metadata {
         let certificate = delegation.certificate
         var metadata: Logger.Metadata = [
-            "source": "\(delegationFile == nil ? "renewed" : "file")",
+            "source": "\(sourceName)",
             "long_term_public_key": "\(RoughtimeKeyText.base64(longTermPublicKey))",
             "online_public_key": "\(RoughtimeKeyText.base64(certificate.onlinePublicKey))",
             "mint": "\(RoughtimeDelegation.iso(certificate.minimumTime))",
