@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(name: "RoughtimeTests", dependencies: ["TockProtocol", "TockCrypto"]),
         .testTarget(
             name: "TockCryptoTests",
-            dependencies: ["TockCrypto"],
+            dependencies: ["TockCrypto", "TockTestSupport"],
             exclude: ["make_vectors.py", "exporter_vectors.py"]
         ),
     ],

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TockTestSupport
 
 @testable import TockCrypto
 
@@ -153,18 +154,12 @@ enum PyOpenSSL {
         return result.status == 0
     }()
 
-    /// Runs python3 with `arguments`; returns its exit status and standard output.
+    /// Runs python3 with `arguments`; returns its exit status and standard output. Through
+    /// TockTestSupport's posix_spawn, not Foundation's Process, whose run() crashed here (SIGSEGV
+    /// in memcpy) while other tests ran in parallel.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = spawn("python3", arguments, searchPath: true, timeout: 60)
+        return (result.timedOut ? -1 : result.status, result.output)
     }
 }
 
