@@ -264,7 +264,7 @@ extension Setting {
         key: TockService.ntp.key("workers"), flag: "--workers", reloadable: false,
         help: "NTP worker threads per NTP address; each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd",
         field: \.workers, format: .integer(1...1024), lands: .at(\.configuration.ntpWorkers),
-        defaultText: "one per CPU this process may use (its affinity mask, capped by its cgroup CPU quota)"
+        defaultText: "one per two CPUs this process may use, rounded up (its affinity mask, capped by its cgroup CPU quota)"
     )
     /// How long a TCP connection may stay open.
     package static let tcpTimeout = Setting(

@@ -23,8 +23,8 @@ package struct TockServerConfiguration: Sendable {
     package var daytimeZone: DaytimeZone
     /// Where the server's clock state comes from. Default: the kernel.
     package var clockSource: ClockSource
-    /// NTP worker threads (one socket each) per NTP address. Default: one per CPU this process
-    /// may use (`CPUBudget`).
+    /// NTP worker threads (one socket each) per NTP address. Default: one per two CPUs this
+    /// process may use (`CPUBudget.defaultWorkers`).
     package var ntpWorkers: Int
     /// How long a TCP Daytime/Time connection may stay open, and a TCP Roughtime client has to
     /// send its whole request. Default: 5 s.
@@ -86,7 +86,7 @@ package struct TockServerConfiguration: Sendable {
         daytimeFormat: DaytimeFormat = .rfc867,
         daytimeZone: DaytimeZone = .local,
         clockSource: ClockSource = .kernel(stratum: ClockSource.defaultKernelStratum),
-        ntpWorkers: Int = TockServerConfiguration.coreCount,
+        ntpWorkers: Int = TockServerConfiguration.defaultWorkers,
         tcpConnectionTimeout: Duration = .seconds(5),
         tcpMaxConnections: Int = 1024,
         policy: ServicePolicy = ServicePolicy(),
@@ -113,9 +113,15 @@ package struct TockServerConfiguration: Sendable {
     }
 
     /// The number of CPUs this process may use (`CPUBudget`): its affinity mask, capped by its
-    /// cgroup's CPU quota; the default number of NTP workers per address.
+    /// cgroup's CPU quota.
     package static var coreCount: Int {
         CPUBudget.current().cpus
+    }
+
+    /// The default number of NTP workers per address: one per two CPUs this process may use
+    /// (`CPUBudget.defaultWorkers`).
+    package static var defaultWorkers: Int {
+        CPUBudget.current().defaultWorkers
     }
 }
 

@@ -58,6 +58,14 @@ struct CPUBudgetTests {
         #expect(CPUBudget(affinity: 64, quota: 1).description == "1 CPU (affinity 64, cgroup CPU quota 1)")
     }
 
+    @Test("Default NTP workers: one per two CPUs, rounded up, at least one", arguments: [
+        (1, 1), (2, 1), (3, 2), (4, 2), (16, 8), (64, 32),
+    ])
+    func defaultWorkers(cpus: Int, workers: Int) {
+        #expect(CPUBudget(affinity: cpus, quota: nil).defaultWorkers == workers)
+        #expect(CPUBudget(affinity: 128, quota: cpus).defaultWorkers == workers)
+    }
+
     @Test("This process: affinity matches sched_getaffinity's CPU count")
     func current() {
         let budget = CPUBudget.current()
