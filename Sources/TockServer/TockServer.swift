@@ -125,7 +125,7 @@ package final class TockServer: Service, Sendable {
             }
             for address in configuration.ntpListeners {
                 newInterleavedLog()
-                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: configuration.ntpInterleaved, makeResponder: ntpResponder))
+                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: true, makeResponder: ntpResponder))
             }
             for (service, addresses) in [(TockService.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)] {
                 for address in addresses {
@@ -157,7 +157,7 @@ package final class TockServer: Service, Sendable {
                 switch (socket.service, socket.transport) {
                 case (.ntp, .udp):
                     newInterleavedLog(sharedSocket: configuration.ntpWorkers > 1)
-                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: configuration.ntpInterleaved, makeResponder: ntpResponder))
+                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: true, makeResponder: ntpResponder))
                 case (.ntp, .tcp):
                     close(socket.fd)
                     throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)

@@ -101,6 +101,10 @@ struct Status: ParsableCommand {
             if let interleaved = s.interleaved {
                 line(pad("  interleaved", 14, right: false) + pad("", 14) + pad("\(interleaved)", 14) + "  replies with the previous reply's kernel transmit time (RFC 9769)")
             }
+            if let samples = s.transmitDelaySamples, let seconds = s.transmitDelaySeconds, samples > 0 {
+                line(pad("  send delay", 14, right: false) + pad("", 14) + pad("\(samples)", 14)
+                     + String(format: "  basic replies sampled: T3 read %.2f µs before the kernel sent them, on average (T3 corrected)", seconds / Double(samples) * 1e6))
+            }
             if let signatures = s.signatures {
                 // Batch sizes in bucket order ("1", "2-3", ... "64+"), not alphabetical.
                 let sizes = (s.batchSizes ?? [:]).filter { $0.value > 0 }

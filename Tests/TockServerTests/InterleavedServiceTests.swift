@@ -96,6 +96,29 @@ struct InterleavedServiceTests {
         }
     }
 
+    @Test("Basic replies are sampled for the send delay that corrects their T3, with interleaved mode on or off", arguments: [true, false])
+    func transmitDelaySampled(_ interleaved: Bool) async throws {
+        var configuration = TockServerConfiguration.loopback(daytime: false, time: false)
+        configuration.ntpInterleaved = interleaved
+        configuration.ntpWorkers = 1
+        try await withServer(configuration) { server in
+            let address = server.addresses(.ntp)[0]
+            // The first basic reply is a sample, then every 64th: 130 requests make three.
+            for _ in 0..<130 {
+                _ = try #require(await Self.exchange(Self.request(origin: 0, receive: 0, transmit: UInt64.random(in: 1...UInt64.max)), to: address))
+            }
+            #expect(await eventually { server.datagramStatistics(.ntp).transmitDelaySamples >= 3 }, "three samples")
+            let statistics = server.datagramStatistics(.ntp)
+            let mean = Double(statistics.transmitDelayNanoseconds) / Double(max(1, statistics.transmitDelaySamples))
+            // The time from reading T3 to the kernel's timestamp: a send system call, more than
+            // nothing and far less than the millisecond over which a sample is not believed.
+            #expect(mean > 0 && mean < 1_000_000, "mean send delay \(mean) ns")
+            let status = server.status()
+            let ntp = try #require(status.services.first { $0.name == "ntp" && $0.transport == "udp" })
+            #expect(ntp.transmitDelaySamples == statistics.transmitDelaySamples)
+        }
+    }
+
     @Test("The client log is fixed in size: a million addresses leave it as it was")
     func logDoesNotGrow() {
         let log = InterleavedClientLog(memoryBytes: 1 << 16)

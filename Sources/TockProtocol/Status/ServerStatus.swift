@@ -146,11 +146,20 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// Roughtime: receive batches answered, by how many requests each signature covered
         /// ("1", "2-3", "4-7", ... "64+"); absent for other services.
         public var batchSizes: [String: UInt64]?
+        /// NTP: basic replies whose kernel transmit timestamp was sampled to correct T3 for the
+        /// send delay (`NTPTransmitDelay`); absent for other services.
+        public var transmitDelaySamples: UInt64?
+        /// NTP: the sum of those samples' delays, seconds (the mean delay is the ratio to
+        /// `transmitDelaySamples`); absent for other services.
+        public var transmitDelaySeconds: Double?
 
         /// Creates one service's totals.
         public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil,
-                    signatures: UInt64? = nil, batchSizes: [String: UInt64]? = nil, interleaved: UInt64? = nil) {
+                    signatures: UInt64? = nil, batchSizes: [String: UInt64]? = nil, interleaved: UInt64? = nil,
+                    transmitDelaySamples: UInt64? = nil, transmitDelaySeconds: Double? = nil) {
             self.authenticated = authenticated
+            self.transmitDelaySamples = transmitDelaySamples
+            self.transmitDelaySeconds = transmitDelaySeconds
             self.interleaved = interleaved
             self.kisses = kisses
             self.signatures = signatures

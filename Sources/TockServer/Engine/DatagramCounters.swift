@@ -26,6 +26,10 @@ final class DatagramCounters: Sendable {
         /// Receive batches with deferred replies, by how many: 1, 2-3, 4-7, ... 64 and more
         /// (`DatagramCounters.batchBuckets`), so an operator sees how much each signature buys.
         case deferredBatchOf1, deferredBatchOf2, deferredBatchOf4, deferredBatchOf8, deferredBatchOf16, deferredBatchOf32, deferredBatchOf64
+        /// Basic NTP replies sampled for the transmit delay (`NTPTransmitDelay`), and the sum of
+        /// their delays in nanoseconds: with the count, the mean delay the correction follows.
+        case transmitDelaySamples
+        case transmitDelayNanoseconds
     }
 
     /// The labels of the deferred-batch buckets, smallest first: each holds batches of at least
@@ -112,6 +116,10 @@ package struct DatagramStatistics: Sendable, Hashable {
     package var authenticated: UInt64 = 0
     /// Interleaved NTP replies (RFC 9769).
     package var interleaved: UInt64 = 0
+    /// Basic NTP replies whose kernel transmit timestamp was sampled for the T3 correction
+    /// (`NTPTransmitDelay`), and the sum of their delays, nanoseconds.
+    package var transmitDelaySamples: UInt64 = 0
+    package var transmitDelayNanoseconds: UInt64 = 0
     /// Drops by reason (the reasons the service can drop for, zero or not).
     package var drops: [DropReason: UInt64] = [:]
     /// Kisses-o'-death by the reason they were sent (denied, rate limited, NTS cookie refused).
@@ -137,6 +145,8 @@ package struct DatagramStatistics: Sendable, Hashable {
         kissesSent += other.kissesSent
         authenticated += other.authenticated
         interleaved += other.interleaved
+        transmitDelaySamples += other.transmitDelaySamples
+        transmitDelayNanoseconds += other.transmitDelayNanoseconds
         for (k, v) in other.drops { drops[k, default: 0] += v }
         for (k, v) in other.kisses { kisses[k, default: 0] += v }
         signatures += other.signatures
@@ -151,6 +161,8 @@ package struct DatagramStatistics: Sendable, Hashable {
         kissesSent = counters.value(.kissesSent)
         authenticated = counters.value(.authenticated)
         interleaved = counters.value(.interleaved)
+        transmitDelaySamples = counters.value(.transmitDelaySamples)
+        transmitDelayNanoseconds = counters.value(.transmitDelayNanoseconds)
         signatures = counters.value(.signatures)
         for i in deferredBatches.indices {
             deferredBatches[i] = counters.value(DatagramCounters.Slot(rawValue: DatagramCounters.Slot.deferredBatchOf1.rawValue + i)!)

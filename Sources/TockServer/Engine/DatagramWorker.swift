@@ -31,7 +31,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// extension fields stay well below it.
     static var receiveBufferSize: Int { 2048 }
     /// Replies sent per sendmmsg call, each chunk stamped with a fresh T3 just before it.
-    static var sendChunk: Int { 4 }
+    static var sendChunk: Int { TransmitDelaySampler.positions }
 
     let fd: Int32
     let isIPv6: Bool
@@ -65,6 +65,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             deferredLengths.deallocate()
         }
         var transmits = TransmitState(queue: TransmitTimestampQueue(capacity: transmitTimestamps ? Self.batchSize : 1))
+        var sampler = TransmitDelaySampler()
 
         while !stopping.load(ordering: .relaxed) {
             let received = batch.receive(from: fd, flags: tock_MSG_WAITFORONE)
@@ -79,10 +80,11 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             }
             let batchTime = SystemClock.now()
             if transmitTimestamps, responder.awaitsTransmitTimestamps {
-                if readTransmitTimestamps(&transmits, responder: &responder) == 0 { responder.settleTransmits() }
+                if readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals) == 0 { responder.settleTransmits() }
             }
             responder.beginBatch(now: batchTime)
             batch.clearQueue()
+            sampler.slot = -1
             var deferred = 0
             for i in 0..<received {
                 if batch.isTruncated(at: i) {
@@ -108,9 +110,14 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     if kind == .authenticated { totals.add(1, to: .authenticated) }
                     if kind == .interleaved { totals.add(1, to: .interleaved) }
                     kinds[slot] = kind
+                    var stamp = transmitTimestamps && kind.wantsTransmitTimestamp
+                    if transmitTimestamps, kind == .timestamped, sampler.due() {
+                        sampler.slot = slot
+                        stamp = true
+                    }
                     batch.queueReply(
                         length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6,
-                        requestTransmitTimestamp: transmitTimestamps && kind.wantsTransmitTimestamp
+                        requestTransmitTimestamp: stamp
                     )
                 case .deferred:
                     kinds[slot] = .deferred
@@ -123,9 +130,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
-            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, totals: totals)
+            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, sampler: &sampler, totals: totals)
             if timestamped > 0 {
-                _ = readTransmitTimestamps(&transmits, responder: &responder)
+                _ = readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals)
             }
             counters.publish(totals)
         }
@@ -171,6 +178,71 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         batch.truncateQueue(to: kept)
     }
 
+    /// The sample of basic replies whose kernel transmit timestamps keep the send delays
+    /// (`NTPTransmitDelay`) current, one estimate per place in a sendmmsg chunk: every
+    /// `interval`-th plain time reply asks the kernel for its timestamp (one error-queue read per
+    /// sample, so basic traffic pays almost nothing), at most one at a time.
+    struct TransmitDelaySampler {
+        /// Basic replies per sample.
+        static var interval: Int { 64 }
+        /// Places in a chunk: replies per sendmmsg.
+        static var positions: Int { 4 }
+        private var estimates = InlineArray<4, NTPTransmitDelay>(repeating: NTPTransmitDelay())
+        private var pendingPosition = 0
+        /// The queue slot of this batch's sampled reply, or -1.
+        var slot = -1
+        private var countdown = 1
+        /// The datagram number and clock reading of the sample awaiting its timestamp.
+        private var pendingID: UInt32 = 0
+        private var pendingReadAt: Int64 = 0
+        private var pending = false
+
+        /// Whether this reply is the next sample (the first reply, then every `interval`-th; one
+        /// per batch). A sample whose report has not come by then is given up.
+        @inline(__always)
+        mutating func due() -> Bool {
+            countdown -= 1
+            guard countdown <= 0, slot < 0 else { return false }
+            countdown = Self.interval
+            pending = false
+            return true
+        }
+
+        /// The correction for the reply at `position` in its chunk, nanoseconds: the largest
+        /// estimate of its place or an earlier one (a later place never leaves sooner), 0
+        /// before any.
+        @inline(__always)
+        func correction(position: Int) -> Int64 {
+            var value: Int64 = 0
+            for i in 0...min(max(0, position), Self.positions - 1) { value = max(value, estimates[i].nanoseconds) }
+            return value
+        }
+
+        /// The sample left as datagram `id`, at `position` in its chunk, its T3 read at `readAt`.
+        @inline(__always)
+        mutating func sent(id: UInt32, readAt: UTCInstant, position: Int) {
+            pendingPosition = min(max(0, position), Self.positions - 1)
+            pendingID = id
+            pendingReadAt = readAt.nanosecondsSinceUnixEpoch
+            pending = true
+        }
+
+        /// If `id` is the sample's, its delay (timestamp − reading, nanoseconds) after adding it
+        /// to the estimate; nil for other datagrams' timestamps and unbelievable delays.
+        @inline(__always)
+        mutating func take(id: UInt32, time: UTCInstant) -> Int64? {
+            guard pending, id == pendingID else { return nil }
+            pending = false
+            let delay = time.nanosecondsSinceUnixEpoch - pendingReadAt
+            return estimates[pendingPosition].record(delay) ? delay : nil
+        }
+
+        /// Forgets the sample in flight (the datagram numbers can no longer be trusted).
+        mutating func forget() {
+            pending = false
+        }
+    }
+
     /// The worker's side of kernel transmit timestamps: the error-queue reader and its mirror of
     /// the socket's counter of timestamped datagrams (`SOF_TIMESTAMPING_OPT_ID`).
     struct TransmitState: ~Copyable {
@@ -180,11 +252,17 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         var nextID: UInt32 = 0
     }
 
-    /// One read of the error queue: hands each transmit timestamp to the responder. Returns the
-    /// number of reports read.
+    /// One read of the error queue: hands each transmit timestamp to the responder, and the
+    /// sampled reply's to the delay estimate. Returns the number of reports read.
     @inline(__always)
-    private func readTransmitTimestamps(_ transmits: inout TransmitState, responder: inout Responder) -> Int {
-        transmits.queue.drain(fd) { id, time in responder.transmitTimestamp(id: id, time: time) }
+    private func readTransmitTimestamps(_ transmits: inout TransmitState, sampler: inout TransmitDelaySampler, responder: inout Responder, totals: borrowing DatagramCounters.Totals) -> Int {
+        transmits.queue.drain(fd) { id, time in
+            if let delay = sampler.take(id: id, time: time) {
+                totals.add(1, to: .transmitDelaySamples)
+                totals.add(UInt64(delay), to: .transmitDelayNanoseconds)
+            }
+            responder.transmitTimestamp(id: id, time: time)
+        }
     }
 
     /// Sends the queued replies in chunks of `sendChunk`, stamping each chunk's timestamped
@@ -199,25 +277,35 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// count at 0 and has the responder forget the replies still waiting: those clients get
     /// one more basic reply. A failed send without the request cannot have used a number.
     @inline(__always)
-    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, totals: borrowing DatagramCounters.Totals) -> Int {
+    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, sampler: inout TransmitDelaySampler, totals: borrowing DatagramCounters.Totals) -> Int {
         let replies = batch.queued
         var sent = 0
         var stamped = 0
         var timestamped = 0
         var transmitTime = UTCInstant(nanosecondsSinceUnixEpoch: 0)
+        var chunkStart = 0
         while sent < replies {
             if stamped == sent {
+                chunkStart = sent
                 stamped = min(replies, sent + Self.sendChunk)
                 transmitTime = SystemClock.now()
+                // T3 where each reply most likely leaves: the reading plus the delay from a
+                // reading to the kernel's transmit timestamp for its place in the chunk
+                // (`NTPTransmitDelay`; the fourth datagram of a sendmmsg leaves after three).
                 for j in sent..<stamped where kinds[j].isFinishedBeforeSending {
-                    responder.finish(kinds[j], transmitTime: transmitTime, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
+                    let departure = UTCInstant(nanosecondsSinceUnixEpoch: transmitTime.nanosecondsSinceUnixEpoch + sampler.correction(position: j - sent))
+                    responder.finish(kinds[j], transmitTime: departure, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
                 }
             }
             let rc = batch.send(on: fd, from: sent, count: stamped - sent)
             if rc > 0 {
                 if transmitTimestamps {
-                    for j in sent..<(sent + rc) where kinds[j].wantsTransmitTimestamp {
-                        responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
+                    for j in sent..<(sent + rc) where kinds[j].wantsTransmitTimestamp || j == sampler.slot {
+                        if j == sampler.slot {
+                            sampler.sent(id: transmits.nextID, readAt: transmitTime, position: j - chunkStart)
+                        } else {
+                            responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
+                        }
                         transmits.nextID &+= 1
                         timestamped += 1
                     }
@@ -230,10 +318,12 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 // vanished address): count it and go on with the rest.
                 totals.add(1, to: .sendErrors)
                 let failed = kinds[sent]
+                let failedSample = sent == sampler.slot
                 sent += 1
-                if transmitTimestamps, failed.wantsTransmitTimestamp {
-                    _ = readTransmitTimestamps(&transmits, responder: &responder)
+                if transmitTimestamps, failed.wantsTransmitTimestamp || failedSample {
+                    _ = readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals)
                     responder.forgetTransmits()
+                    sampler.forget()
                     transmits.nextID = 0
                     _ = TransmitTimestampQueue.enable(on: fd)
                 }

@@ -64,6 +64,11 @@ package final class MetricsExporter: Sendable {
             if s.name == TockService.ntp.rawValue { count("tockd_kisses_of_death_total", d, s.kissesOfDeath) }
             if let authenticated = s.authenticated { count("tockd_nts_replies_total", d, authenticated) }
             if let interleaved = s.interleaved { count("tockd_ntp_interleaved_replies_total", d, interleaved) }
+            if let samples = s.transmitDelaySamples, let seconds = s.transmitDelaySeconds {
+                // A summary in two counters: the mean send delay T3 is corrected by is their ratio.
+                count("tockd_ntp_transmit_delay_samples_total", d, samples)
+                count("tockd_ntp_transmit_delay_nanoseconds_total", d, UInt64(max(0, seconds * 1e9)))
+            }
             for (reason, n) in (s.kisses ?? [:]).sorted(by: { $0.key < $1.key }) {
                 count("tockd_kisses_by_reason_total", d + [("reason", reason)], n)
             }

@@ -33,7 +33,9 @@ extension TockServer {
                     signatures: service == .roughtime ? udp.signatures : nil,
                     batchSizes: service == .roughtime
                         ? Dictionary(uniqueKeysWithValues: zip(DatagramStatistics.batchBuckets, udp.deferredBatches)) : nil,
-                    interleaved: service == .ntp && configuration.ntpInterleaved ? udp.interleaved : nil
+                    interleaved: service == .ntp && configuration.ntpInterleaved ? udp.interleaved : nil,
+                    transmitDelaySamples: service == .ntp ? udp.transmitDelaySamples : nil,
+                    transmitDelaySeconds: service == .ntp ? Double(udp.transmitDelayNanoseconds) / 1e9 : nil
                 ))
             }
             if service == .ntsKE {
