@@ -21,9 +21,25 @@ struct ClientLoop {
     /// NTS: the clients' sessions and cookie supplies, or nil for plain NTP.
     let nts: NTSLoadClients?
 
-    /// Per client and slot: the transmit timestamp sent (0 = free) and T1.
+    /// Per client and slot: the transmit timestamp sent (0 = free) and T1, read before the
+    /// send; with kernel transmit timestamps also the kernel's T1 (0 until reported).
     var transmits: [UInt64]
     var sendTimes: [Int64]
+    var kernelSendTimes: [Int64]
+    /// Kernel transmit timestamps: per client, the slot of each timestamped datagram by its
+    /// number modulo `slotsPerClient` (the kernel numbers them 0, 1, 2, … per socket,
+    /// SOF_TIMESTAMPING_OPT_ID), and how many were sent.
+    var timestampSlots: [UInt16]
+    var timestampedSends: [UInt32]
+    /// Interleaved mode (RFC 9769), per client: the receive timestamp of the last reply as
+    /// sent (the next request's origin; 0 = none yet), and that exchange's T1 (kernel), T2 and
+    /// T4 in nanoseconds since the Unix epoch (T1 0 = not reported). Per slot, the origin a
+    /// request carried, so an interleaved reply is matched to the exchange it completes.
+    var previousReceive: [UInt64]
+    var previousT1: [Int64]
+    var previousT2: [Int64]
+    var previousT4: [Int64]
+    var requestOrigins: [UInt64]
     /// In-flight requests per client.
     var inFlight: [Int]
     /// For Time and Daytime, which carry no origin: the oldest in-flight slot per client.
@@ -47,6 +63,16 @@ struct ClientLoop {
         self.answeredCounter = answered
         transmits = [UInt64](repeating: 0, count: fds.count * Self.slotsPerClient)
         sendTimes = [Int64](repeating: 0, count: fds.count * Self.slotsPerClient)
+        let kernel = configuration.kernelTransmitTimestamps && configuration.protocol == .ntp
+        kernelSendTimes = [Int64](repeating: 0, count: kernel ? fds.count * Self.slotsPerClient : 0)
+        timestampSlots = [UInt16](repeating: 0, count: kernel ? fds.count * Self.slotsPerClient : 0)
+        timestampedSends = [UInt32](repeating: 0, count: fds.count)
+        let interleaved = configuration.interleaved && kernel
+        previousReceive = [UInt64](repeating: 0, count: interleaved ? fds.count : 0)
+        previousT1 = [Int64](repeating: 0, count: interleaved ? fds.count : 0)
+        previousT2 = [Int64](repeating: 0, count: interleaved ? fds.count : 0)
+        previousT4 = [Int64](repeating: 0, count: interleaved ? fds.count : 0)
+        requestOrigins = [UInt64](repeating: 0, count: interleaved ? fds.count * Self.slotsPerClient : 0)
         inFlight = [Int](repeating: 0, count: fds.count)
         nextToMatch = [Int](repeating: 0, count: fds.count)
         nextSlot = [Int](repeating: 0, count: fds.count)
@@ -65,6 +91,11 @@ struct ClientLoop {
         }
     }
 
+    /// Whether requests ask for kernel transmit timestamps (NTP only).
+    var kernelTransmitTimestamps: Bool { !kernelSendTimes.isEmpty }
+    /// Whether requests speak the interleaved mode.
+    var interleaved: Bool { !previousReceive.isEmpty }
+
     mutating func run(until end: Int64) -> LoadReport {
         let b = Self.batch
         // One batch for both directions: requests are queued on connected sockets, replies
@@ -72,6 +103,11 @@ struct ClientLoop {
         // NTS requests carry a cookie and placeholders, and replies as many cookies.
         let datagram = nts != nil || configuration.protocol == .roughtime ? (receive: 2048, send: 2048) : (receive: 512, send: NTPPacket.headerLength)
         var batch = DatagramBatch(capacity: b, receiveBufferSize: datagram.receive, sendBufferSize: datagram.send)
+        var stamps = TransmitTimestampQueue(capacity: b)
+        // poll, not epoll: an epoll set's callback on each socket runs inside the kernel's
+        // transmit-timestamp report, between a request's T1 and its arrival at the server,
+        // and added 0.2 µs to every interleaved exchange's measured error; poll's wait entries
+        // exist only while it waits.
         let pollfds = UnsafeMutablePointer<pollfd>.allocate(capacity: fds.count)
         defer { pollfds.deallocate() }
         for (i, fd) in fds.enumerated() { pollfds[i] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
@@ -85,27 +121,25 @@ struct ClientLoop {
             let now = SystemClock.monotonicNanoseconds()
             if now >= end { break }
             if let rate {
-                // Open loop: send what the rate allows since the last tick, round-robin.
+                // Open loop: send what the rate allows since the last tick, one request per
+                // client in turn, as many clients polling a server would.
                 credit += Double(now - lastTick) * Double(rate) / 1e9
                 lastTick = now
                 var budget = Int(credit)
                 credit -= Double(budget)
                 while budget > 0 {
-                    let n = min(budget, b)
-                    send(client: openLoopClient, count: n, batch: &batch)
+                    send(client: openLoopClient, count: 1, batch: &batch, stamps: &stamps)
                     openLoopClient = (openLoopClient + 1) % fds.count
-                    budget -= n
+                    budget -= 1
                 }
             } else {
                 for c in 0..<fds.count where inFlight[c] < window {
-                    send(client: c, count: window - inFlight[c], batch: &batch)
+                    send(client: c, count: window - inFlight[c], batch: &batch, stamps: &stamps)
                 }
             }
             let ready = poll(pollfds, nfds_t(fds.count), rate == nil ? 5 : 1)
             if ready > 0 {
-                for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
-                    receive(client: c, batch: &batch)
-                }
+                serve(pollfds, batch: &batch, stamps: &stamps)
             }
             if now - lastExpiry > 50_000_000 {
                 expire(now: now)
@@ -119,9 +153,7 @@ struct ClientLoop {
         let drainEnd = SystemClock.monotonicNanoseconds() + min(configuration.timeoutNanoseconds, 500_000_000)
         while inFlight.contains(where: { $0 > 0 }), SystemClock.monotonicNanoseconds() < drainEnd {
             if poll(pollfds, nfds_t(fds.count), 5) > 0 {
-                for c in 0..<fds.count where pollfds[c].revents & Int16(POLLIN) != 0 {
-                    receive(client: c, batch: &batch)
-                }
+                serve(pollfds, batch: &batch, stamps: &stamps)
             }
         }
         for c in 0..<fds.count { report.lost += UInt64(inFlight[c]) }
@@ -129,8 +161,38 @@ struct ClientLoop {
         return report
     }
 
+    /// Reads what `poll` found: each ready client's transmit timestamps (the error queue, which
+    /// poll reports as POLLERR) before its replies, so a reply's T1 is known when it is read.
+    mutating func serve(_ pollfds: UnsafeMutablePointer<pollfd>, batch: inout DatagramBatch, stamps: inout TransmitTimestampQueue) {
+        for c in 0..<fds.count where pollfds[c].revents != 0 {
+            let events = pollfds[c].revents
+            if kernelTransmitTimestamps, events & Int16(POLLERR | POLLIN) != 0 {
+                collectTransmitTimestamps(client: c, stamps: &stamps)
+            }
+            if events & Int16(POLLIN) != 0 {
+                receive(client: c, batch: &batch)
+            }
+        }
+    }
+
+    /// Files the kernel transmit timestamps waiting on client `c`'s error queue under the slots
+    /// of the requests they belong to. A timestamp is believed only if it falls within a second
+    /// after the time read before the send, so a lost count cannot pair a request with another's.
+    mutating func collectTransmitTimestamps(client c: Int, stamps: inout TransmitTimestampQueue) {
+        let base = c * Self.slotsPerClient
+        var read = 0
+        repeat {
+            read = stamps.drain(fds[c]) { id, time in
+                let slot = Int(timestampSlots[base + Int(id % UInt32(Self.slotsPerClient))])
+                let t = time.nanosecondsSinceUnixEpoch
+                guard transmits[base + slot] != 0, t >= sendTimes[base + slot], t - sendTimes[base + slot] < 1_000_000_000 else { return }
+                kernelSendTimes[base + slot] = t
+            }
+        } while read == stamps.capacity
+    }
+
     /// Sends up to `count` requests from client `c` in one sendmmsg.
-    mutating func send(client c: Int, count: Int, batch: inout DatagramBatch) {
+    mutating func send(client c: Int, count: Int, batch: inout DatagramBatch, stamps: inout TransmitTimestampQueue) {
         var n = 0
         var firstSlot = 0
         let base = c * Self.slotsPerClient
@@ -145,6 +207,7 @@ struct ClientLoop {
             if transmit == 0 { transmit = 1 << 16 }
             transmits[base + slot] = transmit
             sendTimes[base + slot] = t1
+            if kernelTransmitTimestamps { kernelSendTimes[base + slot] = 0 }
             var length = requestLength
             if let nts {
                 length = nts.writeRequest(client: c, slot: slot, transmit: transmit, into: batch.sendBuffer(n), random: &random)
@@ -158,13 +221,36 @@ struct ClientLoop {
                 packet.initializeMemory(as: UInt8.self, repeating: 0)
                 packet[0] = 0x23
                 NTPWire.store64(transmit, packet, NTPWire.transmitOffset)
+                if interleaved, previousReceive[c] != 0 {
+                    // RFC 9769 §2: the origin asks for the transmit timestamp of the reply that
+                    // carried this receive timestamp. The receive field, which the interleaved
+                    // reply returns as its origin, is the transmit value with bit 16 flipped: it
+                    // names the same slot and differs from the transmit field, as the server
+                    // requires of an interleaved request.
+                    NTPWire.store64(previousReceive[c], packet, NTPWire.originOffset)
+                    NTPWire.store64(transmit ^ (1 << 16), packet, NTPWire.receiveOffset)
+                }
+                if interleaved { requestOrigins[base + slot] = previousReceive[c] }
             }
-            batch.queue(length: length)
+            batch.queue(length: length, requestTransmitTimestamp: kernelTransmitTimestamps)
             if n == 0 { firstSlot = slot }
             n += 1
         }
         guard n > 0 else { return }
         let sent = max(0, batch.send(on: fds[c], from: 0, count: n))
+        if kernelTransmitTimestamps {
+            for k in 0..<sent {
+                timestampSlots[base + Int(timestampedSends[c] % UInt32(Self.slotsPerClient))] = UInt16((firstSlot + k) % Self.slotsPerClient)
+                timestampedSends[c] &+= 1
+            }
+            if sent < n {
+                // The kernel may have numbered a datagram it did not send: file what was
+                // reported, then restart the count at 0 (`TransmitTimestampQueue.enable`).
+                collectTransmitTimestamps(client: c, stamps: &stamps)
+                _ = TransmitTimestampQueue.enable(on: fds[c])
+                timestampedSends[c] = 0
+            }
+        }
         // Unsent requests give their slots back.
         for k in sent..<n {
             let slot = (firstSlot + k) % Self.slotsPerClient
@@ -196,11 +282,19 @@ struct ClientLoop {
             guard reply.count >= 48 else { report.invalid += 1; return }
             let origin = NTPWire.load64(reply, NTPWire.originOffset)
             let slot = Int(origin & 0xFFFF)
-            guard slot < Self.slotsPerClient, transmits[base + slot] == origin, origin != 0 else {
+            guard slot < Self.slotsPerClient, origin != 0 else {
+                report.invalid += 1
+                return
+            }
+            // An interleaved reply's origin is the request's receive field (see `send`).
+            let interleavedReply = interleaved && transmits[base + slot] != 0 && transmits[base + slot] ^ (1 << 16) == origin && requestOrigins[base + slot] != 0
+            guard transmits[base + slot] == origin || interleavedReply else {
                 report.invalid += 1  // bogus: not a request we have in flight
                 return
             }
-            let t1 = UTCInstant(nanosecondsSinceUnixEpoch: sendTimes[base + slot])
+            var t1 = UTCInstant(nanosecondsSinceUnixEpoch: sendTimes[base + slot])
+            let kernelT1 = kernelTransmitTimestamps ? kernelSendTimes[base + slot] : 0
+            if kernelT1 != 0 { t1 = UTCInstant(nanosecondsSinceUnixEpoch: kernelT1) }
             transmits[base + slot] = 0
             inFlight[c] -= 1
             report.answered += 1
@@ -227,14 +321,35 @@ struct ClientLoop {
                 return
             }
             if first >> 6 == 3 { report.unsynchronized += 1 }
-            let t2 = NTPTimestamp(rawValue: NTPWire.load64(reply, NTPWire.receiveOffset)).instant(near: t1)
+            let receive = NTPWire.load64(reply, NTPWire.receiveOffset)
+            let t2 = NTPTimestamp(rawValue: receive).instant(near: t1)
             let t3 = NTPTimestamp(rawValue: NTPWire.load64(reply, NTPWire.transmitOffset)).instant(near: t1)
-            guard first & 7 == 4, t3 >= t2, abs(t2.nanoseconds(since: t1)) < 1_000_000_000, abs(t3.nanoseconds(since: t4)) < 1_000_000_000 else {
+            guard first & 7 == 4, abs(t2.nanoseconds(since: t1)) < 1_000_000_000, abs(t3.nanoseconds(since: t4)) < 1_000_000_000 else {
                 report.invalid += 1
                 return
             }
-            let error = (t2.nanoseconds(since: t1) + t3.nanoseconds(since: t4)) / 2
-            report.timestampError.record(UInt64(max(1, abs(error))))
+            if kernelTransmitTimestamps, kernelT1 == 0 { report.missingTransmitTimestamps += 1 }
+            if interleaved {
+                if interleavedReply {
+                    report.interleavedReplies += 1
+                    completePreviousExchange(client: c, origin: requestOrigins[base + slot], previousT3: t3)
+                } else if t3 < t2 {
+                    report.invalid += 1
+                    return
+                }
+                // This exchange becomes the one the next request asks about.
+                previousReceive[c] = receive
+                previousT1[c] = kernelT1
+                previousT2[c] = t2.nanosecondsSinceUnixEpoch
+                previousT4[c] = t4.nanosecondsSinceUnixEpoch
+                return
+            }
+            guard t3 >= t2 else {
+                report.invalid += 1
+                return
+            }
+            guard !kernelTransmitTimestamps || kernelT1 != 0 else { return }
+            record(error: (t2.nanoseconds(since: t1) + t3.nanoseconds(since: t4)) / 2)
         case .roughtime:
             // The nonce echoed (§5.2.2) names the request; every `roughtimeVerifyEvery`-th reply
             // is checked in full against the request rebuilt from the template.
@@ -279,6 +394,27 @@ struct ClientLoop {
                 report.invalid += 1
             }
         }
+    }
+
+    /// Records the error of client `c`'s previous exchange from an interleaved reply (RFC 9769
+    /// §2): its T1, T2 and T4 as kept, and `previousT3`, the kernel's transmit timestamp of
+    /// that exchange's reply. Only if the request asked about that exchange (`origin`) and its
+    /// T1 was reported; a T3 before its T2 is invalid.
+    mutating func completePreviousExchange(client c: Int, origin: UInt64, previousT3: UTCInstant) {
+        guard origin == previousReceive[c], previousT1[c] != 0 else { return }
+        let t3 = previousT3.nanosecondsSinceUnixEpoch
+        guard t3 >= previousT2[c], abs(t3 - previousT4[c]) < 1_000_000_000 else {
+            report.invalid += 1
+            return
+        }
+        record(error: ((previousT2[c] - previousT1[c]) + (t3 - previousT4[c])) / 2)
+    }
+
+    /// Records one exchange's signed timestamp error, nanoseconds.
+    @inline(__always)
+    mutating func record(error: Int64) {
+        report.timestampError.record(UInt64(max(1, abs(error))))
+        report.timestampOffsetSum += error
     }
 
     /// Frees the slots of requests older than the timeout and counts them lost.

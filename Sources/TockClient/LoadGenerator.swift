@@ -41,6 +41,18 @@ package struct LoadConfiguration: Sendable {
     /// every 16th, two Ed25519 verifications per 16 replies held the generator to about 60 %
     /// of what every 256th reaches on this kind of machine).
     package var roughtimeVerifyEvery: Int = 256
+    /// NTP: take T1 from the kernel, as chronyd's client does: every request asks for its
+    /// software transmit timestamp (SO_TIMESTAMPING, read back from the socket's error queue),
+    /// so the error measured is the server's alone, not the generator's send path. A reply
+    /// whose request's timestamp never came is counted (`missingTransmitTimestamps`) and its
+    /// error not recorded.
+    package var kernelTransmitTimestamps = false
+    /// NTP: speak the interleaved client/server mode (RFC 9769, chrony's `xleave`) as chronyd
+    /// does: each request's origin is the receive timestamp of the client's last reply, and an
+    /// interleaved reply's transmit timestamp, the kernel's of that previous reply, completes
+    /// the previous exchange's error. Only interleaved samples are then recorded; needs
+    /// `kernelTransmitTimestamps` (T1 of the previous exchange from the kernel too).
+    package var interleaved = false
 
     package init(target: SocketEndpoint) {
         self.target = target
@@ -49,6 +61,7 @@ package struct LoadConfiguration: Sendable {
 
 /// What a load test measured.
 package struct LoadReport: Sendable {
+    /// The sending window, seconds: rates are per second of it.
     package var seconds: Double = 0
     package var sent: UInt64 = 0
     package var answered: UInt64 = 0
@@ -72,13 +85,29 @@ package struct LoadReport: Sendable {
     package var cookieReuses: UInt64 = 0
     /// Roughtime: replies fully verified (the sample `roughtimeVerifyEvery` picks).
     package var verified: UInt64 = 0
+    /// NTP with `kernelTransmitTimestamps`: replies whose request's kernel transmit timestamp
+    /// was not reported (their error is not recorded).
+    package var missingTransmitTimestamps: UInt64 = 0
+    /// NTP with `interleaved`: replies in interleaved mode (RFC 9769); the others were basic.
+    package var interleavedReplies: UInt64 = 0
     /// Round-trip time T4 − T1, nanoseconds.
     package var rtt = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     /// |((T2 − T1) + (T3 − T4)) / 2|, nanoseconds: on loopback client and server share a clock,
-    /// so this is how far the server's timestamps are from the truth.
+    /// so this is how far the server's timestamps are from the truth. In interleaved mode the
+    /// previous exchange's, whose T3 is the kernel's transmit timestamp of its reply.
     package var timestampError = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 
+    /// The sum of the signed errors recorded in `timestampError`, nanoseconds: with their
+    /// count, the mean offset, whose sign says whether the server's timestamps run early
+    /// (negative: its T3 is read well before the reply leaves) or late.
+    package var timestampOffsetSum: Int64 = 0
+
     package init() {}
+
+    /// The mean signed error (offset) of the samples in `timestampError`, nanoseconds.
+    package var timestampOffsetMean: Double {
+        timestampError.totalCount > 0 ? Double(timestampOffsetSum) / Double(timestampError.totalCount) : 0
+    }
 
     package var answeredPerSecond: Double { seconds > 0 ? Double(answered) / seconds : 0 }
     package var lossPercent: Double { sent > 0 ? 100 * Double(lost) / Double(sent) : 0 }
@@ -95,8 +124,11 @@ package struct LoadReport: Sendable {
         ntsNAK += other.ntsNAK
         cookieReuses += other.cookieReuses
         verified += other.verified
+        missingTransmitTimestamps += other.missingTransmitTimestamps
+        interleavedReplies += other.interleavedReplies
         rtt.add(other.rtt)
         timestampError.add(other.timestampError)
+        timestampOffsetSum += other.timestampOffsetSum
     }
 }
 
@@ -128,15 +160,24 @@ package final class LoadGenerator: Sendable {
         var fds: [Int32] = []
         for i in 0..<count {
             let fd: Int32
-            do {
+            do throws(SystemError) {
                 fd = try Sockets.open(family: target.family, type: Sockets.datagram)
+            } catch {
+                for f in fds { close(f) }
+                throw .network(server: target.description, error)
+            }
+            do throws(SystemError) {
                 try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 1, "SO_TIMESTAMPNS")
+                if configuration.kernelTransmitTimestamps, !TransmitTimestampQueue.enable(on: fd) {
+                    throw SystemError("SO_TIMESTAMPING")
+                }
                 try? Sockets.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: 1 << 20, "SO_RCVBUF")
                 if spreadSources {
                     let source = SocketEndpoint(ip: "127.0.\(1 + i / 250).\(1 + i % 250)", port: 0)!
                     try Sockets.bind(fd, to: source)
                 }
             } catch {
+                close(fd)
                 for f in fds { close(f) }
                 throw .network(server: target.description, error)
             }
@@ -175,7 +216,9 @@ package final class LoadGenerator: Sendable {
         reports = box.values
         var total = LoadReport()
         for r in reports { total.add(r) }
-        total.seconds = Double(SystemClock.monotonicNanoseconds() - start) / 1e9
+        // The sending window, not the drain after it: a run whose last requests are lost
+        // waits up to half a second for them, and that wait is not load.
+        total.seconds = Double(min(SystemClock.monotonicNanoseconds(), end) - start) / 1e9
         return total
     }
 }

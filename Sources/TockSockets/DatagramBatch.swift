@@ -280,16 +280,24 @@ package struct DatagramBatch: ~Copyable {
         queued = count
     }
 
-    /// Queues the first `length` bytes of the next slot's buffer for a connected socket.
+    /// Queues the first `length` bytes of the next slot's buffer for a connected socket, with a
+    /// request for the kernel's transmit timestamp of this datagram when
+    /// `requestTransmitTimestamp` (`TransmitTimestampQueue.writeRequest`).
     @inline(__always)
-    package mutating func queue(length: Int) {
+    package mutating func queue(length: Int, requestTransmitTimestamp: Bool = false) {
         let j = queued
         sendIOV[j].iov_len = length
         let out = sendHeaders + j
         out.pointee.msg_hdr.msg_name = nil
         out.pointee.msg_hdr.msg_namelen = 0
-        out.pointee.msg_hdr.msg_control = nil
-        out.pointee.msg_hdr.msg_controllen = 0
+        if requestTransmitTimestamp {
+            let space = sendControl + j * Self.sendControlSize
+            out.pointee.msg_hdr.msg_control = space
+            out.pointee.msg_hdr.msg_controllen = TransmitTimestampQueue.writeRequest(into: space)
+        } else {
+            out.pointee.msg_hdr.msg_control = nil
+            out.pointee.msg_hdr.msg_controllen = 0
+        }
         out.pointee.msg_hdr.msg_flags = 0
         queued += 1
     }

@@ -12,14 +12,24 @@ struct Bench: ParsableCommand {
         discussion: """
             Closed loop (default): --clients sockets each keep --window requests in flight; the \
             result is the server's capacity at that concurrency. Open loop: --rate R sends R \
-            requests per second whatever the replies; with --step S it runs again at R+S, R+2S, \
-            ... (each for --duration) until loss exceeds --max-loss or --steps runs are done.
+            requests per second whatever the replies, one per client in turn, as many clients \
+            polling would; with --step S it runs again at R+S, R+2S, ... (each for --duration) \
+            until loss exceeds --max-loss or --steps runs are done.
 
             Every NTP reply is checked: mode 4, origin equal to the request's random transmit \
             timestamp, T3 ≥ T2, T2 and T3 within 1 s of our clock. On loopback client and server \
             share a clock, so the timestamp error |((T2−T1)+(T3−T4))/2| (T4 from the kernel's \
             receive timestamp) measures how far the server's T2/T3 are from the truth. On IPv4 \
-            loopback each client has its own source address in 127.0.0.0/8.
+            loopback each client has its own source address in 127.0.0.0/8. With \
+            --tx-timestamps T1 is the kernel's software transmit timestamp of the request, as \
+            chronyd takes it, so the error is the server's and not the generator's send path.
+
+            --interleaved speaks the interleaved mode (RFC 9769, chrony's xleave) as a chronyd \
+            client does: each request's origin is the receive timestamp of the client's last \
+            reply, and a server that answers interleaved returns the kernel's transmit timestamp \
+            of that reply; the error is then the previous exchange's, from kernel timestamps at \
+            both ends. Only interleaved replies count towards the error, and the xleave% column \
+            says how many replies were interleaved (a server without the mode answers none).
 
             Reports answered/s, loss, invalid and kiss-o'-death replies, RTT percentiles and the \
             timestamp error. Use only against your own servers.
@@ -73,6 +83,12 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("ca"), help: ArgumentHelp("With --nts: trust the CA certificates in this PEM file instead of the system's.", valueName: "file"))
     var caFile: String?
 
+    @Flag(name: .customLong("tx-timestamps"), help: "NTP: T1 from the kernel's software transmit timestamp of each request (SO_TIMESTAMPING), as chronyd's client takes it, not the clock read before sending.")
+    var transmitTimestamps = false
+
+    @Flag(help: "NTP: speak the interleaved mode (RFC 9769, chrony's xleave); the error is then from interleaved replies only. Implies --tx-timestamps.")
+    var interleaved = false
+
     @Flag(help: "Print JSON (one object per step) instead of text.")
     var json = false
 
@@ -94,6 +110,9 @@ struct Bench: ParsableCommand {
         guard (1...100).contains(steps) else { throw ValidationError("--steps must be 1-100") }
         if let rate, rate < 1 { throw ValidationError("--rate must be at least 1") }
         if step != nil, rate == nil { throw ValidationError("--step needs --rate") }
+        if transmitTimestamps || interleaved {
+            guard `protocol` == .ntp, !nts else { throw ValidationError("--tx-timestamps and --interleaved apply to plain NTP") }
+        }
         if nts {
             guard `protocol` == .ntp else { throw ValidationError("--nts protects NTP only; drop --protocol \(`protocol`.rawValue)") }
         } else if caFile != nil {
@@ -150,9 +169,13 @@ struct Bench: ParsableCommand {
         configuration.threads = threads
         configuration.roughtimePublicKey = RoughtimeKeyText.decode(publicKey ?? "") ?? []
         configuration.roughtimeVerifyEvery = verifyEvery
+        configuration.kernelTransmitTimestamps = transmitTimestamps || interleaved
+        configuration.interleaved = interleaved
+        let columns = BenchReport.Columns(nts: nts, interleaved: interleaved)
         if !json {
-            print("target \(target) (\(`protocol`.rawValue)\(nts ? ", NTS" : "")), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop"))
-            print(BenchReport.header(nts: nts))
+            let t1 = configuration.kernelTransmitTimestamps ? ", T1 from kernel TX timestamps" : ""
+            print("target \(target) (\(`protocol`.rawValue)\(nts ? ", NTS" : "")\(interleaved ? ", interleaved" : "")), \(clients) clients, " + (rate == nil ? "closed loop, window \(window)" : "open loop") + t1)
+            print(BenchReport.header(columns))
         }
         var currentRate = rate
         for _ in 0..<(step == nil ? 1 : steps) {
@@ -167,7 +190,7 @@ struct Bench: ParsableCommand {
                 }
             }
             let report = try measure(configuration)
-            print(json ? BenchReport.json(report, rate: currentRate, nts: nts) : BenchReport.row(report, rate: currentRate, nts: nts))
+            print(json ? BenchReport.json(report, rate: currentRate, columns, kernelT1: configuration.kernelTransmitTimestamps) : BenchReport.row(report, rate: currentRate, columns))
             guard let s = step, let r = currentRate, report.lossPercent <= maxLoss else { break }
             currentRate = r + s
         }
@@ -204,11 +227,24 @@ struct Bench: ParsableCommand {
 /// Renders load-test results.
 enum BenchReport {
     static let widths = [10, 10, 12, 8, 8, 6, 10, 10, 10, 12, 12, 8, 6]
-    static let header = header(nts: false)
+    static let header = header(Columns())
 
-    /// The column titles; NTS adds replies that were not authentic and NAKs.
-    static func header(nts: Bool) -> String {
-        line(["rate", "sent/s", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"] + (nts ? ["unauth", "nak"] : []))
+    /// The optional columns: NTS adds replies that were not authentic and NAKs; interleaved
+    /// mode the share of replies that were interleaved.
+    struct Columns {
+        var nts = false
+        var interleaved = false
+    }
+
+    /// The column titles.
+    static func header(_ columns: Columns) -> String {
+        line(["rate", "sent/s", "answered/s", "loss%", "invalid", "kod", "rtt p50", "rtt p99", "rtt p999", "|err| mean", "|err| p99"]
+             + (columns.nts ? ["unauth", "nak"] : []) + (columns.interleaved ? ["xleave%"] : []))
+    }
+
+    /// Percentage of replies that were interleaved.
+    static func interleavedPercent(_ r: LoadReport) -> Double {
+        r.answered > 0 ? 100 * Double(r.interleavedReplies) / Double(r.answered) : 0
     }
 
     static func line(_ columns: [String]) -> String {
@@ -219,7 +255,7 @@ enum BenchReport {
         String(format: "%.1fµs", ns / 1000)
     }
 
-    static func row(_ r: LoadReport, rate: Int?, nts: Bool = false) -> String {
+    static func row(_ r: LoadReport, rate: Int?, _ optional: Columns = Columns()) -> String {
         let columns: [String] = [
             rate.map(String.init) ?? "closed",
             String(format: "%.0f", r.seconds > 0 ? Double(r.sent) / r.seconds : 0),
@@ -232,11 +268,12 @@ enum BenchReport {
             microseconds(Double(r.rtt.valueAtPercentile(99.9))),
             r.timestampError.totalCount > 0 ? microseconds(r.timestampError.mean) : "-",
             r.timestampError.totalCount > 0 ? microseconds(Double(r.timestampError.valueAtPercentile(99))) : "-",
-        ] + (nts ? [String(r.unauthenticated), String(r.ntsNAK)] : [])
+        ] + (optional.nts ? [String(r.unauthenticated), String(r.ntsNAK)] : [])
+          + (optional.interleaved ? [String(format: "%.1f", interleavedPercent(r))] : [])
         return line(columns)
     }
 
-    static func json(_ r: LoadReport, rate: Int?, nts: Bool = false) -> String {
+    static func json(_ r: LoadReport, rate: Int?, _ optional: Columns = Columns(), kernelT1: Bool = false) -> String {
         var fields: [(String, String)] = [
             ("rate", rate.map(String.init) ?? "null"),
             ("seconds", String(format: "%.3f", r.seconds)),
@@ -253,9 +290,16 @@ enum BenchReport {
             ("rtt_p999_us", String(format: "%.2f", Double(r.rtt.valueAtPercentile(99.9)) / 1000)),
             ("timestamp_error_mean_us", String(format: "%.3f", r.timestampError.totalCount > 0 ? r.timestampError.mean / 1000 : 0)),
             ("timestamp_error_p99_us", String(format: "%.3f", Double(r.timestampError.valueAtPercentile(99)) / 1000)),
+            ("timestamp_offset_mean_us", String(format: "%.3f", r.timestampOffsetMean / 1000)),
         ]
         if r.verified > 0 { fields.append(("roughtime_verified", "\(r.verified)")) }
-        if nts {
+        if kernelT1 {
+            fields += [("t1", "\"kernel\""), ("missing_transmit_timestamps", "\(r.missingTransmitTimestamps)")]
+        }
+        if optional.interleaved {
+            fields += [("interleaved_replies", "\(r.interleavedReplies)"), ("interleaved_percent", String(format: "%.2f", interleavedPercent(r)))]
+        }
+        if optional.nts {
             fields += [
                 ("nts", "true"),
                 ("authenticated", "\(r.authenticated)"),
