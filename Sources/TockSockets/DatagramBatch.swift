@@ -4,8 +4,9 @@ import TockProtocol
 
 /// What the kernel said about one received datagram in its control messages.
 package struct ReceivedControl {
-    /// The kernel's software receive timestamp (SO_TIMESTAMPNS), if it supplied one: taken
-    /// when the packet reached the network stack, before it waited in the socket buffer.
+    /// The kernel's software receive timestamp (SO_TIMESTAMPNS, or ts[0] of SCM_TIMESTAMPING on
+    /// a socket with transmit timestamps), if it supplied one: taken when the packet reached the
+    /// network stack, before it waited in the socket buffer.
     package var receiveTime: UTCInstant?
     /// The request's destination address and interface (IP_PKTINFO / IPV6_PKTINFO).
     package var destination = PacketDestination()
@@ -24,6 +25,11 @@ package struct ReceivedControl {
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPNS {
                 let ts = data.loadUnaligned(as: timespec.self)
+                if ts.tv_sec != 0 {
+                    receiveTime = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+                }
+            } else if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
+                let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.0
                 if ts.tv_sec != 0 {
                     receiveTime = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
                 }

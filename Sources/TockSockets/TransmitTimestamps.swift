@@ -44,16 +44,21 @@ package struct TransmitTimestampQueue: ~Copyable {
     /// Makes `fd` report the transmit timestamps its datagrams ask for (software, numbered,
     /// without the datagram), with the counter at 0. Setting the flags without `OPT_ID` first
     /// makes the kernel restart the count when `OPT_ID` is set again, so this also
-    /// resynchronises a sender that lost count. Software receive timestamps (SO_TIMESTAMPNS)
-    /// stay as they were.
+    /// resynchronises a sender that lost count.
+    ///
+    /// Software receive timestamps then come in the same SCM_TIMESTAMPING message (ts[0],
+    /// which `ReceivedControl` reads), and SO_TIMESTAMPNS is turned off: with both, a kernel
+    /// before 6.12 (no SOF_TIMESTAMPING_OPT_RX_FILTER) writes the receive time into every
+    /// datagram's control data twice.
     package static func enable(on fd: Int32) -> Bool {
         do throws(SystemError) {
             try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS_NO_ID, "SO_TIMESTAMPING")
             try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS, "SO_TIMESTAMPING")
-            return true
         } catch {
             return false
         }
+        try? Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 0, "SO_TIMESTAMPNS")
+        return true
     }
 
     /// The space `writeRequest` takes in a datagram's control buffer.

@@ -94,4 +94,44 @@ struct TransmitTimestampTests {
         #expect(Self.reply(on: fd, isIPv6: address.isIPv6, requests: [true], batch: &batch) == 1)
         #expect(Self.reports(fd, expected: 1, sentAfter: before) == [0], "\(ip): the count restarted")
     }
+
+    @Test("With transmit timestamps on, the receive time comes once per datagram, in SCM_TIMESTAMPING", arguments: ["127.0.0.1", "::1"])
+    func receiveTimeOncePerDatagram(_ ip: String) throws {
+        let (fd, address) = try Self.serverSocket(ip)
+        defer { close(fd) }
+        let probe = UDPProbe(target: address)
+        let before = SystemClock.now()
+        #expect(probe.send([1, 2, 3]))
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pfd, 1, 1000) == 1)
+        var bytes = [UInt8](repeating: 0, count: 64)
+        var control = [UInt8](repeating: 0, count: 512)
+        var timestampMessages = 0
+        var receiveTime: UTCInstant?
+        bytes.withUnsafeMutableBytes { data in
+            control.withUnsafeMutableBytes { space in
+                var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                withUnsafeMutablePointer(to: &iov) { iovPointer in
+                    var message = msghdr()
+                    message.msg_iov = iovPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = space.baseAddress
+                    message.msg_controllen = space.count
+                    guard recvmsg(fd, &message, 0) == 3 else { return }
+                    var cmsg = tock_cmsg_firsthdr(&message)
+                    while let c = cmsg {
+                        if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == tock_SCM_TIMESTAMPNS || c.pointee.cmsg_type == tock_SCM_TIMESTAMPING {
+                            timestampMessages += 1
+                        }
+                        cmsg = tock_cmsg_nxthdr(&message, c)
+                    }
+                    receiveTime = ReceivedControl(reading: &message).receiveTime
+                }
+            }
+        }
+        #expect(timestampMessages == 1, "\(ip): \(timestampMessages) timestamp control messages")
+        let received = try #require(receiveTime, "\(ip): no receive time")
+        let late = received.nanoseconds(since: before)
+        #expect(late >= -1_000 && late < 1_000_000_000, "\(ip): received \(late) ns after the send began")
+    }
 }

@@ -77,10 +77,12 @@ extern const int tock_MSG_CTRUNC;
 /// control message, the flags tock sets, and how a timestamp comes back on the error queue.
 extern const int tock_SO_TIMESTAMPING;
 extern const int tock_SCM_TIMESTAMPING;
-/// SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY: report
-/// software timestamps, tagged with the socket's counter of timestamped datagrams, without the
-/// datagram's bytes. No datagram is timestamped unless its sendmsg asks with a control message
-/// (SCM_TIMESTAMPING carrying `tock_SOF_TIMESTAMPING_TX_SOFTWARE`, §1.3.3).
+/// SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
+/// SOF_TIMESTAMPING_OPT_TSONLY: report software timestamps (receive timestamps in every
+/// datagram's SCM_TIMESTAMPING, ts[0]; transmit timestamps tagged with the socket's counter of
+/// timestamped datagrams, without the datagram's bytes). No datagram is timestamped on its way
+/// out unless its sendmsg asks with a control message (SCM_TIMESTAMPING carrying
+/// `tock_SOF_TIMESTAMPING_TX_SOFTWARE`, §1.3.3).
 extern const int tock_TX_TIMESTAMPING_FLAGS;
 /// The same without SOF_TIMESTAMPING_OPT_ID: setting it and then the flags again resets the
 /// socket's counter to 0.
