@@ -24,8 +24,8 @@ struct Bench: ParsableCommand {
             --tx-timestamps T1 is the kernel's software transmit timestamp of the request, as \
             chronyd takes it, so the error is the server's and not the generator's send path.
 
-            --interleaved speaks the interleaved mode (RFC 9769, chrony's xleave) as a chronyd \
-            client does: each request's origin is the receive timestamp of the client's last \
+            --interleaved (with --rate, or --window 1: one request in flight per client) speaks \
+            the interleaved mode (RFC 9769, chrony's xleave) as a chronyd client does: each request's origin is the receive timestamp of the client's last \
             reply, and a server that answers interleaved returns the kernel's transmit timestamp \
             of that reply; the error is then the previous exchange's, from kernel timestamps at \
             both ends. Only interleaved replies count towards the error, and the xleave% column \
@@ -112,6 +112,11 @@ struct Bench: ParsableCommand {
         if step != nil, rate == nil { throw ValidationError("--step needs --rate") }
         if transmitTimestamps || interleaved {
             guard `protocol` == .ntp, !nts else { throw ValidationError("--tx-timestamps and --interleaved apply to plain NTP") }
+        }
+        if interleaved, rate == nil, window > 1 {
+            // Each request asks about the client's last reply: with several in flight, most
+            // would ask about a reply the server has since superseded, and get basic replies.
+            throw ValidationError("--interleaved needs one request in flight per client: use --rate, or --window 1")
         }
         if nts {
             guard `protocol` == .ntp else { throw ValidationError("--nts protects NTP only; drop --protocol \(`protocol`.rawValue)") }

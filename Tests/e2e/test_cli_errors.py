@@ -91,3 +91,13 @@ def test_second_tockd_bind_message_names_the_address(second_tockd):
 
 def test_and_the_first_tockd_still_answers(sync_server, second_tockd):
     expect_ok(tock("query", sync_server.addr("ntp"), "-n", "1"))
+
+
+@pytest.mark.parametrize("args", [
+    ("--interleaved",),  # closed loop with 4 in flight per client: each would ask about a superseded reply
+    ("--tx-timestamps", "--protocol", "time"),  # kernel T1 is for NTP
+    ("--interleaved", "--nts"),
+])
+def test_tock_bench_rejects_client_timestamp_modes_that_cannot_measure(args):
+    expect_exit(tock("bench", "127.0.0.1:9", *args), 64)
+
