@@ -100,35 +100,43 @@ struct TransmitTimestampTests {
         let (fd, address) = try Self.serverSocket(ip)
         defer { close(fd) }
         let probe = UDPProbe(target: address)
-        let before = SystemClock.now()
-        #expect(probe.send([1, 2, 3]))
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        #expect(poll(&pfd, 1, 1000) == 1)
-        var bytes = [UInt8](repeating: 0, count: 64)
-        var control = [UInt8](repeating: 0, count: 512)
         var timestampMessages = 0
         var receiveTime: UTCInstant?
-        bytes.withUnsafeMutableBytes { data in
-            control.withUnsafeMutableBytes { space in
-                var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
-                withUnsafeMutablePointer(to: &iov) { iovPointer in
-                    var message = msghdr()
-                    message.msg_iov = iovPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = space.baseAddress
-                    message.msg_controllen = space.count
-                    guard recvmsg(fd, &message, 0) == 3 else { return }
-                    var cmsg = tock_cmsg_firsthdr(&message)
-                    while let c = cmsg {
-                        if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == tock_SCM_TIMESTAMPNS || c.pointee.cmsg_type == tock_SCM_TIMESTAMPING {
-                            timestampMessages += 1
+        var before = SystemClock.now()
+        // Linux turns receive timestamping on for the whole stack through deferred work the
+        // first socket to ask schedules: a datagram sent right after may arrive unstamped. So
+        // datagrams are sent until one is stamped (for up to a second), and that one is counted.
+        let deadline = SystemClock.monotonicNanoseconds() + 1_000_000_000
+        repeat {
+            timestampMessages = 0
+            before = SystemClock.now()
+            #expect(probe.send([1, 2, 3]))
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            #expect(poll(&pfd, 1, 1000) == 1)
+            var bytes = [UInt8](repeating: 0, count: 64)
+            var control = [UInt8](repeating: 0, count: 512)
+            bytes.withUnsafeMutableBytes { data in
+                control.withUnsafeMutableBytes { space in
+                    var iov = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                    withUnsafeMutablePointer(to: &iov) { iovPointer in
+                        var message = msghdr()
+                        message.msg_iov = iovPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = space.baseAddress
+                        message.msg_controllen = space.count
+                        guard recvmsg(fd, &message, 0) == 3 else { return }
+                        var cmsg = tock_cmsg_firsthdr(&message)
+                        while let c = cmsg {
+                            if c.pointee.cmsg_level == SOL_SOCKET, c.pointee.cmsg_type == tock_SCM_TIMESTAMPNS || c.pointee.cmsg_type == tock_SCM_TIMESTAMPING {
+                                timestampMessages += 1
+                            }
+                            cmsg = tock_cmsg_nxthdr(&message, c)
                         }
-                        cmsg = tock_cmsg_nxthdr(&message, c)
+                        receiveTime = ReceivedControl(reading: &message).receiveTime
                     }
-                    receiveTime = ReceivedControl(reading: &message).receiveTime
                 }
             }
-        }
+        } while timestampMessages == 0 && SystemClock.monotonicNanoseconds() < deadline
         #expect(timestampMessages == 1, "\(ip): \(timestampMessages) timestamp control messages")
         let received = try #require(receiveTime, "\(ip): no receive time")
         let late = received.nanoseconds(since: before)
