@@ -23,16 +23,8 @@ package struct ReceivedControl {
             let level = c.pointee.cmsg_level
             let type = c.pointee.cmsg_type
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
-            if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPNS {
-                let ts = data.loadUnaligned(as: timespec.self)
-                if ts.tv_sec != 0 {
-                    receiveTime = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-                }
-            } else if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
-                let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.0
-                if ts.tv_sec != 0 {
-                    receiveTime = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-                }
+            if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPNS || type == tock_SCM_TIMESTAMPING {
+                receiveTime = Self.softwareTimestamp(type: type, data) ?? receiveTime
             } else if level == Int32(IPPROTO_IP), type == tock_IP_PKTINFO {
                 destination.ipv4 = data.loadUnaligned(as: in_pktinfo.self)
                 destination.present = true
@@ -42,6 +34,18 @@ package struct ReceivedControl {
             }
             cmsg = tock_cmsg_nxthdr(&message, c)
         }
+    }
+}
+
+extension ReceivedControl {
+    /// The software timestamp a SOL_SOCKET control message of `type` carries: SCM_TIMESTAMPNS's
+    /// timespec, or ts[0] of SCM_TIMESTAMPING (receive time on a datagram, transmit time on an
+    /// error-queue report); nil when the kernel left it zero.
+    @inline(__always)
+    static func softwareTimestamp(type: Int32, _ data: UnsafeRawPointer) -> UTCInstant? {
+        let ts = type == tock_SCM_TIMESTAMPING ? data.loadUnaligned(as: tock_scm_timestamping.self).ts.0 : data.loadUnaligned(as: timespec.self)
+        guard ts.tv_sec != 0 || ts.tv_nsec != 0 else { return nil }
+        return UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
     }
 }
 

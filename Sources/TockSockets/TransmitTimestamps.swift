@@ -112,10 +112,7 @@ package struct TransmitTimestampQueue: ~Copyable {
             let type = c.pointee.cmsg_type
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
-                let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.0
-                if ts.tv_sec != 0 || ts.tv_nsec != 0 {
-                    time = UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
-                }
+                time = ReceivedControl.softwareTimestamp(type: type, data)
             } else if (level == tock_SOL_IP && type == tock_IP_RECVERR) || (level == tock_SOL_IPV6 && type == tock_IPV6_RECVERR) {
                 let err = data.loadUnaligned(as: tock_sock_extended_err.self)
                 if Int32(err.ee_errno) == tock_ENOMSG, Int32(err.ee_origin) == tock_SO_EE_ORIGIN_TIMESTAMPING {
