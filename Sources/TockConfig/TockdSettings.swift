@@ -55,6 +55,8 @@ package struct TockdSettings: Sendable, Equatable {
     package var clientTableSize: Int?
     /// `Setting.interleaved`.
     package var interleaved: Bool?
+    /// `Setting.hardwareTimestamping`: interface names, or `*`.
+    package var hardwareTimestamping: [String]?
     /// `Setting.user`.
     package var user: String?
     /// `Setting.logLevel`.
@@ -99,7 +101,7 @@ extension Setting {
         clockSource, stratum, workers, tcpTimeout, tcpMaxConnections,
         allow, deny, denyKiss,
         rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod,
-        rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize, interleaved,
+        rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize, interleaved, hardwareTimestamping,
         metrics, user, logLevel,
         ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
         roughtime, roughtimeKey, roughtimeDelegation,
@@ -354,6 +356,33 @@ extension Setting {
         field: \.interleaved, format: .boolean, lands: .at(\.configuration.ntpInterleaved),
         defaultText: "on"
     )
+
+    /// Interfaces whose network cards timestamp NTP packets.
+    package static let hardwareTimestamping = Setting(
+        key: TockService.ntp.key("hw_timestamping"), flag: "--hw-timestamping", reloadable: false,
+        help: "Have the network card of INTERFACE timestamp NTP packets, as chrony's hwtimestamp (repeatable; * for every interface that can): T2 and interleaved replies' T3 from its PTP hardware clock, converted to system time. Needs CAP_NET_ADMIN at start (tockd binds as root); an interface that cannot (no PTP clock, as lo and veth) keeps software timestamps with a warning",
+        valueName: "interface", field: \.hardwareTimestamping,
+        format: .list(allowed: "an interface name (as ip link lists it) or *") { text in
+            interfaceNameProblem(text)
+        },
+        lands: Landing(
+            apply: { (value, _, _, resolved) throws(SettingError) in
+                if let value { resolved.configuration.hardwareTimestamping = value }
+            },
+            current: { $0.configuration.hardwareTimestamping.isEmpty ? nil : $0.configuration.hardwareTimestamping }
+        ),
+        defaultText: "none (software timestamps)"
+    )
+
+    /// Why `text` cannot name a network interface (Linux: 1 to 15 bytes, no '/', ':' or
+    /// whitespace), or nil; `*` stands for every interface.
+    static func interfaceNameProblem(_ text: String) -> String? {
+        if text == "*" { return nil }
+        if text.isEmpty { return "empty" }
+        if text.utf8.count > 15 { return "longer than 15 bytes" }
+        if text.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) || text == "." || text == ".." { return "not an interface name" }
+        return nil
+    }
 
     /// Where metrics and status are served.
     package static let metrics = Setting(

@@ -39,6 +39,8 @@ package final class TockServer: Service, Sendable {
     private let policyCells: [TockService: PolicyCell]
     /// The Roughtime keys, when Roughtime is served.
     package let roughtimeKeys: RoughtimeKeyCell?
+    /// The network cards that timestamp NTP packets, when `--hw-timestamping` named any.
+    package let hardwareClocks: HardwareClocks?
     private let state = NIOLockedValueBox(State.bound)
 
     /// Where the server is in its life.
@@ -82,6 +84,8 @@ package final class TockServer: Service, Sendable {
         }
         self.policyCells = cells
 
+        let hardwareClocks = configuration.hardwareTimestamping.isEmpty ? nil : HardwareClocks(names: configuration.hardwareTimestamping)
+        self.hardwareClocks = hardwareClocks
         var datagram: [DatagramListener] = []
         var stream: [StreamTimeListener] = []
         var ke: [NTSKEListener] = []
@@ -125,7 +129,7 @@ package final class TockServer: Service, Sendable {
             }
             for address in configuration.ntpListeners {
                 newInterleavedLog()
-                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: true, makeResponder: ntpResponder))
+                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: true, hardwareClocks: hardwareClocks, makeResponder: ntpResponder))
             }
             for (service, addresses) in [(TockService.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)] {
                 for address in addresses {
@@ -157,7 +161,7 @@ package final class TockServer: Service, Sendable {
                 switch (socket.service, socket.transport) {
                 case (.ntp, .udp):
                     newInterleavedLog(sharedSocket: configuration.ntpWorkers > 1)
-                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: true, makeResponder: ntpResponder))
+                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: true, hardwareClocks: hardwareClocks, makeResponder: ntpResponder))
                 case (.ntp, .tcp):
                     close(socket.fd)
                     throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
@@ -370,6 +374,7 @@ package final class TockServer: Service, Sendable {
                 logger.error("the Roughtime delegation does not cover the time: Roughtime is not answering until a new delegation is loaded", metadata: metadata)
             }
         }
+        hardwareClocks?.log(to: logger)
         if !clock.isSynchronized {
             logger.warning("the clock is not synchronised: NTP replies carry leap indicator 3 and stratum 0, Daytime and Time stay silent; use --clock-source local to serve this clock anyway")
         }
@@ -382,6 +387,9 @@ package final class TockServer: Service, Sendable {
         let refresher = ClockStateService(source: configuration.clockSource, cell: clockState, precisionNanoseconds: precisionNanoseconds, logger: logger, now: { SystemClock.now() })
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try? await refresher.run() }
+            if let clocks = hardwareClocks, clocks.isActive {
+                tasks.addTask { await HardwareClockService(clocks: clocks).run() }
+            }
             if let keys = roughtimeKeys {
                 let logger = self.logger
                 tasks.addTask { await RoughtimeKeyService(keys: keys, logger: logger).run() }
@@ -395,6 +403,7 @@ package final class TockServer: Service, Sendable {
         logger.info("tockd stopping")
         SystemdNotifier.notify("STOPPING=1")
         for l in datagramListeners { l.stop() }
+        hardwareClocks?.stop()
         for c in channels { try? await c.close() }
         try? await group.shutdownGracefully()
         var stopMetadata: Logger.Metadata = [:]

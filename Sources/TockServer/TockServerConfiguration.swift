@@ -67,6 +67,9 @@ package struct TockServerConfiguration: Sendable {
     /// for it (chrony's `xleave`), with kernel transmit timestamps and a per-address log of
     /// `clientTableBytes` per NTP listener. Default: on, as in chrony.
     package var ntpInterleaved = true
+    /// Interfaces whose network cards timestamp NTP packets (chrony's `hwtimestamp`), `*` for
+    /// every interface that can; empty: software timestamps only.
+    package var hardwareTimestamping: [String] = []
 
     /// The default ports, from `TockService.wellKnownPort`.
     package static let defaultNTPPort = TockService.ntp.wellKnownPort

@@ -8,6 +8,13 @@ package struct ReceivedControl {
     /// a socket with transmit timestamps), if it supplied one: taken when the packet reached the
     /// network stack, before it waited in the socket buffer.
     package var receiveTime: UTCInstant?
+    /// The card's raw receive timestamp (ts[2] of SCM_TIMESTAMPING), nanoseconds on its hardware
+    /// clock, when hardware timestamping is on for the interface the packet came by; 0 otherwise.
+    package var hardwareReceiveTime: Int64 = 0
+    /// The interface that took the hardware timestamp and the frame's length at layer 2
+    /// (SCM_TIMESTAMPING_PKTINFO); 0 when the kernel did not say.
+    package var timestampInterface: UInt32 = 0
+    package var frameLength: UInt32 = 0
     /// The request's destination address and interface (IP_PKTINFO / IPV6_PKTINFO).
     package var destination = PacketDestination()
 
@@ -25,6 +32,11 @@ package struct ReceivedControl {
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPNS || type == tock_SCM_TIMESTAMPING {
                 receiveTime = Self.softwareTimestamp(type: type, data) ?? receiveTime
+                if type == tock_SCM_TIMESTAMPING { hardwareReceiveTime = Self.hardwareTimestamp(data) }
+            } else if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING_PKTINFO {
+                let info = data.loadUnaligned(as: tock_scm_ts_pktinfo.self)
+                timestampInterface = info.if_index
+                frameLength = info.pkt_length
             } else if level == Int32(IPPROTO_IP), type == tock_IP_PKTINFO {
                 destination.ipv4 = data.loadUnaligned(as: in_pktinfo.self)
                 destination.present = true
@@ -46,6 +58,22 @@ extension ReceivedControl {
         let ts = type == tock_SCM_TIMESTAMPING ? data.loadUnaligned(as: tock_scm_timestamping.self).ts.0 : data.loadUnaligned(as: timespec.self)
         guard ts.tv_sec != 0 || ts.tv_nsec != 0 else { return nil }
         return UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+    }
+}
+
+extension ReceivedControl {
+    /// ts[2] of an SCM_TIMESTAMPING message: the card's raw timestamp, nanoseconds on its
+    /// hardware clock; 0 when there is none.
+    @inline(__always)
+    static func hardwareTimestamp(_ data: UnsafeRawPointer) -> Int64 {
+        let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.2
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
+    /// The interface a packet came by (IP_PKTINFO / IPV6_PKTINFO), 0 when unknown.
+    package var arrivalInterface: UInt32 {
+        guard destination.present else { return 0 }
+        return destination.ipv4.ipi_ifindex != 0 ? UInt32(bitPattern: destination.ipv4.ipi_ifindex) : destination.ipv6.ipi6_ifindex
     }
 }
 
@@ -233,7 +261,7 @@ package struct DatagramBatch: ~Copyable {
     /// the kernel's transmit timestamp of this one datagram when `requestTransmitTimestamp`
     /// (`TransmitTimestampQueue.writeRequest`).
     @inline(__always)
-    package mutating func queueReply(length: Int, to i: Int, from destination: PacketDestination, answerFromDestination: Bool, isIPv6: Bool, requestTransmitTimestamp: Bool = false) {
+    package mutating func queueReply(length: Int, to i: Int, from destination: PacketDestination, answerFromDestination: Bool, isIPv6: Bool, requestTransmitTimestamp: Bool = false, hardware: Bool = false) {
         let j = queued
         sendIOV[j].iov_len = length
         let out = sendHeaders + j
@@ -244,7 +272,7 @@ package struct DatagramBatch: ~Copyable {
         if source || requestTransmitTimestamp {
             let space = sendControl + j * Self.sendControlSize
             var length = source ? destination.writeSourceControl(into: space, isIPv6: isIPv6) : 0
-            if requestTransmitTimestamp { length += TransmitTimestampQueue.writeRequest(into: space + length) }
+            if requestTransmitTimestamp { length += TransmitTimestampQueue.writeRequest(into: space + length, hardware: hardware) }
             out.pointee.msg_hdr.msg_control = space
             out.pointee.msg_hdr.msg_controllen = length
         } else {

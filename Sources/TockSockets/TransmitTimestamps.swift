@@ -50,12 +50,23 @@ package struct TransmitTimestampQueue: ~Copyable {
     /// which `ReceivedControl` reads), and SO_TIMESTAMPNS is turned off: with both, a kernel
     /// before 6.12 (no SOF_TIMESTAMPING_OPT_RX_FILTER) writes the receive time into every
     /// datagram's control data twice.
-    package static func enable(on fd: Int32) -> Bool {
+    ///
+    /// With `hardware` (an interface of the host has hardware timestamping on), the socket also
+    /// reports the card's raw timestamps: ts[2] of the same receive message, with the interface
+    /// and frame length (SCM_TIMESTAMPING_PKTINFO), and transmit reports of their own on the
+    /// error queue, each after the software one of the same datagram, with the same number.
+    package static func enable(on fd: Int32, hardware: Bool = false) -> Bool {
+        let extra = hardware ? tock_HW_TIMESTAMPING_FLAGS : 0
         do throws(SystemError) {
-            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS_NO_ID, "SO_TIMESTAMPING")
-            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS, "SO_TIMESTAMPING")
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS_NO_ID | extra, "SO_TIMESTAMPING")
+            try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS | extra, "SO_TIMESTAMPING")
         } catch {
             return false
+        }
+        if hardware {
+            // The egress interface of each transmit report (SOF_TIMESTAMPING_OPT_CMSG): which
+            // card's clock a hardware timestamp is on.
+            try? Sockets.setOption(fd, level: Int32(IPPROTO_IP), name: tock_IP_PKTINFO, value: 1, "IP_PKTINFO")
         }
         try? Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 0, "SO_TIMESTAMPNS")
         return true
@@ -66,14 +77,14 @@ package struct TransmitTimestampQueue: ~Copyable {
 
     /// Writes, at `space` (aligned for a `cmsghdr`, `requestControlSpace` bytes), the control
     /// message that asks the kernel for a software transmit timestamp of the one datagram it is
-    /// sent with. Returns its length.
+    /// sent with, and with `hardware` one from the card too. Returns its length.
     @inline(__always)
-    package static func writeRequest(into space: UnsafeMutableRawPointer) -> Int {
+    package static func writeRequest(into space: UnsafeMutableRawPointer, hardware: Bool = false) -> Int {
         let header = space.assumingMemoryBound(to: cmsghdr.self)
         header.pointee.cmsg_level = SOL_SOCKET
         header.pointee.cmsg_type = tock_SCM_TIMESTAMPING
         header.pointee.cmsg_len = tock_cmsg_len(MemoryLayout<UInt32>.size)
-        UnsafeMutableRawPointer(tock_cmsg_data(header)!).storeBytes(of: tock_SOF_TIMESTAMPING_TX_SOFTWARE, as: UInt32.self)
+        UnsafeMutableRawPointer(tock_cmsg_data(header)!).storeBytes(of: tock_SOF_TIMESTAMPING_TX_SOFTWARE | (hardware ? tock_SOF_TIMESTAMPING_TX_HARDWARE : 0), as: UInt32.self)
         return requestControlSpace
     }
 
@@ -82,6 +93,15 @@ package struct TransmitTimestampQueue: ~Copyable {
     /// queue was empty). One system call however many reports wait, up to `capacity`.
     @inline(__always)
     package mutating func drain(_ fd: Int32, _ body: (UInt32, UTCInstant) -> Void) -> Int {
+        drainReports(fd) { report in
+            if let time = report.software { body(report.id, time) }
+        }
+    }
+
+    /// One recvmmsg(MSG_ERRQUEUE | MSG_DONTWAIT) on `fd`: calls `body` with each transmit
+    /// report (software or hardware), and returns how many reports were read.
+    @inline(__always)
+    package mutating func drainReports(_ fd: Int32, _ body: (TransmitReport) -> Void) -> Int {
         for i in 0..<capacity {
             headers[i].msg_hdr.msg_name = nil
             headers[i].msg_hdr.msg_namelen = 0
@@ -93,35 +113,57 @@ package struct TransmitTimestampQueue: ~Copyable {
         let n = Int(tock_recvmmsg(fd, headers, UInt32(capacity), tock_MSG_ERRQUEUE | tock_MSG_DONTWAIT))
         guard n > 0 else { return 0 }
         for i in 0..<n {
-            if let (id, time) = Self.timestamp(in: &headers[i].msg_hdr) { body(id, time) }
+            if let report = Self.report(in: &headers[i].msg_hdr) { body(report) }
         }
         return n
     }
 
-    /// The datagram number and software timestamp of one error-queue report, if it is a
-    /// transmit timestamp: SCM_TIMESTAMPING's ts[0], and a sock_extended_err from
-    /// SO_EE_ORIGIN_TIMESTAMPING whose ee_data is the number (IPv4 or IPv6 level: a dual-stack
-    /// socket reports at either).
+    /// The transmit report in one error-queue message: its datagram number (a sock_extended_err
+    /// from SO_EE_ORIGIN_TIMESTAMPING whose ee_data is the number, at the IPv4 or IPv6 level: a
+    /// dual-stack socket reports at either), SCM_TIMESTAMPING's ts[0] (software) and ts[2] (the
+    /// card's raw time), and the interface (IP_PKTINFO, with SOF_TIMESTAMPING_OPT_CMSG). Nil
+    /// for anything else.
     @inline(__always)
-    static func timestamp(in message: inout msghdr) -> (UInt32, UTCInstant)? {
-        var time: UTCInstant?
-        var id: UInt32?
+    static func report(in message: inout msghdr) -> TransmitReport? {
+        var report = TransmitReport()
+        var numbered = false
         var cmsg = tock_cmsg_firsthdr(&message)
         while let c = cmsg {
             let level = c.pointee.cmsg_level
             let type = c.pointee.cmsg_type
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
-                time = ReceivedControl.softwareTimestamp(type: type, data)
+                report.software = ReceivedControl.softwareTimestamp(type: type, data)
+                report.hardware = ReceivedControl.hardwareTimestamp(data)
             } else if (level == tock_SOL_IP && type == tock_IP_RECVERR) || (level == tock_SOL_IPV6 && type == tock_IPV6_RECVERR) {
                 let err = data.loadUnaligned(as: tock_sock_extended_err.self)
                 if Int32(err.ee_errno) == tock_ENOMSG, Int32(err.ee_origin) == tock_SO_EE_ORIGIN_TIMESTAMPING {
-                    id = err.ee_data
+                    report.id = err.ee_data
+                    numbered = true
                 }
+            } else if level == Int32(IPPROTO_IP), type == tock_IP_PKTINFO {
+                report.interface = UInt32(bitPattern: data.loadUnaligned(as: in_pktinfo.self).ipi_ifindex)
+            } else if level == Int32(IPPROTO_IPV6), type == tock_IPV6_PKTINFO {
+                report.interface = data.loadUnaligned(as: tock_in6_pktinfo.self).ipi6_ifindex
             }
             cmsg = tock_cmsg_nxthdr(&message, c)
         }
-        guard let id, let time else { return nil }
-        return (id, time)
+        guard numbered, report.software != nil || report.hardware != 0 else { return nil }
+        return report
     }
+}
+
+/// One transmit timestamp report from a socket's error queue.
+package struct TransmitReport {
+    /// The datagram's number (SOF_TIMESTAMPING_OPT_ID).
+    package var id: UInt32 = 0
+    /// The kernel's software timestamp, if this report carries it.
+    package var software: UTCInstant?
+    /// The card's raw timestamp, nanoseconds on its hardware clock; 0 when this report has none.
+    package var hardware: Int64 = 0
+    /// The interface the datagram left by, when the kernel said (0 otherwise).
+    package var interface: UInt32 = 0
+
+    /// An empty report.
+    package init() {}
 }

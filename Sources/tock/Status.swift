@@ -105,12 +105,26 @@ struct Status: ParsableCommand {
                 line(pad("  send delay", 14, right: false) + pad("", 14) + pad("\(samples)", 14)
                      + String(format: "  basic replies sampled: T3 read %.2f µs before the kernel sent them, on average (T3 corrected)", seconds / Double(samples) * 1e6))
             }
+            if let received = s.hardwareReceiveTimestamps, let transmitted = s.hardwareTransmitTimestamps {
+                line(pad("  hardware", 14, right: false) + pad("\(received)", 14) + pad("\(transmitted)", 14) + "  timestamps the network cards took: received (T2), sent (interleaved T3)")
+            }
             if let signatures = s.signatures {
                 // Batch sizes in bucket order ("1", "2-3", ... "64+"), not alphabetical.
                 let sizes = (s.batchSizes ?? [:]).filter { $0.value > 0 }
                     .sorted { Int($0.key.prefix { $0.isNumber }) ?? 0 < Int($1.key.prefix { $0.isNumber }) ?? 0 }
                     .map { "\($0.key): \($0.value)" }.joined(separator: ", ")
                 line(pad("  signatures", 14, right: false) + pad("", 14) + pad("\(signatures)", 14) + "  one per receive batch and version; batches by size: " + (sizes.isEmpty ? "-" : sizes))
+            }
+        }
+        if let interfaces = status.hardwareTimestamping, !interfaces.isEmpty {
+            line()
+            for i in interfaces {
+                if i.hardware, i.reason == nil {
+                    let rate = i.rateErrorPPM.map { String(format: ", clock rate %+.3f ppm", $0) } ?? ""
+                    line("hardware timestamping \(i.name): on (\(i.clock ?? "?"), receive filter \(i.receiveFilter ?? "?")\(rate), \(i.clockResets ?? 0) clock resets)")
+                } else {
+                    line("hardware timestamping \(i.name): software timestamps (\(i.reason ?? "unknown"))")
+                }
             }
         }
         if !status.workers.isEmpty {

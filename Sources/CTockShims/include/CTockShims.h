@@ -116,6 +116,57 @@ typedef struct tock_scm_timestamping {
     struct timespec ts[3];
 } tock_scm_timestamping;
 
+/// SCM_TIMESTAMPING_PKTINFO: with a hardware receive timestamp, the interface that took it and
+/// the frame's length at layer 2 (`struct scm_ts_pktinfo`).
+extern const int tock_SCM_TIMESTAMPING_PKTINFO;
+typedef struct tock_scm_ts_pktinfo {
+    uint32_t if_index;
+    uint32_t pkt_length;
+    uint32_t reserved[2];
+} tock_scm_ts_pktinfo;
+/// The socket flags that add raw hardware timestamps to the software ones:
+/// SOF_TIMESTAMPING_RAW_HARDWARE | RX_HARDWARE | TX_HARDWARE | OPT_PKTINFO | OPT_CMSG.
+extern const int tock_HW_TIMESTAMPING_FLAGS;
+/// SOF_TIMESTAMPING_TX_HARDWARE: the per-datagram request for a hardware transmit timestamp.
+extern const uint32_t tock_SOF_TIMESTAMPING_TX_HARDWARE;
+
+/// What ETHTOOL_GET_TS_INFO says about an interface's timestamping, decoded into flags.
+typedef struct tock_interface_timestamping {
+    int phc_index;            // -1: no hardware clock
+    int raw_hardware;         // SOF_TIMESTAMPING_RAW_HARDWARE reported
+    int receive_hardware;     // SOF_TIMESTAMPING_RX_HARDWARE
+    int transmit_hardware;    // SOF_TIMESTAMPING_TX_HARDWARE
+    int transmit_on;          // HWTSTAMP_TX_ON among tx_types
+    int filter_all;           // HWTSTAMP_FILTER_ALL among rx_filters
+    int filter_ntp;           // HWTSTAMP_FILTER_NTP_ALL among rx_filters
+    int link_speed_mbps;      // ETHTOOL_GSET's speed, 0 when unknown
+} tock_interface_timestamping;
+
+/// ETHTOOL_GET_TS_INFO (and ETHTOOL_GSET for the link speed) on interface `name`: 0, or -errno.
+int tock_interface_timestamping_info(const char *name, tock_interface_timestamping *out);
+/// SIOCGHWTSTAMP: the interface's current hardware timestamping (tx_type, rx_filter): 0, or -errno.
+int tock_get_hardware_timestamping(const char *name, int *tx_type, int *rx_filter);
+/// SIOCSHWTSTAMP with `tx_type` and `rx_filter`; `rx_filter` receives what the driver chose
+/// (it may widen the filter): 0, or -errno.
+int tock_set_hardware_timestamping(const char *name, int tx_type, int *rx_filter);
+extern const int tock_HWTSTAMP_TX_OFF;
+extern const int tock_HWTSTAMP_TX_ON;
+extern const int tock_HWTSTAMP_FILTER_NONE;
+extern const int tock_HWTSTAMP_FILTER_ALL;
+extern const int tock_HWTSTAMP_FILTER_NTP_ALL;
+
+/// One reading of a PTP hardware clock between two system clock readings, nanoseconds since
+/// the epoch of each clock.
+typedef struct tock_phc_reading {
+    int64_t system_before;
+    int64_t hardware;
+    int64_t system_after;
+} tock_phc_reading;
+
+/// Up to `count` (at most 25) readings of the PHC open as `fd` (PTP_SYS_OFFSET_EXTENDED, or
+/// PTP_SYS_OFFSET on drivers without it): the number read, or -errno.
+int tock_phc_readings(int fd, tock_phc_reading *out, int count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,38 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     /// The Roughtime delegation served, when the server speaks Roughtime; absent in documents
     /// from servers without it.
     public var roughtime: Roughtime?
+    /// The interfaces hardware timestamping was asked for (`--hw-timestamping`), and what
+    /// became of each; absent when none was.
+    public var hardwareTimestamping: [HardwareInterface]?
+
+    /// One interface asked to timestamp NTP packets in hardware.
+    public struct HardwareInterface: Codable, Sendable, Hashable {
+        /// The interface's name.
+        public var name: String
+        /// Whether its card timestamps packets now (else software timestamps are used).
+        public var hardware: Bool
+        /// Why not, when not.
+        public var reason: String?
+        /// Its PTP hardware clock (/dev/ptpN).
+        public var clock: String?
+        /// The receive filter in use: all, ntp or none (transmit timestamps only).
+        public var receiveFilter: String?
+        /// How fast the hardware clock runs against the system clock, ppm (the fitted rate).
+        public var rateErrorPPM: Double?
+        /// Fresh starts of the clock fit after either clock was stepped.
+        public var clockResets: UInt64?
+
+        /// One interface's state.
+        public init(name: String, hardware: Bool, reason: String? = nil, clock: String? = nil, receiveFilter: String? = nil, rateErrorPPM: Double? = nil, clockResets: UInt64? = nil) {
+            self.name = name
+            self.hardware = hardware
+            self.reason = reason
+            self.clock = clock
+            self.receiveFilter = receiveFilter
+            self.rateErrorPPM = rateErrorPPM
+            self.clockResets = clockResets
+        }
+    }
 
     /// The Roughtime delegation (RFC 10049 §5.2.6): which online key signs, and until when.
     /// Once MAXT passes the server answers no Roughtime request, so operators watch
@@ -152,6 +184,11 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// NTP: the sum of those samples' delays, seconds (the mean delay is the ratio to
         /// `transmitDelaySamples`); absent for other services.
         public var transmitDelaySeconds: Double?
+        /// NTP: timestamps the network cards took, converted to system time and used as T2
+        /// (receive) or as an interleaved reply's T3 (transmit); absent without hardware
+        /// timestamping.
+        public var hardwareReceiveTimestamps: UInt64?
+        public var hardwareTransmitTimestamps: UInt64?
 
         /// Creates one service's totals.
         public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil,

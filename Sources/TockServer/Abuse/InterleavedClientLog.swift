@@ -187,16 +187,19 @@ final class PendingTransmits: @unchecked Sendable {
         outstanding = min(outstanding + 1, Self.capacity)
     }
 
-    /// The entry of datagram `id`, taken out of the ring, if its timestamp `time` (nanoseconds
-    /// since the Unix epoch) is plausible: not before the time read before the send, and
-    /// within a second of it.
+    /// The entry of datagram `id`, if its timestamp `time` (nanoseconds since the Unix epoch)
+    /// is plausible: not before the time read before the send, and within a second of it.
+    /// Taken out of the ring unless `keep` (a software timestamp where the card's own is still
+    /// to come, and replaces it).
     @inline(__always)
-    func take(id: UInt32, time: Int64) -> (slot: Int, receive: UInt64)? {
+    func take(id: UInt32, time: Int64, keep: Bool = false) -> (slot: Int, receive: UInt64)? {
         let i = Int(id) & (Self.capacity - 1)
         guard ids[i] == id, receives[i] != 0 else { return nil }
         let receive = receives[i]
-        receives[i] = 0
-        outstanding = max(0, outstanding - 1)
+        if !keep {
+            receives[i] = 0
+            outstanding = max(0, outstanding - 1)
+        }
         let late = time - sentAfter[i]
         guard late >= 0, late < 1_000_000_000 else { return nil }
         return (slots[i], receive)

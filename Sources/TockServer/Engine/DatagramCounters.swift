@@ -30,6 +30,10 @@ final class DatagramCounters: Sendable {
         /// their delays in nanoseconds: with the count, the mean delay the correction follows.
         case transmitDelaySamples
         case transmitDelayNanoseconds
+        /// Timestamps the network cards took (`--hw-timestamping`), used as T2, and as an
+        /// interleaved reply's T3.
+        case hardwareReceiveTimestamps
+        case hardwareTransmitTimestamps
     }
 
     /// The labels of the deferred-batch buckets, smallest first: each holds batches of at least
@@ -120,6 +124,9 @@ package struct DatagramStatistics: Sendable, Hashable {
     /// (`NTPTransmitDelay`), and the sum of their delays, nanoseconds.
     package var transmitDelaySamples: UInt64 = 0
     package var transmitDelayNanoseconds: UInt64 = 0
+    /// Hardware timestamps used as T2, and as interleaved replies' T3.
+    package var hardwareReceiveTimestamps: UInt64 = 0
+    package var hardwareTransmitTimestamps: UInt64 = 0
     /// Drops by reason (the reasons the service can drop for, zero or not).
     package var drops: [DropReason: UInt64] = [:]
     /// Kisses-o'-death by the reason they were sent (denied, rate limited, NTS cookie refused).
@@ -147,6 +154,8 @@ package struct DatagramStatistics: Sendable, Hashable {
         interleaved += other.interleaved
         transmitDelaySamples += other.transmitDelaySamples
         transmitDelayNanoseconds += other.transmitDelayNanoseconds
+        hardwareReceiveTimestamps += other.hardwareReceiveTimestamps
+        hardwareTransmitTimestamps += other.hardwareTransmitTimestamps
         for (k, v) in other.drops { drops[k, default: 0] += v }
         for (k, v) in other.kisses { kisses[k, default: 0] += v }
         signatures += other.signatures
@@ -163,6 +172,8 @@ package struct DatagramStatistics: Sendable, Hashable {
         interleaved = counters.value(.interleaved)
         transmitDelaySamples = counters.value(.transmitDelaySamples)
         transmitDelayNanoseconds = counters.value(.transmitDelayNanoseconds)
+        hardwareReceiveTimestamps = counters.value(.hardwareReceiveTimestamps)
+        hardwareTransmitTimestamps = counters.value(.hardwareTransmitTimestamps)
         signatures = counters.value(.signatures)
         for i in deferredBatches.indices {
             deferredBatches[i] = counters.value(DatagramCounters.Slot(rawValue: DatagramCounters.Slot.deferredBatchOf1.rawValue + i)!)

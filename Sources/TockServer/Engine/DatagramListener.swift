@@ -36,7 +36,7 @@ final class DatagramListener: Sendable {
     /// Binds the sockets now, so that bind errors surface before anything starts. With
     /// `transmitTimestamps` (NTP's interleaved mode) each socket reports kernel transmit
     /// timestamps, if the kernel lets it (otherwise every reply stays basic).
-    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, transmitTimestamps: Bool = false, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: () -> R) throws(ListenerError) {
         let (address, fds) = try ListenerSocket.bindingPort(requested, alsoTCP: false) { (address) throws(ListenerError) -> (SocketEndpoint, [Int32]) in
             var fds: [Int32] = []
             do throws(ListenerError) {
@@ -51,26 +51,28 @@ final class DatagramListener: Sendable {
             }
             return (address, fds)
         }
-        let stamping = transmitTimestamps && fds.allSatisfy { TransmitTimestampQueue.enable(on: $0) }
-        self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, transmitTimestamps: stamping, makeResponder: makeResponder)
+        let hardware = hardwareClocks?.isActive ?? false
+        let stamping = transmitTimestamps && fds.allSatisfy { TransmitTimestampQueue.enable(on: $0, hardware: hardware) }
+        self.init(service: service, address: address, fds: fds, workers: fds.count, inherited: nil, transmitTimestamps: stamping, hardwareClocks: stamping ? hardwareClocks : nil, makeResponder: makeResponder)
     }
 
     /// Serves a UDP socket systemd bound, with `workers` threads sharing it; sets the options
     /// the workers rely on. Owns `socket.fd` from here on, and closes it if this fails.
     /// Transmit timestamps only with one worker: the kernel numbers a socket's datagrams, and
     /// workers sharing it could not tell whose a number is.
-    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, transmitTimestamps: Bool = false, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: () -> R) throws(ListenerError) {
         do throws(ListenerError) {
             try ListenerSocket.adoptUDP(socket.fd, address: socket.address)
         } catch {
             close(socket.fd)
             throw error
         }
-        let stamping = transmitTimestamps && workers <= 1 && TransmitTimestampQueue.enable(on: socket.fd)
-        self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, transmitTimestamps: stamping, makeResponder: makeResponder)
+        let hardware = hardwareClocks?.isActive ?? false
+        let stamping = transmitTimestamps && workers <= 1 && TransmitTimestampQueue.enable(on: socket.fd, hardware: hardware)
+        self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, transmitTimestamps: stamping, hardwareClocks: stamping ? hardwareClocks : nil, makeResponder: makeResponder)
     }
 
-    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, transmitTimestamps: Bool, makeResponder: () -> R) {
+    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, transmitTimestamps: Bool, hardwareClocks: HardwareClocks?, makeResponder: () -> R) {
         self.service = service
         self.address = address
         self.fds = fds
@@ -90,6 +92,7 @@ final class DatagramListener: Sendable {
                 stopping: stopping
             )
             worker.transmitTimestamps = transmitTimestamps
+            worker.hardwareClocks = hardwareClocks?.isActive == true ? hardwareClocks : nil
             let body = worker
             bodies.append { body.run() }
         }

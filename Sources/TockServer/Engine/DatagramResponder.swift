@@ -95,8 +95,12 @@ protocol DatagramResponder: Sendable {
     /// timestamps, for every datagram sent whose kind `wantsTransmitTimestamp`, in order.
     mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant)
 
-    /// The kernel's software transmit timestamp of datagram `id`, read from the error queue.
-    mutating func transmitTimestamp(id: UInt32, time: UTCInstant)
+    /// A transmit timestamp of datagram `id`, read from the error queue: the kernel's software
+    /// one, or the card's converted to system time. `final` is false for a software timestamp
+    /// when the card's is still to come (hardware timestamping): it is used until then.
+    /// Returns whether a waiting reply took it.
+    @discardableResult
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant, final: Bool) -> Bool
 
     /// The datagram numbers were lost (a send failed, and the kernel may or may not have
     /// counted it): forget every reply still waiting for its timestamp.
@@ -126,7 +130,7 @@ extension DatagramResponder {
     /// Protocols without interleaved replies want no transmit timestamps.
     mutating func transmitted(_ kind: DatagramReplyKind, slot: UnsafeMutableRawBufferPointer, id: UInt32, transmitTime: UTCInstant) {}
     /// Protocols without interleaved replies want no transmit timestamps.
-    mutating func transmitTimestamp(id: UInt32, time: UTCInstant) {}
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant, final: Bool) -> Bool { false }
     /// Protocols without interleaved replies wait for no transmit timestamps.
     mutating func forgetTransmits() {}
     /// Protocols without interleaved replies wait for no transmit timestamps.

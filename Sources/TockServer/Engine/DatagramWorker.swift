@@ -25,6 +25,11 @@ import TockSockets
 ///   reply got which number, and after a batch that sent any reads the error queue once (one
 ///   recvmmsg) to hand the responder each number's timestamp. Reports that arrive later (a NIC
 ///   driver that stamps after sendmmsg returned) are read before the next batch is decided.
+/// - With `hardwareClocks` (`--hw-timestamping`), a packet the card timestamped has T2 from
+///   the card's clock, converted to system time (`CachedHardwareClocks`), and an interleaved
+///   reply asks the card for its transmit timestamp too: the kernel reports it after the
+///   software one, with the same number, and it replaces that one in the client log. Packets
+///   and replies the card did not timestamp keep the software timestamps.
 struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     static var batchSize: Int { 64 }
     /// Datagrams larger than this are counted as oversized and dropped; NTP requests with
@@ -44,6 +49,8 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// Whether the socket reports kernel transmit timestamps (`TransmitTimestampQueue.enable`
     /// was called on it, and no other worker sends on it: the datagram numbers are per socket).
     var transmitTimestamps = false
+    /// The cards' clocks, when the socket asks for hardware timestamps.
+    var hardwareClocks: HardwareClocks?
 
     /// Runs until `stopping` is set; the socket's receive timeout bounds how long that takes.
     func run() {
@@ -66,6 +73,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         }
         var transmits = TransmitState(queue: TransmitTimestampQueue(capacity: transmitTimestamps ? Self.batchSize : 1))
         var sampler = TransmitDelaySampler()
+        var hardware = CachedHardwareClocks(hardwareClocks)
 
         while !stopping.load(ordering: .relaxed) {
             let received = batch.receive(from: fd, flags: tock_MSG_WAITFORONE)
@@ -79,8 +87,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 continue
             }
             let batchTime = SystemClock.now()
+            if hardware.isActive { hardware.refresh() }
             if transmitTimestamps, responder.awaitsTransmitTimestamps {
-                if readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals) == 0 { responder.settleTransmits() }
+                if readTransmitTimestamps(&transmits, sampler: &sampler, hardware: hardware, now: batchTime, responder: &responder, totals: totals) == 0 { responder.settleTransmits() }
             }
             responder.beginBatch(now: batchTime)
             batch.clearQueue()
@@ -93,10 +102,20 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 }
                 let control = batch.control(at: i)
                 let slot = batch.queued
+                var receiveTime = control.receiveTime ?? batchTime
+                if hardware.isActive, control.hardwareReceiveTime != 0,
+                   let card = hardware.systemTime(
+                       hardware: control.hardwareReceiveTime,
+                       interface: control.timestampInterface != 0 ? control.timestampInterface : control.arrivalInterface,
+                       frameLength: control.frameLength, receive: true, now: batchTime
+                   ) {
+                    receiveTime = card
+                    totals.add(1, to: .hardwareReceiveTimestamps)
+                }
                 let verdict = responder.respond(
                     to: batch.bytes(at: i),
                     from: batch.source(at: i),
-                    receiveTime: control.receiveTime ?? batchTime,
+                    receiveTime: receiveTime,
                     reply: batch.sendBuffer(slot)
                 )
                 switch verdict {
@@ -117,7 +136,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     }
                     batch.queueReply(
                         length: length, to: i, from: control.destination, answerFromDestination: answerFromDestination, isIPv6: isIPv6,
-                        requestTransmitTimestamp: stamp
+                        requestTransmitTimestamp: stamp, hardware: hardware.isActive && kind.wantsTransmitTimestamp
                     )
                 case .deferred:
                     kinds[slot] = .deferred
@@ -130,9 +149,9 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
-            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, sampler: &sampler, totals: totals)
+            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, sampler: &sampler, hardware: hardware, totals: totals)
             if timestamped > 0 {
-                _ = readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals)
+                _ = readTransmitTimestamps(&transmits, sampler: &sampler, hardware: hardware, now: batchTime, responder: &responder, totals: totals)
             }
             counters.publish(totals)
         }
@@ -252,16 +271,25 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         var nextID: UInt32 = 0
     }
 
-    /// One read of the error queue: hands each transmit timestamp to the responder, and the
-    /// sampled reply's to the delay estimate. Returns the number of reports read.
+    /// One read of the error queue: hands each transmit timestamp to the responder (a card's,
+    /// converted, after the software one it replaces), and the sampled reply's software one to
+    /// the delay estimate. Returns the number of reports read.
     @inline(__always)
-    private func readTransmitTimestamps(_ transmits: inout TransmitState, sampler: inout TransmitDelaySampler, responder: inout Responder, totals: borrowing DatagramCounters.Totals) -> Int {
-        transmits.queue.drain(fd) { id, time in
-            if let delay = sampler.take(id: id, time: time) {
-                totals.add(1, to: .transmitDelaySamples)
-                totals.add(UInt64(delay), to: .transmitDelayNanoseconds)
+    private func readTransmitTimestamps(
+        _ transmits: inout TransmitState, sampler: inout TransmitDelaySampler, hardware: borrowing CachedHardwareClocks, now: UTCInstant,
+        responder: inout Responder, totals: borrowing DatagramCounters.Totals
+    ) -> Int {
+        transmits.queue.drainReports(fd) { report in
+            if let time = report.software {
+                if let delay = sampler.take(id: report.id, time: time) {
+                    totals.add(1, to: .transmitDelaySamples)
+                    totals.add(UInt64(delay), to: .transmitDelayNanoseconds)
+                }
+                responder.transmitTimestamp(id: report.id, time: time, final: !hardware.isActive)
+            } else if let time = hardware.systemTime(hardware: report.hardware, interface: report.interface, receive: false, now: now),
+                      responder.transmitTimestamp(id: report.id, time: time, final: true) {
+                totals.add(1, to: .hardwareTransmitTimestamps)
             }
-            responder.transmitTimestamp(id: id, time: time)
         }
     }
 
@@ -277,7 +305,10 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// count at 0 and has the responder forget the replies still waiting: those clients get
     /// one more basic reply. A failed send without the request cannot have used a number.
     @inline(__always)
-    private func send(_ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState, sampler: inout TransmitDelaySampler, totals: borrowing DatagramCounters.Totals) -> Int {
+    private func send(
+        _ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState,
+        sampler: inout TransmitDelaySampler, hardware: borrowing CachedHardwareClocks, totals: borrowing DatagramCounters.Totals
+    ) -> Int {
         let replies = batch.queued
         var sent = 0
         var stamped = 0
@@ -321,11 +352,11 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 let failedSample = sent == sampler.slot
                 sent += 1
                 if transmitTimestamps, failed.wantsTransmitTimestamp || failedSample {
-                    _ = readTransmitTimestamps(&transmits, sampler: &sampler, responder: &responder, totals: totals)
+                    _ = readTransmitTimestamps(&transmits, sampler: &sampler, hardware: hardware, now: transmitTime, responder: &responder, totals: totals)
                     responder.forgetTransmits()
                     sampler.forget()
                     transmits.nextID = 0
-                    _ = TransmitTimestampQueue.enable(on: fd)
+                    _ = TransmitTimestampQueue.enable(on: fd, hardware: hardware.isActive)
                 }
             }
         }

@@ -69,6 +69,10 @@ package final class MetricsExporter: Sendable {
                 count("tockd_ntp_transmit_delay_samples_total", d, samples)
                 count("tockd_ntp_transmit_delay_nanoseconds_total", d, UInt64(max(0, seconds * 1e9)))
             }
+            if let received = s.hardwareReceiveTimestamps, let transmitted = s.hardwareTransmitTimestamps {
+                count("tockd_ntp_hardware_timestamps_total", d + [("direction", "receive")], received)
+                count("tockd_ntp_hardware_timestamps_total", d + [("direction", "transmit")], transmitted)
+            }
             for (reason, n) in (s.kisses ?? [:]).sorted(by: { $0.key < $1.key }) {
                 count("tockd_kisses_by_reason_total", d + [("reason", reason)], n)
             }
@@ -101,6 +105,10 @@ package final class MetricsExporter: Sendable {
             gauge("tockd_roughtime_delegation_start_timestamp_seconds", d, value: Double(r.delegationStart))
             gauge("tockd_roughtime_delegation_expiry_timestamp_seconds", d, value: Double(r.delegationExpiry))
             gauge("tockd_roughtime_delegation_remaining_seconds", d, value: Double(r.delegationSecondsRemaining))
+        }
+        for interface in status.hardwareTimestamping ?? [] {
+            // 1 while the card timestamps NTP packets, 0 while the interface keeps software ones.
+            gauge("tockd_ntp_hardware_timestamping", [("interface", interface.name)], value: interface.hardware && interface.reason == nil ? 1 : 0)
         }
         for service in TockService.allCases {
             let group = status.clients.first { $0.name == service.rawValue }

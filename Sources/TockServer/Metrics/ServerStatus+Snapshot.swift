@@ -82,7 +82,16 @@ extension TockServer {
                 delegationSecondsRemaining: Int64(clamping: certificate.maximumTime) - SystemClock.now().secondsSinceUnixEpoch
             )
         }
-        return ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts, roughtime: roughtime)
+        var status = ServerStatus(uptimeSeconds: uptime, clock: clock, services: services, workers: workers, clients: clients, nts: nts, roughtime: roughtime)
+        if let hardwareClocks {
+            status.hardwareTimestamping = hardwareClocks.status(now: SystemClock.now())
+            if hardwareClocks.isActive, let i = status.services.firstIndex(where: { $0.name == TockService.ntp.rawValue && $0.transport == "udp" }) {
+                let udp = datagramStatistics(.ntp)
+                status.services[i].hardwareReceiveTimestamps = udp.hardwareReceiveTimestamps
+                status.services[i].hardwareTransmitTimestamps = udp.hardwareTransmitTimestamps
+            }
+        }
+        return status
     }
 }
 

@@ -85,9 +85,9 @@ struct NTPDatagramResponder: DatagramResponder {
     }
 
     @inline(__always)
-    mutating func transmitTimestamp(id: UInt32, time: UTCInstant) {
-        guard let pending, let log = interleaved?.log, let entry = pending.take(id: id, time: time.nanosecondsSinceUnixEpoch) else { return }
-        log.setTransmitTimestamp(NTPTimestamp(time).rawValue, slot: entry.slot, receive: entry.receive)
+    mutating func transmitTimestamp(id: UInt32, time: UTCInstant, final: Bool) -> Bool {
+        guard let pending, let log = interleaved?.log, let entry = pending.take(id: id, time: time.nanosecondsSinceUnixEpoch, keep: !final) else { return false }
+        return log.setTransmitTimestamp(NTPTimestamp(time).rawValue, slot: entry.slot, receive: entry.receive)
     }
 
     mutating func forgetTransmits() {

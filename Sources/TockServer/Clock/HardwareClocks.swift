@@ -1,0 +1,239 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import TockProtocol
+import TockSockets
+
+/// The interfaces whose cards timestamp NTP packets (`--hw-timestamping`), their PTP hardware
+/// clocks, and the mappings from each clock to system time that workers convert raw hardware
+/// timestamps with.
+///
+/// Set up once, before the sockets are bound: each interface is asked what it can do
+/// (`HardwareTimestampingSupport.plan`), turned on (SIOCSHWTSTAMP, needing CAP_NET_ADMIN; tockd
+/// binds as root before it drops privileges) and its clock opened. An interface that cannot is
+/// reported with its reason and keeps software timestamps, like every packet on the others.
+/// `HardwareClockService` reads each clock once a second and publishes the fitted mapping;
+/// workers copy the mappings when the version changes (one atomic load per batch), so the packet
+/// path neither locks nor allocates. `stop` puts each interface's previous setting back.
+package final class HardwareClocks: Sendable {
+    /// At most this many interfaces: workers keep the mappings in a fixed array.
+    package static let capacity = 8
+
+    /// One interface asked for, and what became of it.
+    package struct Interface: Sendable {
+        package let name: String
+        package let index: UInt32
+        /// How it is used, or why not.
+        package let outcome: Result<HardwareTimestampingPlan, HardwareTimestampingUnavailable>
+        let device: HardwareClockDevice?
+        let previous: InterfaceTimestamping.Previous?
+    }
+
+    /// Every interface asked for, in order (with `*`, those that can).
+    package let interfaces: [Interface]
+    /// What was asked for.
+    package let requested: [String]
+    private let version = ManagedAtomic<UInt64>(0)
+    private let mappings: NIOLockedValueBox<[HardwareClockMapping?]>
+    private let resets: NIOLockedValueBox<[Int]>
+    private let stopped = ManagedAtomic(false)
+
+    /// Whether any interface is in hardware mode: the NTP sockets then ask for the cards'
+    /// timestamps too.
+    package var isActive: Bool {
+        interfaces.contains { if case .success = $0.outcome { true } else { false } }
+    }
+
+    /// Sets up every interface in `names` (`*`: every interface that can, silently skipping
+    /// those that cannot).
+    package convenience init(names: [String]) {
+        var list: [Interface] = []
+        let everything = names.contains("*")
+        let candidates = everything ? InterfaceTimestamping.allInterfaces() : names
+        for name in candidates where !list.contains(where: { $0.name == name }) {
+            guard list.count < Self.capacity else { break }
+            let index = InterfaceTimestamping.index(of: name) ?? 0
+            var device: HardwareClockDevice?
+            var previous: InterfaceTimestamping.Previous?
+            let outcome = InterfaceTimestamping.support(of: name).flatMap(\.plan).flatMap { plan -> Result<HardwareTimestampingPlan, HardwareTimestampingUnavailable> in
+                let opened: HardwareClockDevice
+                do throws(HardwareTimestampingUnavailable) {
+                    opened = try HardwareClockDevice(index: plan.hardwareClock)
+                } catch {
+                    return .failure(error)
+                }
+                return InterfaceTimestamping.enable(name, plan: plan).map { was in
+                    device = opened
+                    previous = was
+                    return plan
+                }
+            }
+            if everything, device == nil { continue }
+            list.append(Interface(name: name, index: index, outcome: outcome, device: device, previous: previous))
+        }
+        self.init(interfaces: list, requested: names)
+    }
+
+    /// Interfaces already set up (tests build them without a card).
+    init(interfaces: [Interface], requested: [String]) {
+        self.interfaces = interfaces
+        self.requested = requested
+        mappings = NIOLockedValueBox(Array(repeating: nil, count: interfaces.count))
+        resets = NIOLockedValueBox(Array(repeating: 0, count: interfaces.count))
+    }
+
+    deinit {
+        stop()
+    }
+
+    /// Puts back each interface's previous timestamping setting (once).
+    package func stop() {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        for interface in interfaces {
+            if let previous = interface.previous { InterfaceTimestamping.restore(interface.name, previous) }
+        }
+    }
+
+    /// Reads every clock once and publishes the new mappings.
+    func sample(trackers: inout [HardwareClockTracker]) {
+        var changed = false
+        var fresh: [HardwareClockMapping?] = []
+        for (i, interface) in interfaces.enumerated() {
+            guard let device = interface.device, case .success(let burst) = device.readings() else {
+                fresh.append(trackers[i].mapping)
+                continue
+            }
+            fresh.append(trackers[i].add(burst))
+            changed = true
+        }
+        guard changed else { return }
+        publish(fresh, resets: trackers.map(\.resets))
+    }
+
+    /// Replaces the mappings (one per interface); workers pick them up at their next batch.
+    func publish(_ fresh: [HardwareClockMapping?], resets counts: [Int]) {
+        precondition(fresh.count == interfaces.count && counts.count == interfaces.count, "one mapping per interface")
+        mappings.withLockedValue { $0 = fresh }
+        resets.withLockedValue { $0 = counts }
+        version.wrappingIncrement(ordering: .releasing)
+    }
+
+    /// The current mapping of each interface, and the version they belong to.
+    func read() -> (mappings: [HardwareClockMapping?], version: UInt64) {
+        let v = version.load(ordering: .acquiring)
+        return (mappings.withLockedValue { $0 }, v)
+    }
+
+    @inline(__always)
+    var currentVersion: UInt64 { version.load(ordering: .acquiring) }
+
+    /// What `tock status` and the metrics show of each interface.
+    package func status(now: UTCInstant) -> [ServerStatus.HardwareInterface] {
+        let (current, _) = read()
+        let counts = resets.withLockedValue { $0 }
+        return interfaces.enumerated().map { i, interface in
+            switch interface.outcome {
+            case .success(let plan):
+                let mapping = current[i]
+                let valid = mapping.map { $0.validUntil >= now.nanosecondsSinceUnixEpoch } ?? false
+                return ServerStatus.HardwareInterface(
+                    name: interface.name, hardware: true, reason: valid ? nil : "the hardware clock has no current reading yet",
+                    clock: "/dev/ptp\(plan.hardwareClock)", receiveFilter: "\(plan.receiveFilter)",
+                    rateErrorPPM: valid ? (mapping!.rate - 1) * 1e6 : nil, clockResets: UInt64(counts[i])
+                )
+            case .failure(let reason):
+                return ServerStatus.HardwareInterface(name: interface.name, hardware: false, reason: "\(reason)")
+            }
+        }
+    }
+
+    /// Logs what became of each interface: a warning for each that keeps software timestamps.
+    package func log(to logger: Logger) {
+        if interfaces.isEmpty {
+            logger.warning("hardware timestamping unavailable: no interface can (\(requested.joined(separator: ", "))); every packet keeps software timestamps")
+        }
+        for interface in interfaces {
+            switch interface.outcome {
+            case .success(let plan):
+                var metadata: Logger.Metadata = ["interface": "\(interface.name)", "clock": "/dev/ptp\(plan.hardwareClock)", "receive_filter": "\(plan.receiveFilter)"]
+                if let speed = plan.linkSpeedMbps { metadata["link_mbps"] = "\(speed)" }
+                logger.info("hardware timestamping on", metadata: metadata)
+            case .failure(let reason):
+                logger.warning("hardware timestamping unavailable: \(interface.name) keeps software timestamps: \(reason)", metadata: ["interface": "\(interface.name)"])
+            }
+        }
+    }
+}
+
+/// Reads each hardware clock once a second (`HardwareClockTracker.intervalNanoseconds`) and
+/// publishes the mappings.
+struct HardwareClockService {
+    let clocks: HardwareClocks
+
+    func run() async {
+        var trackers = clocks.interfaces.map { _ in HardwareClockTracker() }
+        while !Task.isCancelled {
+            clocks.sample(trackers: &trackers)
+            do {
+                try await Task.sleep(nanoseconds: UInt64(HardwareClockTracker.intervalNanoseconds))
+            } catch {
+                return
+            }
+        }
+    }
+}
+
+/// A worker's copy of the hardware clock mappings: a fixed array, refreshed when the version
+/// changes, so converting a timestamp is a short scan and a multiply.
+struct CachedHardwareClocks {
+    private struct Entry {
+        var interface: UInt32 = 0
+        var linkSpeedMbps = 0
+        var mapping = HardwareClockMapping(hardwareReference: 0, systemReference: 0, rate: 1, validUntil: Int64.min)
+    }
+
+    let clocks: HardwareClocks?
+    private var entries = InlineArray<8, Entry>(repeating: Entry())
+    private var count = 0
+    private var version: UInt64 = .max
+    /// Whether the socket asks for the cards' timestamps at all.
+    let isActive: Bool
+
+    init(_ clocks: HardwareClocks?) {
+        self.clocks = clocks
+        isActive = clocks?.isActive ?? false
+        refresh()
+    }
+
+    /// Copies the mappings if they changed.
+    @inline(__always)
+    mutating func refresh() {
+        guard let clocks, isActive, clocks.currentVersion != version else { return }
+        let (mappings, v) = clocks.read()
+        count = 0
+        for (i, interface) in clocks.interfaces.enumerated() {
+            guard case .success(let plan) = interface.outcome, let mapping = mappings[i], count < entries.count else { continue }
+            entries[count] = Entry(interface: interface.index, linkSpeedMbps: plan.linkSpeedMbps ?? 0, mapping: mapping)
+            count += 1
+        }
+        version = v
+    }
+
+    /// The system time of a hardware timestamp taken by the card of `interface` (0: unknown,
+    /// which is only unambiguous with one card), or nil when that card's mapping is missing or
+    /// stale at `now`. A receive timestamp of a `frameLength`-byte frame is moved to the frame's
+    /// end (`HardwareClockMapping.receiveCorrection`).
+    @inline(__always)
+    func systemTime(hardware: Int64, interface: UInt32, frameLength: UInt32 = 0, receive: Bool, now: UTCInstant) -> UTCInstant? {
+        guard hardware != 0 else { return nil }
+        for i in 0..<count {
+            let entry = entries[i]
+            guard entry.interface == interface || (interface == 0 && count == 1) else { continue }
+            guard entry.mapping.validUntil >= now.nanosecondsSinceUnixEpoch else { return nil }
+            var time = entry.mapping.systemTime(hardware: hardware)
+            if receive { time &+= HardwareClockMapping.receiveCorrection(frameLength: Int(frameLength), linkSpeedMbps: entry.linkSpeedMbps) }
+            return UTCInstant(nanosecondsSinceUnixEpoch: time)
+        }
+        return nil
+    }
+}
