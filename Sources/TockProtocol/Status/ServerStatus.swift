@@ -188,6 +188,7 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// (receive) or as an interleaved reply's T3 (transmit); absent without hardware
         /// timestamping.
         public var hardwareReceiveTimestamps: UInt64?
+        /// NTP: card transmit timestamps that replaced a software one in an interleaved reply.
         public var hardwareTransmitTimestamps: UInt64?
 
         /// Creates one service's totals.
