@@ -192,7 +192,7 @@ struct ConfigFileTests {
         #expect(key?.kind == .unknownKey)
         #expect(key?.line == 6)
         #expect(key?.key == "ntp.workerz")
-        #expect(key?.description == "test.toml:6: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, interleaved, listen, workers")
+        #expect(key?.description == "test.toml:6: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, hw_timestamping, interleaved, listen, workers")
 
         let topLevel = error("stratum = 3\n")
         #expect(topLevel?.kind == .unknownKey && topLevel?.line == 1)
@@ -289,7 +289,7 @@ struct ConfigFileTests {
             _ = try parse(text)
         } catch {
             #expect(error.description == """
-                test.toml:3: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, interleaved, listen, workers
+                test.toml:3: ntp.workerz: unknown key; allowed: in [ntp]: allow, deny, deny_kiss, hw_timestamping, interleaved, listen, workers
                 test.toml:6: rate_limit.burst = 300: out of range; allowed: 1-255
                 test.toml:9: clock.stratum = "two": wrong type (string); expected an integer; allowed: 1-15
                 """)

@@ -65,6 +65,7 @@ struct IsolatedParseTests {
             deny = ["192.0.2.0/24"]
             deny_kiss = "RSTR"
             interleaved = false
+            hw_timestamping = ["eth0", "eth1"]
             [daytime]
             listen = "127.0.0.1:1113"
             format = "hms"
