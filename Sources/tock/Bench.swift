@@ -22,7 +22,8 @@ struct Bench: ParsableCommand {
             receive timestamp) measures how far the server's T2/T3 are from the truth. On IPv4 \
             loopback each client has its own source address in 127.0.0.0/8. With \
             --tx-timestamps T1 is the kernel's software transmit timestamp of the request, as \
-            chronyd takes it, so the error is the server's and not the generator's send path.
+            chronyd takes it, so the error is the server's and not the generator's send path \
+            (with --nts too).
 
             --interleaved (with --rate, or --window 1: one request in flight per client) speaks \
             the interleaved mode (RFC 9769, chrony's xleave) as a chronyd client does: each request's origin is the receive timestamp of the client's last \
@@ -83,7 +84,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("ca"), help: ArgumentHelp("With --nts: trust the CA certificates in this PEM file instead of the system's.", valueName: "file"))
     var caFile: String?
 
-    @Flag(name: .customLong("tx-timestamps"), help: "NTP: T1 from the kernel's software transmit timestamp of each request (SO_TIMESTAMPING), as chronyd's client takes it, not the clock read before sending.")
+    @Flag(name: .customLong("tx-timestamps"), help: "NTP and NTS: T1 from the kernel's software transmit timestamp of each request (SO_TIMESTAMPING), as chronyd's client takes it, not the clock read before sending.")
     var transmitTimestamps = false
 
     @Flag(help: "NTP: speak the interleaved mode (RFC 9769, chrony's xleave); the error is then from interleaved replies only. Implies --tx-timestamps.")
@@ -111,7 +112,9 @@ struct Bench: ParsableCommand {
         if let rate, rate < 1 { throw ValidationError("--rate must be at least 1") }
         if step != nil, rate == nil { throw ValidationError("--step needs --rate") }
         if transmitTimestamps || interleaved {
-            guard `protocol` == .ntp, !nts else { throw ValidationError("--tx-timestamps and --interleaved apply to plain NTP") }
+            guard `protocol` == .ntp else { throw ValidationError("--tx-timestamps and --interleaved apply to NTP") }
+            // RFC 8915 §5.7: NTS-protected requests are answered in basic mode.
+            guard !(interleaved && nts) else { throw ValidationError("--interleaved applies to plain NTP: NTS-protected requests get basic replies") }
         }
         if interleaved, rate == nil, window > 1 {
             // Each request asks about the client's last reply: with several in flight, most

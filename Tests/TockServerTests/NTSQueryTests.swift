@@ -238,10 +238,11 @@ struct NTSQueryTests {
 /// client socket, every request with a cookie, every reply authenticated.
 @Suite("NTS load generator against TockServer", .serialized)
 struct NTSLoadTests {
-    func load(_ target: SocketEndpoint, sessions: [NTSSession], window: Int = 2) async throws -> LoadReport {
+    func load(_ target: SocketEndpoint, sessions: [NTSSession], window: Int = 2, kernelTransmitTimestamps: Bool = false) async throws -> LoadReport {
         var load = LoadConfiguration(target: target)
         load.clients = sessions.count
         load.window = window
+        load.kernelTransmitTimestamps = kernelTransmitTimestamps
         load.durationSeconds = 1
         load.ntsSessions = sessions
         let configuration = load
@@ -265,6 +266,30 @@ struct NTSLoadTests {
             #expect(report.unauthenticated == 0 && report.ntsNAK == 0 && report.invalid == 0 && report.kissOfDeath == 0)
             #expect(report.cookieReuses == 0)
             #expect(report.timestampError.totalCount == report.answered)
+        }
+    }
+
+    @Test("NTS replies are sampled for the send delay too (their T3 is corrected as plain replies' is), and kernel T1 works with NTS")
+    func sealedRepliesSampled() async throws {
+        let certificate = try await blockingThrows { try ThrowawayCertificate() }
+        defer { certificate.remove() }
+        var configuration = try TockServerConfiguration.ntsKE(certificate, master: randomMaster(), ntpPort: nil, ntp: true)
+        configuration.ntpWorkers = 1
+        try await withServer(configuration) { server in
+            let keAddress = server.addresses(.ntsKE)[0]
+            let sessions = try await blockingThrows {
+                try NTSKEClient(host: "127.0.0.1", caFile: certificate.certificate, timeoutNanoseconds: 10_000_000_000).establish(with: keAddress, count: 4, concurrency: 2)
+            }
+            let report = try await load(server.addresses(.ntp)[0], sessions: sessions, window: 1, kernelTransmitTimestamps: true)
+            #expect(report.answered > 200, "answered \(report.answered)")
+            #expect(report.authenticated == report.answered)
+            #expect(report.missingTransmitTimestamps == 0, "every NTS request has its kernel T1")
+            // Only NTS replies were sent: the first, then every 64th, asked the kernel when it left.
+            let samples = server.datagramStatistics(.ntp).transmitDelaySamples
+            #expect(samples >= 3, "NTS replies sampled: \(samples)")
+            // Client and server share the clock: with T1 and T4 from the kernel and T3 moved past
+            // the seal, the error is small; far from the 1 s that would mark a reply invalid.
+            #expect(report.timestampError.mean < 50_000_000, "mean |error| \(report.timestampError.mean) ns")
         }
     }
 

@@ -72,4 +72,20 @@ struct TransmitDelaySamplerTests {
         _ = Self.batch(&sampler, replies: 64)
         #expect(sampler.take(id: 10, time: Self.at(2_000)) == nil)
     }
+
+    @Test("Seal times are kept per reply size: the fastest of the recent ones, after three, and only for replies of that size")
+    func sealTimes() {
+        var sampler = Sampler()
+        #expect(sampler.sealTime(length: 232) == 0, "no estimate before any seal")
+        sampler.sealed(length: 232, nanoseconds: 900)
+        sampler.sealed(length: 240, nanoseconds: 700)
+        #expect(sampler.sealTime(length: 232) == 0, "not before three seals")
+        sampler.sealed(length: 250, nanoseconds: 800)
+        #expect(sampler.sealTime(length: 232) == 700, "the fastest of three replies of one size class (128-255 bytes)")
+        #expect(sampler.sealTime(length: 340) == 0, "a larger reply (more cookies) has an estimate of its own")
+        sampler.sealed(length: 232, nanoseconds: 5_000_000)
+        #expect(sampler.sealTime(length: 232) == 700, "a seal of over a millisecond (a preempted worker) is not believed")
+        for _ in 0..<3 { sampler.sealed(length: 5000, nanoseconds: 2_000) }
+        #expect(sampler.sealTime(length: 988) == 2_000, "the largest replies share the last class")
+    }
 }

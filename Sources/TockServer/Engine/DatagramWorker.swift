@@ -16,7 +16,9 @@ import TockSockets
 ///   the network stack received the packet, before it waited in the socket buffer, so a
 ///   backlog does not make T2 late. If the kernel supplies none, the time recvmmsg returned.
 /// - T3 (transmit) is read immediately before each sendmmsg call, which sends at most
-///   `sendChunk` replies, so no reply leaves long after its transmit time was taken.
+///   `sendChunk` replies, so no reply leaves long after its transmit time was taken, and moved
+///   to when the reply most likely leaves: by the chunk's NTS seals and the measured send
+///   delay of its place in the chunk (`TransmitDelaySampler`).
 /// - With `transmitTimestamps` (NTP's interleaved mode, RFC 9769), the replies whose kind
 ///   `wantsTransmitTimestamp` (those to clients in interleaved mode) ask the kernel, with a
 ///   control message of their own, to report when they left (SO_TIMESTAMPING, software); other
@@ -130,7 +132,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                     if kind == .interleaved { totals.add(1, to: .interleaved) }
                     kinds[slot] = kind
                     var stamp = transmitTimestamps && kind.wantsTransmitTimestamp
-                    if transmitTimestamps, kind == .timestamped, sampler.due() {
+                    if transmitTimestamps, kind == .timestamped || kind == .authenticated, sampler.due() {
                         sampler.slot = slot
                         stamp = true
                     }
@@ -199,14 +201,26 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
 
     /// The sample of basic replies whose kernel transmit timestamps keep the send delays
     /// (`NTPTransmitDelay`) current, one estimate per place in a sendmmsg chunk: every
-    /// `interval`-th plain time reply asks the kernel for its timestamp (one error-queue read per
-    /// sample, so basic traffic pays almost nothing), at most one at a time.
+    /// `interval`-th time reply (plain or NTS) asks the kernel for its timestamp (one
+    /// error-queue read per sample, so basic traffic pays almost nothing), at most one at a time.
+    ///
+    /// NTS replies are sealed after their T3 is written (RFC 8915 §5.7: the AEAD covers it),
+    /// and a chunk leaves only once all its replies are sealed, so every reply of a chunk also
+    /// leaves after the chunk's seals. Each seal is timed (one clock read after it), and the
+    /// fastest of the recent seals of replies of its size (`sealTime`) is added to the T3 of
+    /// every reply in a chunk that holds such a reply. A sample's delay is counted from the
+    /// clock read after the chunk's seals, so the send-delay estimate stays the same for plain
+    /// and NTS replies.
     struct TransmitDelaySampler {
         /// Basic replies per sample.
         static var interval: Int { 64 }
         /// Places in a chunk: replies per sendmmsg.
         static var positions: Int { 4 }
         private var estimates = InlineArray<4, NTPTransmitDelay>(repeating: NTPTransmitDelay())
+        /// Seal times by reply size, `sizeClass` bytes a class.
+        private var seals = InlineArray<8, NTPTransmitDelay>(repeating: NTPTransmitDelay())
+        /// Bytes per seal-time size class (an NTS reply grows by 104 bytes a cookie).
+        static var sizeClass: Int { 128 }
         private var pendingPosition = 0
         /// The queue slot of this batch's sampled reply, or -1.
         var slot = -1
@@ -237,7 +251,21 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             return value
         }
 
-        /// The sample left as datagram `id`, at `position` in its chunk, its T3 read at `readAt`.
+        /// The time sealing a reply of `length` bytes most likely takes, nanoseconds: the fastest
+        /// of the recent seals of its size, 0 before three are in.
+        @inline(__always)
+        func sealTime(length: Int) -> Int64 {
+            seals[min(7, max(0, length / Self.sizeClass))].nanoseconds
+        }
+
+        /// Sealing a reply of `length` bytes took `nanoseconds`.
+        @inline(__always)
+        mutating func sealed(length: Int, nanoseconds: Int64) {
+            seals[min(7, max(0, length / Self.sizeClass))].record(nanoseconds)
+        }
+
+        /// The sample left as datagram `id`, at `position` in its chunk, the clock read last
+        /// before its sendmmsg at `readAt`.
         @inline(__always)
         mutating func sent(id: UInt32, readAt: UTCInstant, position: Int) {
             pendingPosition = min(max(0, position), Self.positions - 1)
@@ -314,18 +342,32 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         var stamped = 0
         var timestamped = 0
         var transmitTime = UTCInstant(nanosecondsSinceUnixEpoch: 0)
+        // The last clock reading before the chunk's sendmmsg: after its seals, if any.
+        var sendReading = transmitTime
         var chunkStart = 0
         while sent < replies {
             if stamped == sent {
                 chunkStart = sent
                 stamped = min(replies, sent + Self.sendChunk)
                 transmitTime = SystemClock.now()
-                // T3 where each reply most likely leaves: the reading plus the delay from a
-                // reading to the kernel's transmit timestamp for its place in the chunk
-                // (`NTPTransmitDelay`; the fourth datagram of a sendmmsg leaves after three).
+                // T3 where each reply most likely leaves: the reading, plus the time the
+                // chunk's NTS seals will take, plus the delay from the last reading to the
+                // kernel's transmit timestamp for its place in the chunk (`NTPTransmitDelay`;
+                // the fourth datagram of a sendmmsg leaves after three).
+                var sealing: Int64 = 0
+                for j in sent..<stamped where kinds[j] == .authenticated {
+                    sealing += sampler.sealTime(length: batch.queuedDatagram(j).count)
+                }
+                sendReading = transmitTime
                 for j in sent..<stamped where kinds[j].isFinishedBeforeSending {
-                    let departure = UTCInstant(nanosecondsSinceUnixEpoch: transmitTime.nanosecondsSinceUnixEpoch + sampler.correction(position: j - sent))
-                    responder.finish(kinds[j], transmitTime: departure, slot: batch.sendBuffer(j), length: batch.queuedDatagram(j).count)
+                    let length = batch.queuedDatagram(j).count
+                    let departure = UTCInstant(nanosecondsSinceUnixEpoch: transmitTime.nanosecondsSinceUnixEpoch + sealing + sampler.correction(position: j - sent))
+                    responder.finish(kinds[j], transmitTime: departure, slot: batch.sendBuffer(j), length: length)
+                    if kinds[j] == .authenticated {
+                        let sealed = SystemClock.now()
+                        sampler.sealed(length: length, nanoseconds: sealed.nanoseconds(since: sendReading))
+                        sendReading = sealed
+                    }
                 }
             }
             let rc = batch.send(on: fd, from: sent, count: stamped - sent)
@@ -333,7 +375,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 if transmitTimestamps {
                     for j in sent..<(sent + rc) where kinds[j].wantsTransmitTimestamp || j == sampler.slot {
                         if j == sampler.slot {
-                            sampler.sent(id: transmits.nextID, readAt: transmitTime, position: j - chunkStart)
+                            sampler.sent(id: transmits.nextID, readAt: sendReading, position: j - chunkStart)
                         } else {
                             responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
                         }
