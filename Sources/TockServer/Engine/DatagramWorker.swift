@@ -199,7 +199,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         batch.truncateQueue(to: kept)
     }
 
-    /// The sample of basic replies whose kernel transmit timestamps keep the send delays
+    /// The sample of basic-mode replies whose kernel transmit timestamps keep the send delays
     /// (`NTPTransmitDelay`) current, one estimate per place in a sendmmsg chunk: every
     /// `interval`-th time reply (plain or NTS) asks the kernel for its timestamp (one
     /// error-queue read per sample, so basic traffic pays almost nothing), at most one at a time.
@@ -212,7 +212,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     /// clock read after the chunk's seals, so the send-delay estimate stays the same for plain
     /// and NTS replies.
     struct TransmitDelaySampler {
-        /// Basic replies per sample.
+        /// Basic-mode replies (plain or NTS) per sample.
         static var interval: Int { 64 }
         /// Places in a chunk: replies per sendmmsg.
         static var positions: Int { 4 }
