@@ -131,6 +131,27 @@ import TockProtocol
         }
     }
 
+    /// `queue` (for a transport that decided first) queues as `receive` does, in the batch of
+    /// the version the decision chose, and keeps the MINT…MAXT rule.
+    @Test func queueAfterDecidingMatchesReceive() throws {
+        let keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
+        var viaReceive = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
+        var viaQueue = viaReceive
+        var hasher = RoughtimeSHA512()
+        for versions in [[RoughtimeVersion.rfc], [.draft12]] {
+            let request = RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: versions)
+            guard case .respond(let accepted) = request.withUnsafeBytes({ viaQueue.policy.decide($0) }) else {
+                Issue.record("\(versions) not accepted"); return
+            }
+            let queued = request.withUnsafeBytes { viaQueue.queue($0, accepted: accepted, midpoint: 1500, hasher: &hasher) }
+            let received = request.withUnsafeBytes { viaReceive.receive($0, midpoint: 1500, hasher: &hasher) }
+            #expect(queued == received, "\(versions)")
+            #expect(request.withUnsafeBytes { viaQueue.queue($0, accepted: accepted, midpoint: 2001, hasher: &hasher) } == .ignore(.outsideDelegation))
+        }
+        #expect(viaQueue.batches.map(\.count) == viaReceive.batches.map(\.count))
+        #expect(viaQueue.batches.map(\.count) == [1, 1], "one request in each version's batch")
+    }
+
     /// One batch of five; reply 3 and its request, to break.
     struct Exchange {
         var keys = TestServerKeys()

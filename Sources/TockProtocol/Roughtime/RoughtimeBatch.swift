@@ -269,15 +269,23 @@ public struct RoughtimeServer {
         case .ignore(let reason):
             return .ignore(reason)
         case .respond(let accepted):
-            guard certificate.covers(midpoint) else { return .ignore(.outsideDelegation) }
-            // An index loop: an unoptimised build of the generic `firstIndex(of:)` allocates.
-            var b = 0
-            while b < batches.count, batches[b].version != accepted.version { b += 1 }
-            guard b < batches.count,
-                  let index = batches[b].append(request: request, nonceOffset: accepted.nonceOffset, hasher: &hasher)
-            else { return .ignore(.batchFull) }
-            return .queued(RoughtimeReplyTicket(batch: b, index: index))
+            return queue(request, accepted: accepted, midpoint: midpoint, hasher: &hasher)
         }
+    }
+
+    /// Queues `request`, which `policy.decide` accepted as `accepted`, in the batch of its
+    /// version, hashing its leaf: `receive` without deciding again, for a transport that
+    /// decided first (to drop garbage before it reaches the rate limit). The same MINT…MAXT
+    /// rule as `receive`.
+    public mutating func queue<H: RoughtimeHasher>(_ request: UnsafeRawBufferPointer, accepted: RoughtimeAcceptedRequest, midpoint: UInt64, hasher: inout H) -> RoughtimeServerAction {
+        guard certificate.covers(midpoint) else { return .ignore(.outsideDelegation) }
+        // An index loop: an unoptimised build of the generic `firstIndex(of:)` allocates.
+        var b = 0
+        while b < batches.count, batches[b].version != accepted.version { b += 1 }
+        guard b < batches.count,
+              let index = batches[b].append(request: request, nonceOffset: accepted.nonceOffset, hasher: &hasher)
+        else { return .ignore(.batchFull) }
+        return .queued(RoughtimeReplyTicket(batch: b, index: index))
     }
 
     /// Seals every batch that holds requests (`RoughtimeBatch.seal`), one signature each, and

@@ -84,13 +84,18 @@ struct RoughtimeDatagramResponder: DatagramResponder, @unchecked Sendable {
     }
 
     mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
-        if case .ignore(let reason) = server.policy.decide(request) { return .ignore(Self.dropReason(reason)) }
+        // Decided once, before admission: garbage costs no client a rate-limit token.
+        let accepted: RoughtimeAcceptedRequest
+        switch server.policy.decide(request) {
+        case .ignore(let reason): return .ignore(Self.dropReason(reason))
+        case .respond(let request): accepted = request
+        }
         switch admission.admit(client, random: random.next()) {
         case .serve: break
         case .drop(let reason), .kiss(_, because: let reason): return .ignore(reason)
         }
         guard clock.state.isSynchronized else { return .ignore(.unsynchronized) }
-        switch server.receive(request, midpoint: midpoint, hasher: &hasher) {
+        switch server.queue(request, accepted: accepted, midpoint: midpoint, hasher: &hasher) {
         case .queued(let ticket):
             tickets.append(ticket)
             return .deferred
