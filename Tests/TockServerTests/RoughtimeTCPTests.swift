@@ -65,6 +65,12 @@ struct RoughtimeTCPTests {
             let tcp = server.streamStatistics(.roughtime)
             #expect(tcp.replied == 6 && tcp.connections == 6)
             #expect(tcp.drops.values.reduce(0, +) == 0, "\(tcp.drops)")
+            // Three connections per address, and a responder (with its signer's key setup) per
+            // event loop, not per connection.
+            for address in addresses {
+                let responders = Self.listener(server, address).roughtimeResponderCount
+                #expect((1...2).contains(responders), "\(address): \(responders) responders for 3 connections on 2 event loops")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import TockProtocol
 import TockSockets
@@ -25,16 +26,17 @@ import TockSockets
 /// its first byte; each read is copied in and NIO's receive buffer is left free for reuse, so
 /// this handler allocates nothing per read, however the request is cut up (checked with
 /// benchmarks/malloc_counter.c on the event-loop threads: a request sent in 4-byte pieces costs
-/// what NIO's own read path costs, with this handler's work or without it). The responder
-/// (batch storage, signer) and the reply buffer are made once the request is whole.
+/// what NIO's own read path costs, with this handler's work or without it). The reply buffer is
+/// made once the request is whole; the responder (batch storage, and the signer, whose key
+/// setup costs about what a signature does) is its event loop's (`RoughtimeStreamResponders`),
+/// made once per loop and key, not per connection.
 ///
 /// Not Sendable: NIO calls it on its channel's event loop only.
 final class RoughtimeStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    let keys: RoughtimeKeyCell
-    let clock: ClockStateCell
+    let responders: RoughtimeStreamResponders
     let policy: PolicyCell
     let counters: StreamCounters
     /// How long the whole request may take to arrive.
@@ -58,9 +60,8 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
     private var needed = RoughtimeWire.packetHeaderLength
     private var deadline: Scheduled<Void>?
 
-    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell, counters: StreamCounters, timeout: TimeAmount) {
-        self.keys = keys
-        self.clock = clock
+    init(responders: RoughtimeStreamResponders, policy: PolicyCell, counters: StreamCounters, timeout: TimeAmount) {
+        self.responders = responders
         self.policy = policy
         self.counters = counters
         self.timeout = timeout
@@ -114,14 +115,14 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
 
     /// Has the core decide on the whole request, and writes the reply or counts the drop.
     private func answer(_ context: ChannelHandlerContext, client: ClientAddress, length: Int) {
-        var responder = RoughtimeDatagramResponder(keys: keys, clock: clock, policy: policy, depth: 0)
-        let capacity = responder.replyCapacity
+        let responder = responders.responder(on: context.eventLoop)
+        let capacity = responder.value.replyCapacity
         var reply = context.channel.allocator.buffer(capacity: capacity)
         var verdict = DatagramVerdict.ignore(.roughtimeInternal)
         let now = SystemClock.now()
         request.withUnsafeBytes { packet in
             _ = reply.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
-                verdict = responder.answerAlone(UnsafeRawBufferPointer(rebasing: packet[0..<length]), from: client, now: now, into: out)
+                verdict = responder.value.answerAlone(UnsafeRawBufferPointer(rebasing: packet[0..<length]), from: client, now: now, into: out)
                 if case .send(let written, _) = verdict { return written }
                 return 0
             }
@@ -176,4 +177,41 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
         // A reset or other socket error: channelInactive counts an unfinished request.
         context.close(promise: nil)
     }
+}
+
+/// The TCP Roughtime responders of one listener, one per event loop: each is made at its loop's
+/// first request and then used only on that loop's thread, one request at a time (a handler
+/// answers within `channelRead`), so it needs no lock of its own. A new online key reaches it
+/// through the responder's own key check (`beginBatch`), as on the datagram engine.
+///
+/// `@unchecked Sendable`: the table is guarded by `lock`; each box is touched only on its loop.
+final class RoughtimeStreamResponders: @unchecked Sendable {
+    /// One loop's responder.
+    final class Box {
+        var value: RoughtimeDatagramResponder
+        init(_ value: RoughtimeDatagramResponder) { self.value = value }
+    }
+
+    private let make: () -> RoughtimeDatagramResponder
+    private let lock = NIOLock()
+    private var byLoop: [ObjectIdentifier: Box] = [:]
+
+    /// Responders for `keys`, answering each request as a batch of one (depth 0).
+    init(keys: RoughtimeKeyCell, clock: ClockStateCell, policy: PolicyCell) {
+        make = { RoughtimeDatagramResponder(keys: keys, clock: clock, policy: policy, depth: 0) }
+    }
+
+    /// The responder of `loop`, made on first use. Call on `loop`.
+    func responder(on loop: EventLoop) -> Box {
+        loop.preconditionInEventLoop()
+        return lock.withLock {
+            if let box = byLoop[ObjectIdentifier(loop)] { return box }
+            let box = Box(make())
+            byLoop[ObjectIdentifier(loop)] = box
+            return box
+        }
+    }
+
+    /// How many loops have a responder (for tests).
+    var count: Int { lock.withLock { byLoop.count } }
 }

@@ -1,5 +1,6 @@
 import Atomics
 import Glibc
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TockProtocol
@@ -168,6 +169,11 @@ final class StreamTimeListener: Sendable {
 
     /// The inherited descriptor, when systemd bound the socket (socket activation).
     let inheritedFD: Int32?
+    /// Roughtime's per-event-loop responders, once started.
+    private let roughtimeResponders = NIOLockedValueBox<RoughtimeStreamResponders?>(nil)
+    /// How many event loops have made a Roughtime responder: at most one each, however many
+    /// connections they served.
+    var roughtimeResponderCount: Int { roughtimeResponders.withLockedValue { $0?.count ?? 0 } }
 
     init(address requested: SocketEndpoint, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
         self.policy = policy
@@ -196,6 +202,13 @@ final class StreamTimeListener: Sendable {
         let counters = self.counters
         let cell = self.policy
         let maxConnections = self.maxConnections
+        // One Roughtime responder per event loop, shared by that loop's connections.
+        let roughtime: RoughtimeStreamResponders? = if case .roughtime(let keys) = serves {
+            RoughtimeStreamResponders(keys: keys, clock: clock, policy: cell)
+        } else {
+            nil
+        }
+        roughtimeResponders.withLockedValue { $0 = roughtime }
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -211,9 +224,9 @@ final class StreamTimeListener: Sendable {
                         try sync.addHandler(
                             StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
                         )
-                    case .roughtime(let keys):
+                    case .roughtime:
                         try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: maxConnections, lifetime: nil, closesIdle: false))
-                        try sync.addHandler(RoughtimeStreamHandler(keys: keys, clock: clock, policy: cell, counters: counters, timeout: connectionTimeout))
+                        try sync.addHandler(RoughtimeStreamHandler(responders: roughtime!, policy: cell, counters: counters, timeout: connectionTimeout))
                     }
                 }
             }
