@@ -31,8 +31,7 @@ package final class ClientLimiter: RateLimitTable, @unchecked Sendable {
     /// least 1024).
     package init(policy: RateLimitPolicy, memoryBytes: Int) {
         self.policy = policy
-        var count = 1024
-        while count * 2 * Self.bytesPerClient <= memoryBytes { count *= 2 }
+        let count = ClientTable.slots(memoryBytes: memoryBytes, bytesPerSlot: Self.bytesPerClient)
         capacity = count
         mask = count - 1
         slots = UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>.allocate(capacity: count)
@@ -58,10 +57,7 @@ package final class ClientLimiter: RateLimitTable, @unchecked Sendable {
     package func decide(_ client: ClientAddress, nowNanoseconds now: Int64, random: UInt64) -> RateLimitDecision {
         // The key is the client's prefix under the policy (IPv4 /32, IPv6 /64 by default).
         let key = client.prefix(ipv4Length: policy.ipv4PrefixLength, ipv6Length: policy.ipv6PrefixLength)
-        var hasher = Hasher()
-        hasher.combine(key.high)
-        hasher.combine(key.low)
-        let h = hasher.finalize()
+        let h = key.tableHash
         let index = h & mask
         let slot = UnsafeAtomic<UInt64>(at: slots + index)
         let fingerprint = UInt32(truncatingIfNeeded: UInt64(bitPattern: Int64(h)) >> 40)

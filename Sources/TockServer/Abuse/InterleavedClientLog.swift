@@ -34,8 +34,7 @@ package final class InterleavedClientLog: @unchecked Sendable {
     /// A table using at most `memoryBytes` (rounded down to a power of two of slots, at least
     /// 1024).
     package init(memoryBytes: Int) {
-        var count = 1024
-        while count * 2 * Self.bytesPerClient <= memoryBytes { count *= 2 }
+        let count = ClientTable.slots(memoryBytes: memoryBytes, bytesPerSlot: Self.bytesPerClient)
         capacity = count
         mask = count - 1
         words = .allocate(capacity: 2 * count)
@@ -49,10 +48,7 @@ package final class InterleavedClientLog: @unchecked Sendable {
     /// The slot of `client`'s address (its port ignored).
     @inline(__always)
     package func slot(of client: ClientAddress) -> Int {
-        var hasher = Hasher()
-        hasher.combine(client.high)
-        hasher.combine(client.low)
-        return hasher.finalize() & mask
+        client.tableHash & mask
     }
 
     /// Whether slot `slot` still holds the reply whose receive timestamp was `receive` and,
