@@ -26,7 +26,7 @@ import TockProtocol
         }
         #expect(action == .respond(length: 48, kind: .time))
         let sample = try exchange.evaluate(reply: Array(reply[..<48]), t1: t1, t4: t4).get()
-        // Sub-precision bits are random (2^-25 s ≈ 30 ns), so allow that much.
+        // Sub-precision bits are random (30 ns here), so allow that much.
         #expect(abs(sample.offsetNanoseconds) < 100, "offset \(sample.offsetNanoseconds) ns at \(seconds)")
         #expect(abs(sample.t2.nanoseconds(since: t2)) < 100)
         #expect(sample.delayNanoseconds < 11_000)

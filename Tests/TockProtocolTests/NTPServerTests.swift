@@ -284,15 +284,17 @@ struct NTPServerTests {
     }
 
     @Test(arguments: [
-        (Int64(1), Int8(-29)),  // 2^-30 s = 0.93 ns < 1 ns ≤ 2^-29 s
-        (0, -29),  // treated as 1 ns
-        (1_000, -19),  // 2^-20 s = 0.95 µs < 1 µs
-        (1_000_000, -9),  // 2^-10 s = 0.98 ms < 1 ms
-        (4_000_000, -7),  // a 250 Hz tick
-        (953, -20),  // 2^-20 s = 953.67 ns
-        (954, -19),
+        (Int64(1), Int8(-30)),  // log2(1 ns) = -29.9
+        (0, -30),  // treated as 1 ns
+        (20, -26),  // a clock read in 20 ns: log2 = -25.6, 2^-26 s = 14.9 ns
+        (25, -25),  // log2 = -25.25
+        (1_000, -20),  // 2^-20 s = 0.95 µs
+        (1_000_000, -10),  // 2^-10 s = 0.98 ms
+        (4_000_000, -8),  // a 250 Hz tick: 2^-8 s = 3.9 ms
+        (674, -21),  // just under 2^-20.5 s = 674.3 ns, where the rounding turns
+        (675, -20),
         (1_000_000_000, 0),
-        (10_000_000_000, 0),
+        (10_000_000_000, 0),  // never above 0
     ])
     func precisionFromResolution(nanoseconds: Int64, precision: Int8) {
         #expect(NTPServer.precision(resolutionNanoseconds: nanoseconds) == precision)

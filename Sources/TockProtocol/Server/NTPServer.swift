@@ -391,11 +391,15 @@ public struct NTPServer: Sendable {
     }
 
     /// The precision (log2 seconds) of a clock whose smallest observable step is
-    /// `resolutionNanoseconds`: the smallest p with 2^p ≥ the step (RFC 5905 §7.3).
+    /// `resolutionNanoseconds` (RFC 5905 §7.3: the time to read the clock): log2 of the step,
+    /// rounded to the nearest integer, as chronyd states it, at most 0. A clock read in 20 ns
+    /// is 2^-26 s (15 ns), not 2^-25 s (30 ns): rounding up would double the random fill below
+    /// the precision, which is most of the error left in an interleaved exchange.
     public static func precision(resolutionNanoseconds: Int64) -> Int8 {
         let step = Double(max(1, resolutionNanoseconds)) / 1e9
+        // The nearest p: the first whose upper half-way point, 2^(p + 1/2), is above the step.
         var p = -32
-        while p < 0, Double.pow2(p) < step { p += 1 }
+        while p < 0, step >= Double.pow2(p) * 2.0.squareRoot() { p += 1 }
         return Int8(p)
     }
 }
