@@ -403,7 +403,7 @@ package final class TockServer: Service, Sendable {
         logger.info("tockd stopping")
         SystemdNotifier.notify("STOPPING=1")
         for l in datagramListeners { l.stop() }
-        hardwareClocks?.stop()
+        hardwareClocks?.stop(logger: logger)
         for c in channels { try? await c.close() }
         try? await group.shutdownGracefully()
         var stopMetadata: Logger.Metadata = [:]

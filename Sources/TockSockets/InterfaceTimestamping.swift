@@ -52,10 +52,12 @@ package enum InterfaceTimestamping {
         package var receiveFilter: Int32
     }
 
-    /// Turns the card's timestamps on as `plan` says (transmit on; the plan's receive filter,
-    /// or the driver's wider choice). Returns what was set before, to `restore` on stop: other
-    /// software (ptp4l) may rely on it.
-    package static func enable(_ name: String, plan: HardwareTimestampingPlan) -> Result<Previous, HardwareTimestampingUnavailable> {
+    /// Turns the card's timestamps on as `plan` says: transmit on, and the plan's receive
+    /// filter, unless the card already filters for something (ptp4l's PTP filter, say) and the
+    /// plan needs no receive timestamps, or already takes every packet. Returns what was set
+    /// before, to `restore` on stop (other software may rely on it), and the receive filter
+    /// the driver put in force (it may widen the one asked for).
+    package static func enable(_ name: String, plan: HardwareTimestampingPlan) -> Result<(previous: Previous, receiveFilter: Int32), HardwareTimestampingUnavailable> {
         var previousType: Int32 = tock_HWTSTAMP_TX_OFF
         var previousFilter: Int32 = tock_HWTSTAMP_FILTER_NONE
         // Old drivers lack SIOCGHWTSTAMP: then timestamping was off (no one else can set it
@@ -66,21 +68,30 @@ package enum InterfaceTimestamping {
         case .ntp: tock_HWTSTAMP_FILTER_NTP_ALL
         case .none: tock_HWTSTAMP_FILTER_NONE
         }
-        // Keep a wider filter another program set (ALL covers NTP_ALL).
-        if previousFilter == tock_HWTSTAMP_FILTER_ALL { filter = previousFilter }
+        if previousFilter == tock_HWTSTAMP_FILTER_ALL || (plan.receiveFilter == .none && previousFilter != tock_HWTSTAMP_FILTER_NONE) {
+            filter = previousFilter
+        }
         let rc = tock_set_hardware_timestamping(name, tock_HWTSTAMP_TX_ON, &filter)
         switch rc {
-        case 0: return .success(Previous(transmitType: previousType, receiveFilter: previousFilter))
+        case 0: return .success((Previous(transmitType: previousType, receiveFilter: previousFilter), filter))
         case -EPERM, -EACCES: return .failure(.permissionDenied)
         case -ENODEV: return .failure(.noSuchInterface)
         default: return .failure(.driverRefused(-rc))
         }
     }
 
-    /// Puts back what `enable` found.
-    package static func restore(_ name: String, _ previous: Previous) {
+    /// Puts back what `enable` found: 0, or the errno (EPERM once tockd has dropped
+    /// CAP_NET_ADMIN with `--user`).
+    package static func restore(_ name: String, _ previous: Previous) -> Int32 {
         var filter = previous.receiveFilter
-        _ = tock_set_hardware_timestamping(name, previous.transmitType, &filter)
+        return -tock_set_hardware_timestamping(name, previous.transmitType, &filter)
+    }
+
+    /// Whether `name` is a network device of its own (it has /sys/class/net/NAME/device), not a
+    /// VLAN, bond, bridge or other stack on top of one, whose timestamping settings are the
+    /// device's underneath.
+    package static func isPhysical(_ name: String) -> Bool {
+        access("/sys/class/net/\(name)/device", F_OK) == 0
     }
 }
 

@@ -21,7 +21,10 @@ import TockProtocol
 package struct TransmitTimestampQueue: ~Copyable {
     /// Reports read per recvmmsg.
     package let capacity: Int
-    private static var controlSize: Int { 128 }
+    /// Room for a report's control messages: SCM_TIMESTAMPING (64 bytes) and IPV6_RECVERR with
+    /// its address (64) fill 128 on IPv6; the kernel writes the error, which holds the number,
+    /// last, so a short buffer would lose the number first.
+    private static var controlSize: Int { 256 }
     private let headers: UnsafeMutablePointer<tock_mmsghdr>
     private let control: UnsafeMutableRawPointer
 
@@ -53,8 +56,11 @@ package struct TransmitTimestampQueue: ~Copyable {
     ///
     /// With `hardware` (an interface of the host has hardware timestamping on), the socket also
     /// reports the card's raw timestamps: ts[2] of the same receive message, with the interface
-    /// and frame length (SCM_TIMESTAMPING_PKTINFO), and transmit reports of their own on the
-    /// error queue, each after the software one of the same datagram, with the same number.
+    /// and frame length (SCM_TIMESTAMPING_PKTINFO), and, for a datagram whose request asks the
+    /// card too (`writeRequest(hardware:)`), a transmit report of its own on the error queue,
+    /// usually after the software one, with the same number. A timestamp-only report does not
+    /// say which interface sent it (the kernel attaches IP_PKTINFO only to reports that carry
+    /// the packet), so the sender keeps that itself.
     package static func enable(on fd: Int32, hardware: Bool = false) -> Bool {
         let extra = hardware ? tock_HW_TIMESTAMPING_FLAGS : 0
         do throws(SystemError) {
@@ -62,11 +68,6 @@ package struct TransmitTimestampQueue: ~Copyable {
             try Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPING, value: tock_TX_TIMESTAMPING_FLAGS | extra, "SO_TIMESTAMPING")
         } catch {
             return false
-        }
-        if hardware {
-            // The egress interface of each transmit report (SOF_TIMESTAMPING_OPT_CMSG): which
-            // card's clock a hardware timestamp is on.
-            try? Sockets.setOption(fd, level: Int32(IPPROTO_IP), name: tock_IP_PKTINFO, value: 1, "IP_PKTINFO")
         }
         try? Sockets.setOption(fd, level: SOL_SOCKET, name: tock_SO_TIMESTAMPNS, value: 0, "SO_TIMESTAMPNS")
         return true
@@ -121,8 +122,7 @@ package struct TransmitTimestampQueue: ~Copyable {
     /// The transmit report in one error-queue message: its datagram number (a sock_extended_err
     /// from SO_EE_ORIGIN_TIMESTAMPING whose ee_data is the number, at the IPv4 or IPv6 level: a
     /// dual-stack socket reports at either), SCM_TIMESTAMPING's ts[0] (software) and ts[2] (the
-    /// card's raw time), and the interface (IP_PKTINFO, with SOF_TIMESTAMPING_OPT_CMSG). Nil
-    /// for anything else.
+    /// card's raw time). Nil for anything else.
     @inline(__always)
     static func report(in message: inout msghdr) -> TransmitReport? {
         var report = TransmitReport()
@@ -141,10 +141,6 @@ package struct TransmitTimestampQueue: ~Copyable {
                     report.id = err.ee_data
                     numbered = true
                 }
-            } else if level == Int32(IPPROTO_IP), type == tock_IP_PKTINFO {
-                report.interface = UInt32(bitPattern: data.loadUnaligned(as: in_pktinfo.self).ipi_ifindex)
-            } else if level == Int32(IPPROTO_IPV6), type == tock_IPV6_PKTINFO {
-                report.interface = data.loadUnaligned(as: tock_in6_pktinfo.self).ipi6_ifindex
             }
             cmsg = tock_cmsg_nxthdr(&message, c)
         }
@@ -161,8 +157,6 @@ package struct TransmitReport {
     package var software: UTCInstant?
     /// The card's raw timestamp, nanoseconds on its hardware clock; 0 when this report has none.
     package var hardware: Int64 = 0
-    /// The interface the datagram left by, when the kernel said (0 otherwise).
-    package var interface: UInt32 = 0
 
     /// An empty report.
     package init() {}

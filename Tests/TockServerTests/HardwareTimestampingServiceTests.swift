@@ -67,7 +67,7 @@ struct HardwareTimestampingServiceTests {
         #expect(plain.hardwareReceiveTime == 0 && plain.timestampInterface == 0, "no card timestamp: none claimed")
     }
 
-    @Test("Error-queue reports: software and hardware ones carry the same number, the hardware one its interface")
+    @Test("Error-queue reports: software and hardware ones carry the same number; a report without a number or a time is none")
     func transmitReports() throws {
         func report(software: Int64, hardware: Int64, id: UInt32, interface: Int32?) -> TransmitReport? {
             let control = ControlMessages()
@@ -87,7 +87,7 @@ struct HardwareTimestampingServiceTests {
         let soft = try #require(report(software: 1_800_000_000_000_000_500, hardware: 0, id: 41, interface: nil))
         #expect(soft.id == 41 && soft.software == UTCInstant(nanosecondsSinceUnixEpoch: 1_800_000_000_000_000_500) && soft.hardware == 0)
         let card = try #require(report(software: 0, hardware: 1_799_999_963_000_000_900, id: 41, interface: 7))
-        #expect(card.id == 41 && card.software == nil && card.hardware == 1_799_999_963_000_000_900 && card.interface == 7)
+        #expect(card.id == 41 && card.software == nil && card.hardware == 1_799_999_963_000_000_900)
         #expect(report(software: 0, hardware: 0, id: 5, interface: 7) == nil, "a report without any timestamp")
     }
 
@@ -126,6 +126,46 @@ struct HardwareTimestampingServiceTests {
         #expect(status[0].name == "card0" && status[0].hardware && status[0].reason == nil && status[0].clock == "/dev/ptp0" && status[0].receiveFilter == "all")
         #expect(abs((status[0].rateErrorPPM ?? 0) + 10) < 0.01, "rate error \(status[0].rateErrorPPM ?? 0) ppm")
         #expect(status[1].name == "lo" && !status[1].hardware && status[1].reason == "the driver reports no PTP hardware clock (PHC)")
+    }
+
+    @Test("A packet's card time is used only from its own card, and only where it agrees with the kernel's software time")
+    func receiveTimeChecks() {
+        let clocks = Self.clocks()
+        var cached = CachedHardwareClocks(clocks)
+        let now = UTCInstant(nanosecondsSinceUnixEpoch: 1_800_000_000_000_000_000)
+        // The card runs exactly 37 s behind the system clock.
+        clocks.publish([HardwareClockMapping(hardwareReference: 1_799_999_963_000_000_000, systemReference: now.nanosecondsSinceUnixEpoch, rate: 1, validUntil: now.nanosecondsSinceUnixEpoch + 3_000_000_000), nil], resets: [0, 0])
+        cached.refresh()
+        let control = ControlMessages()
+        let software: Int64 = 1_800_000_000_000_050_000
+        control.add(level: SOL_SOCKET, type: tock_SCM_TIMESTAMPING, Self.timestamping(software: software, hardware: 1_799_999_963_000_040_000))
+        var info = tock_scm_ts_pktinfo()
+        info.if_index = 7
+        info.pkt_length = 90
+        control.add(level: SOL_SOCKET, type: tock_SCM_TIMESTAMPING_PKTINFO, info)
+        let received = ReceivedControl(reading: &control.message)
+        #expect(CachedHardwareClocks.interface(of: received) == 7)
+        // 10 µs before the software time (the stack's delay), plus 752 ns for the frame at 1 Gb/s.
+        #expect(cached.receiveTime(received, software: UTCInstant(nanosecondsSinceUnixEpoch: software), now: now)?.nanosecondsSinceUnixEpoch == 1_800_000_000_000_040_752)
+        // A software time 2 ms away: a clock stepped since the card's clock was read.
+        #expect(cached.receiveTime(received, software: UTCInstant(nanosecondsSinceUnixEpoch: software + 2_000_000), now: now) == nil)
+    }
+
+    @Test("With two cards, a timestamp whose card is unknown is converted with neither")
+    func twoCards() {
+        let plan = HardwareTimestampingPlan(hardwareClock: 0, receiveFilter: .all, linkSpeedMbps: nil)
+        let clocks = HardwareClocks(interfaces: [
+            .init(name: "card0", index: 7, outcome: .success(plan), device: nil, previous: nil),
+            .init(name: "card1", index: 8, outcome: .success(plan), device: nil, previous: nil),
+        ], requested: ["card0", "card1"])
+        var cached = CachedHardwareClocks(clocks)
+        let now = UTCInstant(nanosecondsSinceUnixEpoch: 1_800_000_000_000_000_000)
+        // Only card0's clock has been read so far.
+        clocks.publish([HardwareClockMapping(hardwareReference: 0, systemReference: 37, rate: 1, validUntil: now.nanosecondsSinceUnixEpoch + 1_000_000_000), nil], resets: [0, 0])
+        cached.refresh()
+        #expect(cached.systemTime(hardware: 1_000, interface: 7, receive: false, now: now)?.nanosecondsSinceUnixEpoch == 1_037)
+        #expect(cached.systemTime(hardware: 1_000, interface: 8, receive: false, now: now) == nil, "card1 not read yet")
+        #expect(cached.systemTime(hardware: 1_000, interface: 0, receive: false, now: now) == nil, "unknown card: it may be card1")
     }
 
     @Test("A software transmit timestamp stands in until the card's arrives, which then replaces it")

@@ -125,7 +125,11 @@ typedef struct tock_scm_ts_pktinfo {
     uint32_t reserved[2];
 } tock_scm_ts_pktinfo;
 /// The socket flags that add raw hardware timestamps to the software ones:
-/// SOF_TIMESTAMPING_RAW_HARDWARE | RX_HARDWARE | TX_HARDWARE | OPT_PKTINFO | OPT_CMSG.
+/// SOF_TIMESTAMPING_RAW_HARDWARE | RX_HARDWARE | OPT_PKTINFO | OPT_TX_SWHW. No TX flag: a
+/// socket-level TX flag would timestamp (and number, with OPT_ID) every datagram sent without a
+/// control message of its own; transmit timestamps are asked per datagram. OPT_TX_SWHW: the
+/// software transmit report is made even while the card's is pending (without it the kernel
+/// skips it, and a card that drops its timestamp would leave the datagram with none).
 extern const int tock_HW_TIMESTAMPING_FLAGS;
 /// SOF_TIMESTAMPING_TX_HARDWARE: the per-datagram request for a hardware transmit timestamp.
 extern const uint32_t tock_SOF_TIMESTAMPING_TX_HARDWARE;

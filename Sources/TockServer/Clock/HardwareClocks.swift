@@ -1,4 +1,6 @@
 import Atomics
+import CTockShims
+import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import TockProtocol
@@ -49,7 +51,9 @@ package final class HardwareClocks: Sendable {
     package convenience init(names: [String]) {
         var list: [Interface] = []
         let everything = names.contains("*")
-        let candidates = everything ? InterfaceTimestamping.allInterfaces() : names
+        // `*`: devices of their own only; a VLAN or bond passes these settings to the device
+        // underneath, which `*` already takes.
+        let candidates = everything ? InterfaceTimestamping.allInterfaces().filter(InterfaceTimestamping.isPhysical) : names
         for name in candidates where !list.contains(where: { $0.name == name }) {
             guard list.count < Self.capacity else { break }
             let index = InterfaceTimestamping.index(of: name) ?? 0
@@ -62,10 +66,15 @@ package final class HardwareClocks: Sendable {
                 } catch {
                     return .failure(error)
                 }
-                return InterfaceTimestamping.enable(name, plan: plan).map { was in
+                return InterfaceTimestamping.enable(name, plan: plan).map { enabled in
                     device = opened
-                    previous = was
-                    return plan
+                    previous = enabled.previous
+                    // What the driver put in force: it may take every packet where NTP's were asked.
+                    var used = plan
+                    if enabled.receiveFilter == tock_HWTSTAMP_FILTER_ALL { used.receiveFilter = .all }
+                    else if enabled.receiveFilter == tock_HWTSTAMP_FILTER_NTP_ALL { used.receiveFilter = .ntp }
+                    else if enabled.receiveFilter == tock_HWTSTAMP_FILTER_NONE { used.receiveFilter = .none }
+                    return used
                 }
             }
             if everything, device == nil { continue }
@@ -86,11 +95,17 @@ package final class HardwareClocks: Sendable {
         stop()
     }
 
-    /// Puts back each interface's previous timestamping setting (once).
-    package func stop() {
+    /// Puts back each interface's previous timestamping setting (once), last set first (a
+    /// device named after a VLAN on it gets back what it had before either); says which it
+    /// could not (tockd no longer has CAP_NET_ADMIN after `--user`).
+    package func stop(logger: Logger? = nil) {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        for interface in interfaces {
-            if let previous = interface.previous { InterfaceTimestamping.restore(interface.name, previous) }
+        for interface in interfaces.reversed() {
+            guard let previous = interface.previous else { continue }
+            let error = InterfaceTimestamping.restore(interface.name, previous)
+            if error != 0 {
+                logger?.warning("could not put back the hardware timestamping settings of \(interface.name) (errno \(error)\(error == EPERM ? ": tockd no longer has CAP_NET_ADMIN" : "")); the card keeps timestamping", metadata: ["interface": "\(interface.name)"])
+            }
         }
     }
 
@@ -198,10 +213,18 @@ struct CachedHardwareClocks {
     private var version: UInt64 = .max
     /// Whether the socket asks for the cards' timestamps at all.
     let isActive: Bool
+    /// Interfaces in hardware mode, with a current mapping or not: a timestamp whose interface
+    /// is unknown is only unambiguous when this is 1.
+    private let enabled: Int
+    /// How far (nanoseconds) a converted hardware receive time may lie from the kernel's
+    /// software time of the same packet: further means a clock was stepped since the card's
+    /// clock was last read, and the software time is used.
+    static var agreement: Int64 { 1_000_000 }
 
     init(_ clocks: HardwareClocks?) {
         self.clocks = clocks
         isActive = clocks?.isActive ?? false
+        enabled = clocks?.interfaces.count { if case .success = $0.outcome { true } else { false } } ?? 0
         refresh()
     }
 
@@ -219,8 +242,27 @@ struct CachedHardwareClocks {
         version = v
     }
 
+    /// The interface whose card took a received packet's hardware timestamp: the one the
+    /// kernel names with it (SCM_TIMESTAMPING_PKTINFO), else the one the packet arrived by.
+    @inline(__always)
+    static func interface(of control: ReceivedControl) -> UInt32 {
+        control.timestampInterface != 0 ? control.timestampInterface : control.arrivalInterface
+    }
+
+    /// A received packet's time from its card, converted, moved to the frame's end, and only if
+    /// it lies within `agreement` of the kernel's software time `software` of the same packet;
+    /// nil when the card did not timestamp it or its clock cannot be trusted now.
+    @inline(__always)
+    func receiveTime(_ control: ReceivedControl, software: UTCInstant, now: UTCInstant) -> UTCInstant? {
+        guard control.hardwareReceiveTime != 0,
+              let card = systemTime(hardware: control.hardwareReceiveTime, interface: Self.interface(of: control), frameLength: control.frameLength, receive: true, now: now),
+              abs(card.nanoseconds(since: software)) < Self.agreement
+        else { return nil }
+        return card
+    }
+
     /// The system time of a hardware timestamp taken by the card of `interface` (0: unknown,
-    /// which is only unambiguous with one card), or nil when that card's mapping is missing or
+    /// which is only unambiguous with one card in hardware mode), or nil when that card's mapping is missing or
     /// stale at `now`. A receive timestamp of a `frameLength`-byte frame is moved to the frame's
     /// end (`HardwareClockMapping.receiveCorrection`).
     @inline(__always)
@@ -228,7 +270,7 @@ struct CachedHardwareClocks {
         guard hardware != 0 else { return nil }
         for i in 0..<count {
             let entry = entries[i]
-            guard entry.interface == interface || (interface == 0 && count == 1) else { continue }
+            guard entry.interface == interface || (interface == 0 && enabled == 1) else { continue }
             guard entry.mapping.validUntil >= now.nanosecondsSinceUnixEpoch else { return nil }
             var time = entry.mapping.systemTime(hardware: hardware)
             if receive { time &+= HardwareClockMapping.receiveCorrection(frameLength: Int(frameLength), linkSpeedMbps: entry.linkSpeedMbps) }

@@ -73,6 +73,11 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
             deferredSlots.deallocate()
             deferredLengths.deallocate()
         }
+        // The interface each queued reply answers a request from: the card whose clock its
+        // hardware transmit timestamp will be on.
+        let replyInterfaces = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: Self.batchSize)
+        replyInterfaces.initialize(repeating: 0)
+        defer { replyInterfaces.deallocate() }
         var transmits = TransmitState(queue: TransmitTimestampQueue(capacity: transmitTimestamps ? Self.batchSize : 1))
         var sampler = TransmitDelaySampler()
         var hardware = CachedHardwareClocks(hardwareClocks)
@@ -105,14 +110,12 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 let control = batch.control(at: i)
                 let slot = batch.queued
                 var receiveTime = control.receiveTime ?? batchTime
-                if hardware.isActive, control.hardwareReceiveTime != 0,
-                   let card = hardware.systemTime(
-                       hardware: control.hardwareReceiveTime,
-                       interface: control.timestampInterface != 0 ? control.timestampInterface : control.arrivalInterface,
-                       frameLength: control.frameLength, receive: true, now: batchTime
-                   ) {
-                    receiveTime = card
-                    totals.add(1, to: .hardwareReceiveTimestamps)
+                if hardware.isActive {
+                    replyInterfaces[slot] = CachedHardwareClocks.interface(of: control)
+                    if let card = hardware.receiveTime(control, software: receiveTime, now: batchTime) {
+                        receiveTime = card
+                        totals.add(1, to: .hardwareReceiveTimestamps)
+                    }
                 }
                 let verdict = responder.respond(
                     to: batch.bytes(at: i),
@@ -151,7 +154,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                 endBatch(&batch, deferred: deferred, kinds: kinds, slots: deferredSlots, lengths: deferredLengths, responder: &responder, totals: totals)
             }
             totals.add(UInt64(received), to: .received)
-            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, sampler: &sampler, hardware: hardware, totals: totals)
+            let timestamped = send(&batch, kinds: kinds, responder: &responder, transmits: &transmits, sampler: &sampler, hardware: hardware, replyInterfaces: replyInterfaces, totals: totals)
             if timestamped > 0 {
                 _ = readTransmitTimestamps(&transmits, sampler: &sampler, hardware: hardware, now: batchTime, responder: &responder, totals: totals)
             }
@@ -297,6 +300,32 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         /// The number the kernel gives the next datagram this socket sends with a timestamp
         /// request (datagrams sent without one take no number).
         var nextID: UInt32 = 0
+        /// The interface each recent timestamped datagram answered a request from, by number
+        /// (a ring as long as the responder's): the kernel's timestamp-only reports do not say
+        /// which card took a hardware timestamp.
+        let interfaces: UnsafeMutableBufferPointer<UInt32>
+
+        init(queue: consuming TransmitTimestampQueue) {
+            self.queue = queue
+            interfaces = .allocate(capacity: PendingTransmits.capacity)
+            interfaces.initialize(repeating: 0)
+        }
+
+        deinit {
+            interfaces.deallocate()
+        }
+
+        @inline(__always)
+        func setInterface(_ interface: UInt32, of id: UInt32) {
+            interfaces[Int(id) & (PendingTransmits.capacity - 1)] = interface
+        }
+
+        /// The interface datagram `id` answered from, in `interfaces` (read while the queue is
+        /// being drained).
+        @inline(__always)
+        static func interface(of id: UInt32, in interfaces: UnsafeMutableBufferPointer<UInt32>) -> UInt32 {
+            interfaces[Int(id) & (PendingTransmits.capacity - 1)]
+        }
     }
 
     /// One read of the error queue: hands each transmit timestamp to the responder (a card's,
@@ -307,14 +336,15 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
         _ transmits: inout TransmitState, sampler: inout TransmitDelaySampler, hardware: borrowing CachedHardwareClocks, now: UTCInstant,
         responder: inout Responder, totals: borrowing DatagramCounters.Totals
     ) -> Int {
-        transmits.queue.drainReports(fd) { report in
+        let interfaces = transmits.interfaces
+        return transmits.queue.drainReports(fd) { report in
             if let time = report.software {
                 if let delay = sampler.take(id: report.id, time: time) {
                     totals.add(1, to: .transmitDelaySamples)
                     totals.add(UInt64(delay), to: .transmitDelayNanoseconds)
                 }
                 responder.transmitTimestamp(id: report.id, time: time, final: !hardware.isActive)
-            } else if let time = hardware.systemTime(hardware: report.hardware, interface: report.interface, receive: false, now: now),
+            } else if let time = hardware.systemTime(hardware: report.hardware, interface: TransmitState.interface(of: report.id, in: interfaces), receive: false, now: now),
                       responder.transmitTimestamp(id: report.id, time: time, final: true) {
                 totals.add(1, to: .hardwareTransmitTimestamps)
             }
@@ -335,7 +365,8 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
     @inline(__always)
     private func send(
         _ batch: inout DatagramBatch, kinds: UnsafeMutableBufferPointer<DatagramReplyKind>, responder: inout Responder, transmits: inout TransmitState,
-        sampler: inout TransmitDelaySampler, hardware: borrowing CachedHardwareClocks, totals: borrowing DatagramCounters.Totals
+        sampler: inout TransmitDelaySampler, hardware: borrowing CachedHardwareClocks, replyInterfaces: UnsafeMutableBufferPointer<UInt32>,
+        totals: borrowing DatagramCounters.Totals
     ) -> Int {
         let replies = batch.queued
         var sent = 0
@@ -379,6 +410,7 @@ struct DatagramWorker<Responder: DatagramResponder>: Sendable {
                         } else {
                             responder.transmitted(kinds[j], slot: batch.sendBuffer(j), id: transmits.nextID, transmitTime: transmitTime)
                         }
+                        if hardware.isActive { transmits.setInterface(replyInterfaces[j], of: transmits.nextID) }
                         transmits.nextID &+= 1
                         timestamped += 1
                     }
