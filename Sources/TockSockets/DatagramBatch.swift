@@ -31,8 +31,9 @@ package struct ReceivedControl {
             let type = c.pointee.cmsg_type
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPNS || type == tock_SCM_TIMESTAMPING {
-                receiveTime = Self.softwareTimestamp(type: type, data) ?? receiveTime
-                if type == tock_SCM_TIMESTAMPING { hardwareReceiveTime = Self.hardwareTimestamp(data) }
+                let (software, hardware) = Self.timestamps(type: type, data)
+                receiveTime = software ?? receiveTime
+                hardwareReceiveTime = hardware
             } else if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING_PKTINFO {
                 let info = data.loadUnaligned(as: tock_scm_ts_pktinfo.self)
                 timestampInterface = info.if_index
@@ -50,26 +51,26 @@ package struct ReceivedControl {
 }
 
 extension ReceivedControl {
-    /// The software timestamp a SOL_SOCKET control message of `type` carries: SCM_TIMESTAMPNS's
-    /// timespec, or ts[0] of SCM_TIMESTAMPING (receive time on a datagram, transmit time on an
-    /// error-queue report); nil when the kernel left it zero.
+    /// The timestamps a SOL_SOCKET control message of `type` carries, read from it once: the
+    /// software one (SCM_TIMESTAMPNS's timespec, or ts[0] of SCM_TIMESTAMPING: receive time on
+    /// a datagram, transmit time on an error-queue report; nil when the kernel left it zero) and
+    /// the card's raw one (ts[2] of SCM_TIMESTAMPING, nanoseconds on its hardware clock; 0 when
+    /// there is none).
     @inline(__always)
-    static func softwareTimestamp(type: Int32, _ data: UnsafeRawPointer) -> UTCInstant? {
-        let ts = type == tock_SCM_TIMESTAMPING ? data.loadUnaligned(as: tock_scm_timestamping.self).ts.0 : data.loadUnaligned(as: timespec.self)
+    static func timestamps(type: Int32, _ data: UnsafeRawPointer) -> (software: UTCInstant?, hardware: Int64) {
+        guard type == tock_SCM_TIMESTAMPING else { return (instant(data.loadUnaligned(as: timespec.self)), 0) }
+        let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts
+        return (instant(ts.0), Int64(ts.2.tv_sec) &* 1_000_000_000 &+ Int64(ts.2.tv_nsec))
+    }
+
+    @inline(__always)
+    private static func instant(_ ts: timespec) -> UTCInstant? {
         guard ts.tv_sec != 0 || ts.tv_nsec != 0 else { return nil }
         return UTCInstant(secondsSinceUnixEpoch: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
     }
 }
 
 extension ReceivedControl {
-    /// ts[2] of an SCM_TIMESTAMPING message: the card's raw timestamp, nanoseconds on its
-    /// hardware clock; 0 when there is none.
-    @inline(__always)
-    static func hardwareTimestamp(_ data: UnsafeRawPointer) -> Int64 {
-        let ts = data.loadUnaligned(as: tock_scm_timestamping.self).ts.2
-        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
-    }
-
     /// The interface a packet came by (IP_PKTINFO / IPV6_PKTINFO), 0 when unknown.
     package var arrivalInterface: UInt32 {
         guard destination.present else { return 0 }

@@ -55,9 +55,9 @@ package enum InterfaceTimestamping {
     /// Turns the card's timestamps on as `plan` says: transmit on, and the plan's receive
     /// filter, unless the card already filters for something (ptp4l's PTP filter, say) and the
     /// plan needs no receive timestamps, or already takes every packet. Returns what was set
-    /// before, to `restore` on stop (other software may rely on it), and the receive filter
-    /// the driver put in force (it may widen the one asked for).
-    package static func enable(_ name: String, plan: HardwareTimestampingPlan) -> Result<(previous: Previous, receiveFilter: Int32), HardwareTimestampingUnavailable> {
+    /// before, to `restore` on stop (other software may rely on it), and the plan as the driver
+    /// put it in force (it may widen the receive filter asked for).
+    package static func enable(_ name: String, plan: HardwareTimestampingPlan) -> Result<(previous: Previous, plan: HardwareTimestampingPlan), HardwareTimestampingUnavailable> {
         var previousType: Int32 = tock_HWTSTAMP_TX_OFF
         var previousFilter: Int32 = tock_HWTSTAMP_FILTER_NONE
         // Old drivers lack SIOCGHWTSTAMP: then timestamping was off (no one else can set it
@@ -73,7 +73,16 @@ package enum InterfaceTimestamping {
         }
         let rc = tock_set_hardware_timestamping(name, tock_HWTSTAMP_TX_ON, &filter)
         switch rc {
-        case 0: return .success((Previous(transmitType: previousType, receiveFilter: previousFilter), filter))
+        case 0:
+            var used = plan
+            if filter == tock_HWTSTAMP_FILTER_ALL {
+                used.receiveFilter = .all
+            } else if filter == tock_HWTSTAMP_FILTER_NTP_ALL {
+                used.receiveFilter = .ntp
+            } else if filter == tock_HWTSTAMP_FILTER_NONE {
+                used.receiveFilter = .none
+            }
+            return .success((Previous(transmitType: previousType, receiveFilter: previousFilter), used))
         case -EPERM, -EACCES: return .failure(.permissionDenied)
         case -ENODEV: return .failure(.noSuchInterface)
         default: return .failure(.driverRefused(-rc))

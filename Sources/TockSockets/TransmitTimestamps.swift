@@ -133,8 +133,7 @@ package struct TransmitTimestampQueue: ~Copyable {
             let type = c.pointee.cmsg_type
             let data = UnsafeRawPointer(tock_cmsg_data(c)!)
             if level == SOL_SOCKET, type == tock_SCM_TIMESTAMPING {
-                report.software = ReceivedControl.softwareTimestamp(type: type, data)
-                report.hardware = ReceivedControl.hardwareTimestamp(data)
+                (report.software, report.hardware) = ReceivedControl.timestamps(type: type, data)
             } else if (level == tock_SOL_IP && type == tock_IP_RECVERR) || (level == tock_SOL_IPV6 && type == tock_IPV6_RECVERR) {
                 let err = data.loadUnaligned(as: tock_sock_extended_err.self)
                 if Int32(err.ee_errno) == tock_ENOMSG, Int32(err.ee_origin) == tock_SO_EE_ORIGIN_TIMESTAMPING {

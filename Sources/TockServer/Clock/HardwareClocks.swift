@@ -1,5 +1,4 @@
 import Atomics
-import CTockShims
 import Glibc
 import Logging
 import NIOConcurrencyHelpers
@@ -36,8 +35,8 @@ package final class HardwareClocks: Sendable {
     /// What was asked for.
     package let requested: [String]
     private let version = ManagedAtomic<UInt64>(0)
-    private let mappings: NIOLockedValueBox<[HardwareClockMapping?]>
-    private let resets: NIOLockedValueBox<[Int]>
+    /// Per interface: the current mapping and how often its fit started again.
+    private let fits: NIOLockedValueBox<(mappings: [HardwareClockMapping?], resets: [Int])>
     private let stopped = ManagedAtomic(false)
 
     /// Whether any interface is in hardware mode: the NTP sockets then ask for the cards'
@@ -69,12 +68,7 @@ package final class HardwareClocks: Sendable {
                 return InterfaceTimestamping.enable(name, plan: plan).map { enabled in
                     device = opened
                     previous = enabled.previous
-                    // What the driver put in force: it may take every packet where NTP's were asked.
-                    var used = plan
-                    if enabled.receiveFilter == tock_HWTSTAMP_FILTER_ALL { used.receiveFilter = .all }
-                    else if enabled.receiveFilter == tock_HWTSTAMP_FILTER_NTP_ALL { used.receiveFilter = .ntp }
-                    else if enabled.receiveFilter == tock_HWTSTAMP_FILTER_NONE { used.receiveFilter = .none }
-                    return used
+                    return enabled.plan
                 }
             }
             if everything, device == nil { continue }
@@ -87,8 +81,7 @@ package final class HardwareClocks: Sendable {
     init(interfaces: [Interface], requested: [String]) {
         self.interfaces = interfaces
         self.requested = requested
-        mappings = NIOLockedValueBox(Array(repeating: nil, count: interfaces.count))
-        resets = NIOLockedValueBox(Array(repeating: 0, count: interfaces.count))
+        fits = NIOLockedValueBox((Array(repeating: nil, count: interfaces.count), Array(repeating: 0, count: interfaces.count)))
     }
 
     deinit {
@@ -128,15 +121,14 @@ package final class HardwareClocks: Sendable {
     /// Replaces the mappings (one per interface); workers pick them up at their next batch.
     func publish(_ fresh: [HardwareClockMapping?], resets counts: [Int]) {
         precondition(fresh.count == interfaces.count && counts.count == interfaces.count, "one mapping per interface")
-        mappings.withLockedValue { $0 = fresh }
-        resets.withLockedValue { $0 = counts }
+        fits.withLockedValue { $0 = (fresh, counts) }
         version.wrappingIncrement(ordering: .releasing)
     }
 
     /// The current mapping of each interface, and the version they belong to.
     func read() -> (mappings: [HardwareClockMapping?], version: UInt64) {
         let v = version.load(ordering: .acquiring)
-        return (mappings.withLockedValue { $0 }, v)
+        return (fits.withLockedValue { $0.mappings }, v)
     }
 
     @inline(__always)
@@ -144,8 +136,7 @@ package final class HardwareClocks: Sendable {
 
     /// What `tock status` and the metrics show of each interface.
     package func status(now: UTCInstant) -> [ServerStatus.HardwareInterface] {
-        let (current, _) = read()
-        let counts = resets.withLockedValue { $0 }
+        let (current, counts) = fits.withLockedValue { $0 }
         return interfaces.enumerated().map { i, interface in
             switch interface.outcome {
             case .success(let plan):
