@@ -82,133 +82,29 @@ package final class TockServer: Service, Sendable {
         for service in TockService.allCases {
             cells[service] = PolicyCell(configuration.policies[service], tableBytes: configuration.clientTableBytes)
         }
+        let policies = cells
         self.policyCells = cells
 
         let hardwareClocks = configuration.hardwareTimestamping.isEmpty ? nil : HardwareClocks(names: configuration.hardwareTimestamping)
         self.hardwareClocks = hardwareClocks
-        var datagram: [DatagramListener] = []
-        var stream: [StreamTimeListener] = []
-        var ke: [NTSKEListener] = []
-        var inheritedKE: [InheritedSocket] = []
-        var roughtimeKeys: RoughtimeKeyCell?
+        let roughtimeKeys: RoughtimeKeyCell?
+        var bound = BoundListeners()
         // Inherited descriptors handed to a listener, which closes them from then on.
         var adopted: Set<Int32> = []
         do throws(ListenerError) {
-            // One interleaved-mode client log per NTP listener, shared by its workers.
-            var interleavedLog: InterleavedClientLog?
-            func ntpResponder() -> NTPDatagramResponder {
-                // Each worker its own NTS contexts, confined to its thread.
-                let nts = configuration.nts.map { NTSPacketCrypto(keys: $0.cookieKeys, now: SystemClock.now().secondsSinceUnixEpoch) }
-                return NTPDatagramResponder(precision: precision, clock: clockState, policy: cells[.ntp]!, nts: nts, interleaved: interleavedLog)
-            }
-            // A systemd socket shared by several workers gets no transmit timestamps (the kernel
-            // numbers a socket's datagrams; the workers could not tell whose a number is).
-            func newInterleavedLog(sharedSocket: Bool = false) {
-                interleavedLog = configuration.ntpInterleaved && !sharedSocket ? InterleavedClientLog(memoryBytes: configuration.clientTableBytes) : nil
-            }
-            func textCore(_ service: TockService) -> TextTimeServer {
-                TextTimeServer(service: service, format: configuration.daytimeFormat, zone: configuration.daytimeZone)
-            }
-            func textResponder(_ service: TockService) -> TextTimeDatagramResponder {
-                TextTimeDatagramResponder(core: textCore(service), clock: clockState, policy: cells[service]!)
-            }
-            func roughtimeResponder() throws(ListenerError) -> RoughtimeKeyCell {
-                if let roughtimeKeys { return roughtimeKeys }
-                let address = configuration.roughtimeListeners.first ?? configuration.inheritedSockets.first { $0.service == .roughtime }!.address
-                let keys: RoughtimeKeyCell
-                if let file = configuration.roughtimeDelegation {
-                    keys = RoughtimeKeyCell(file: file)
-                } else if let seed = configuration.roughtimeKeySeed,
-                          let made = try? RoughtimeKeyCell(longTermSeed: seed, renewal: configuration.roughtimeRenewal, now: SystemClock.now()) {
-                    keys = made
+            roughtimeKeys = try Self.roughtimeKeys(configuration)
+            let plans = ServicePlan.all(configuration: configuration, precision: precision, clock: clockState, policies: policies, hardwareClocks: hardwareClocks, roughtimeKeys: roughtimeKeys)
+            // Sockets inherited from systemd replace every protocol's own listeners: the service
+            // manager chose the addresses.
+            let inherited = configuration.inheritedSockets
+            for plan in plans {
+                if inherited.isEmpty {
+                    for address in plan.addresses { try plan.bind(address, into: &bound) }
                 } else {
-                    throw ListenerError(transport: "UDP", address: address, errorNumber: ENOKEY)
-                }
-                roughtimeKeys = keys
-                return keys
-            }
-            for address in configuration.ntpListeners {
-                newInterleavedLog()
-                datagram.append(try DatagramListener(service: .ntp, address: address, workers: configuration.ntpWorkers, transmitTimestamps: true, hardwareClocks: hardwareClocks, makeResponder: ntpResponder))
-            }
-            for (service, addresses) in [(TockService.daytime, configuration.daytimeListeners), (.time, configuration.timeListeners)] {
-                for address in addresses {
-                    // UDP and TCP share the port: for port 0, one free for both (chosen again
-                    // if either bind finds it taken meanwhile).
-                    let (udp, tcp) = try ListenerSocket.bindingPort(address, alsoTCP: true) { (address) throws(ListenerError) in
-                        let udp = try DatagramListener(service: service, address: address, workers: 1) { textResponder(service) }
-                        return (udp, try StreamTimeListener(address: udp.address, serves: .text(textCore(service)), policy: cells[service]!, maxConnections: configuration.tcpMaxConnections))
+                    for socket in inherited where socket.service == plan.service {
+                        adopted.insert(socket.fd)
+                        try plan.adopt(socket, into: &bound)
                     }
-                    datagram.append(udp)
-                    stream.append(tcp)
-                }
-            }
-            for address in configuration.roughtimeListeners {
-                let keys = try roughtimeResponder()
-                // UDP and TCP share the port, as for Daytime and Time (RFC 10049 §5: the same
-                // packet over either).
-                let (udp, tcp) = try ListenerSocket.bindingPort(address, alsoTCP: true) { (address) throws(ListenerError) in
-                    let udp = try DatagramListener(service: .roughtime, address: address, workers: configuration.ntpWorkers) {
-                        RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
-                    }
-                    return (udp, try StreamTimeListener(address: udp.address, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
-                }
-                datagram.append(udp)
-                stream.append(tcp)
-            }
-            for socket in configuration.inheritedSockets {
-                adopted.insert(socket.fd)
-                switch (socket.service, socket.transport) {
-                case (.ntp, .udp):
-                    newInterleavedLog(sharedSocket: configuration.ntpWorkers > 1)
-                    datagram.append(try DatagramListener(service: .ntp, inherited: socket, workers: configuration.ntpWorkers, transmitTimestamps: true, hardwareClocks: hardwareClocks, makeResponder: ntpResponder))
-                case (.ntp, .tcp):
-                    close(socket.fd)
-                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
-                case (.daytime, .udp), (.time, .udp):
-                    datagram.append(try DatagramListener(service: socket.service, inherited: socket, workers: 1) { textResponder(socket.service) })
-                case (.daytime, .tcp), (.time, .tcp):
-                    stream.append(StreamTimeListener(inherited: socket, serves: .text(textCore(socket.service)), policy: cells[socket.service]!, maxConnections: configuration.tcpMaxConnections))
-                case (.ntsKE, .udp):
-                    close(socket.fd)
-                    throw ListenerError(transport: "UDP", address: socket.address, errorNumber: EPROTONOSUPPORT, inheritedFD: socket.fd)
-                case (.ntsKE, .tcp):
-                    inheritedKE.append(socket)
-                case (.roughtime, .udp):
-                    let keys = try roughtimeResponder()
-                    datagram.append(try DatagramListener(service: .roughtime, inherited: socket, workers: configuration.ntpWorkers) {
-                        RoughtimeDatagramResponder(keys: keys, clock: clockState, policy: cells[.roughtime]!)
-                    })
-                case (.roughtime, .tcp):
-                    let keys = try roughtimeResponder()
-                    stream.append(StreamTimeListener(inherited: socket, serves: .roughtime(keys), policy: cells[.roughtime]!, maxConnections: configuration.tcpMaxConnections))
-                }
-            }
-            if let nts = configuration.nts {
-                let cookies = NTSCookieMaker(keys: nts.cookieKeys)
-                // Announce this host's NTP port when it is not 123 and no other host is named, so
-                // clients find it (RFC 8915 §4.1.8).
-                var port = nts.ntpPort
-                if port == nil, nts.ntpServer == nil, let first = datagram.first(where: { $0.service == .ntp }), first.address.port != 123 {
-                    port = first.address.port
-                }
-                let core = NTSKEServer(ntpServer: nts.ntpServer, ntpPort: port)
-                let timeout = TimeAmount.nanoseconds(Int64(nts.timeout.components.seconds) * 1_000_000_000 + nts.timeout.components.attoseconds / 1_000_000_000)
-                if !(nts.keListeners.isEmpty && inheritedKE.isEmpty) {
-                    guard let credentials = nts.credentials else {
-                        throw ListenerError(transport: "TCP", address: nts.keListeners.first ?? inheritedKE[0].address, errorNumber: ENOKEY)
-                    }
-                    for address in nts.keListeners {
-                        ke.append(try NTSKEListener(address: address, credentials: credentials, cookies: cookies, server: core, policy: cells[.ntsKE]!, connectionLimit: nts.connectionLimit, timeout: timeout))
-                    }
-                    for socket in inheritedKE {
-                        ke.append(NTSKEListener(inherited: socket, credentials: credentials, cookies: cookies, server: core, policy: cells[.ntsKE]!, connectionLimit: nts.connectionLimit, timeout: timeout))
-                    }
-                }
-            } else {
-                for socket in inheritedKE {
-                    close(socket.fd)
-                    throw ListenerError(transport: "TCP", address: socket.address, errorNumber: ENOKEY, inheritedFD: socket.fd)
                 }
             }
         } catch {
@@ -219,10 +115,26 @@ package final class TockServer: Service, Sendable {
             }
             throw error
         }
-        self.datagramListeners = datagram
-        self.streamListeners = stream
-        self.keListeners = ke
+        if !configuration.inheritedSockets.isEmpty, TockService.allCases.contains(where: { !configuration.listeners(of: $0).isEmpty }) {
+            logger.debug("binding no listener of its own: serving the sockets inherited from systemd")
+        }
+        self.datagramListeners = bound.datagram
+        self.streamListeners = bound.stream
+        self.keListeners = bound.keyEstablishment
         self.roughtimeKeys = roughtimeKeys
+    }
+
+    /// The Roughtime keys, when Roughtime is served: from the offline delegation file, or made
+    /// from the long-term seed (and renewed).
+    private static func roughtimeKeys(_ configuration: TockServerConfiguration) throws(ListenerError) -> RoughtimeKeyCell? {
+        let inherited = configuration.inheritedSockets.first { $0.service == .roughtime }
+        guard let address = configuration.inheritedSockets.isEmpty ? configuration.roughtimeListeners.first : inherited?.address else { return nil }
+        if let file = configuration.roughtimeDelegation { return RoughtimeKeyCell(file: file) }
+        if let seed = configuration.roughtimeKeySeed,
+           let made = try? RoughtimeKeyCell(longTermSeed: seed, renewal: configuration.roughtimeRenewal, now: SystemClock.now()) {
+            return made
+        }
+        throw ListenerError(transport: "UDP", address: address, errorNumber: ENOKEY)
     }
 
     /// The bound addresses of `service` over UDP, TCP or both (ports resolved): listeners
@@ -338,7 +250,7 @@ package final class TockServer: Service, Sendable {
         }
         for l in datagramListeners { l.run() }
 
-        let clock = clockState.read().state
+        let clock = clockState.state
         var startMetadata: Logger.Metadata = [
             "clock_source": "\(configuration.clockSource)",
             "precision": "\(TimeFigure.precision(precision))",

@@ -319,6 +319,18 @@ package struct DatagramBatch: ~Copyable {
         queued = count
     }
 
+    /// Adds to queued reply `j` a request for the kernel's transmit timestamp of that datagram
+    /// (`TransmitTimestampQueue.writeRequest`; the card's too when `hardware`), after any
+    /// source-address control message it already carries. Call once per reply, before its send.
+    @inline(__always)
+    package mutating func requestTransmitTimestamp(_ j: Int, hardware: Bool = false) {
+        let out = sendHeaders + j
+        let space = sendControl + j * Self.sendControlSize
+        let used = out.pointee.msg_hdr.msg_control == nil ? 0 : Int(out.pointee.msg_hdr.msg_controllen)
+        out.pointee.msg_hdr.msg_control = space
+        out.pointee.msg_hdr.msg_controllen = used + TransmitTimestampQueue.writeRequest(into: space + used, hardware: hardware)
+    }
+
     /// Queues the first `length` bytes of the next slot's buffer for a connected socket, with a
     /// request for the kernel's transmit timestamp of this datagram when
     /// `requestTransmitTimestamp` (`TransmitTimestampQueue.writeRequest`).

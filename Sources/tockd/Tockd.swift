@@ -154,12 +154,8 @@ struct Tockd: ParsableCommand {
             if merged.givesListeners {
                 logger.warning("listeners from flags or the configuration file are ignored: serving the \(inherited.count) socket\(inherited.count == 1 ? "" : "s") inherited from systemd")
             }
-            // The service manager chose the addresses.
-            configuration.ntpListeners = []
-            configuration.daytimeListeners = []
-            configuration.timeListeners = []
-            configuration.nts?.keListeners = []
-            configuration.inheritedSockets = inherited
+            // The service manager chose the addresses: no protocol binds its own.
+            configuration.serveInherited(inherited)
         }
 
         let server: TockServer

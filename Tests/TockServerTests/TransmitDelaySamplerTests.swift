@@ -4,10 +4,10 @@ import TockProtocol
 @testable import TockServer
 
 /// The worker's sampling of basic replies for the send delay that corrects their T3
-/// (`DatagramWorker.TransmitDelaySampler`), driven as the worker drives it, without sockets.
+/// (`TransmitDelaySampler`), driven as the worker drives it, without sockets.
 @Suite("Send-delay sampler")
 struct TransmitDelaySamplerTests {
-    typealias Sampler = DatagramWorker<NTPDatagramResponder>.TransmitDelaySampler
+    typealias Sampler = TransmitDelaySampler
 
     static func at(_ nanoseconds: Int64) -> UTCInstant { UTCInstant(nanosecondsSinceUnixEpoch: 1_800_000_000_000_000_000 + nanoseconds) }
 

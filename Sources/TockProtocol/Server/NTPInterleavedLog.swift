@@ -16,8 +16,25 @@ public protocol NTPInterleavedLog {
     mutating func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply
 
     /// Records that the reply now being sent to `client` carries `receive` as its receive
-    /// timestamp; its transmit timestamp is unknown until the transport reports it.
-    mutating func replied(to client: ClientAddress, receive: UInt64)
+    /// timestamp; its transmit timestamp is unknown until the transport reports it. Returns
+    /// where it was recorded: the entry the transport hands back with that timestamp.
+    mutating func replied(to client: ClientAddress, receive: UInt64) -> Int
+}
+
+/// Where a reply was recorded in the client log (RFC 9769): what the transport must keep until
+/// the kernel reports the reply's transmit timestamp, to put it in the right entry. Carried by
+/// the core's action, so the transport never reads the reply's bytes back.
+public struct NTPLogEntry: Sendable, Hashable {
+    /// The log's entry (`NTPInterleavedLog.replied`'s return value).
+    public var entry: Int
+    /// The reply's receive timestamp as sent (NTP format), the entry's key.
+    public var receive: UInt64
+
+    /// The entry `entry`, keyed by `receive`.
+    public init(entry: Int, receive: UInt64) {
+        self.entry = entry
+        self.receive = receive
+    }
 }
 
 /// What a client log knows of the reply a request's origin timestamp refers to (RFC 9769).
@@ -37,5 +54,5 @@ public enum NoInterleavedLog: NTPInterleavedLog {
     /// Never known.
     public func previousReply(of client: ClientAddress, previousReceive: UInt64) -> NTPPreviousReply { .unknown }
     /// Remembers nothing.
-    public mutating func replied(to client: ClientAddress, receive: UInt64) {}
+    public mutating func replied(to client: ClientAddress, receive: UInt64) -> Int { 0 }
 }

@@ -11,13 +11,15 @@ public enum NTPReplyKind: Sendable, Hashable {
     case authenticatedTime
     /// An interleaved time reply (RFC 9769): complete as written, its transmit timestamp being
     /// the kernel's of the previous reply to this client, so the transport must not stamp T3.
-    /// Its own kernel transmit timestamp is wanted for the client's next request.
-    case interleavedTime
+    /// Its own kernel transmit timestamp is wanted for the client's next request, for the log
+    /// entry it names.
+    case interleavedTime(NTPLogEntry)
     /// A basic time reply, stamped like `.time`, to a request that asked for interleaved mode
     /// (RFC 9769: its origin is the receive timestamp of the last reply to this address) when
     /// the kernel's transmit timestamp of that reply is not known. Its own kernel transmit
-    /// timestamp is wanted, so the client's next request can be answered interleaved.
-    case timeForInterleavedClient
+    /// timestamp is wanted, for the log entry it names, so the client's next request can be
+    /// answered interleaved.
+    case timeForInterleavedClient(NTPLogEntry)
 
     /// Whether the transport should learn when this reply left (the kernel's transmit
     /// timestamp) and record it in the client log: only for clients in interleaved mode, so
@@ -241,14 +243,14 @@ public struct NTPServer: Sendable {
             NTPWire.store32(0, reply, NTPPacket.headerLength)
             return .respond(length: NTPPacket.headerLength + 4, kind: .time)
         }
-        if log != nil { log!.replied(to: client, receive: receive) }
+        let entry = log == nil ? 0 : log!.replied(to: client, receive: receive)
         if var transmit = previousTransmit {
             transmit &= ~1
             if transmit == replyOrigin { transmit &+= 2 }
             NTPWire.store64(transmit, reply, NTPWire.transmitOffset)
-            return .respond(length: NTPPacket.headerLength, kind: .interleavedTime)
+            return .respond(length: NTPPacket.headerLength, kind: .interleavedTime(NTPLogEntry(entry: entry, receive: receive)))
         }
-        return .respond(length: NTPPacket.headerLength, kind: interleavedClient ? .timeForInterleavedClient : .time)
+        return .respond(length: NTPPacket.headerLength, kind: interleavedClient ? .timeForInterleavedClient(NTPLogEntry(entry: entry, receive: receive)) : .time)
     }
 
     /// The NTS part of a reply whose header `handle` has written: opens the cookie, verifies the

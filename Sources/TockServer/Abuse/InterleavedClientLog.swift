@@ -131,8 +131,10 @@ struct InterleavedLogView: NTPInterleavedLog {
     }
 
     @inline(__always)
-    mutating func replied(to client: ClientAddress, receive: UInt64) {
-        log.record(receive: receive, slot: slot(of: client))
+    mutating func replied(to client: ClientAddress, receive: UInt64) -> Int {
+        let slot = slot(of: client)
+        log.record(receive: receive, slot: slot)
+        return slot
     }
 }
 

@@ -40,22 +40,27 @@ package struct ServicePolicies: Sendable, Hashable {
     }
 }
 
-/// A service's live policy and its rate-limit table, replaceable while workers run.
-///
-/// Like `ClockStateCell`: workers keep a copy and compare a version once per batch (one acquiring
-/// atomic load); only after a reload do they take the lock to copy the new policy, so the
-/// packet path never locks and a reload reaches every reply within one batch, without closing
-/// a socket or dropping a request in flight.
+/// A service's policy as the packet path uses it: the policy and its running rate-limit table.
+package struct LivePolicy: Sendable {
+    /// The access list, rate limit and kiss-o'-death settings.
+    package var policy: ServicePolicy
+    /// The rate-limit table, when the policy limits rates.
+    package var limiter: ClientLimiter?
+}
+
+/// A service's live policy and its rate-limit table, replaceable while workers run: a
+/// `VersionedCell`, so a reload reaches every reply within one batch without closing a socket
+/// or dropping a request in flight, and the packet path never locks.
 package final class PolicyCell: Sendable {
-    private let version = ManagedAtomic<UInt64>(1)
-    private let current: NIOLockedValueBox<(policy: ServicePolicy, limiter: ClientLimiter?)>
+    /// The policy and table workers copy.
+    let cell: VersionedCell<LivePolicy>
     /// Memory for a rate-limit table, fixed at start.
     let tableBytes: Int
 
     /// A cell for `policy`, with a new table if it limits rates.
     init(_ policy: ServicePolicy, tableBytes: Int) {
         self.tableBytes = tableBytes
-        self.current = NIOLockedValueBox((policy, policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: tableBytes) }))
+        self.cell = VersionedCell(LivePolicy(policy: policy, limiter: policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: tableBytes) }))
     }
 
     /// Installs `policy`. The rate-limit table is kept when the rate limit itself is unchanged
@@ -63,54 +68,45 @@ package final class PolicyCell: Sendable {
     /// replaced by an empty one when it changed. Returns whether anything changed.
     @discardableResult
     func publish(_ policy: ServicePolicy) -> Bool {
-        let changed = current.withLockedValue { current -> Bool in
+        let tableBytes = self.tableBytes
+        return cell.update { current in
             guard current.policy != policy else { return false }
             let limiter = policy.rateLimit == current.policy.rateLimit
                 ? current.limiter
                 : policy.rateLimit.map { ClientLimiter(policy: $0, memoryBytes: tableBytes) }
-            current = (policy, limiter)
+            current = LivePolicy(policy: policy, limiter: limiter)
             return true
         }
-        if changed { version.wrappingIncrement(ordering: .releasing) }
-        return changed
     }
 
-    /// The current version; changes whenever the policy does.
-    @inline(__always)
-    var currentVersion: UInt64 { version.load(ordering: .acquiring) }
-
-    /// The current policy and table, and the version they belong to (or an older one, in which
-    /// case the reader copies again next time).
-    func read() -> (policy: ServicePolicy, limiter: ClientLimiter?, version: UInt64) {
-        let v = version.load(ordering: .acquiring)
-        let (policy, limiter) = current.withLockedValue { $0 }
-        return (policy, limiter, v)
-    }
-
+    /// The current policy and table.
+    package var live: LivePolicy { cell.current }
     /// The current policy.
-    package var policy: ServicePolicy { read().policy }
+    package var policy: ServicePolicy { live.policy }
     /// The current rate-limit table, if rates are limited.
-    package var limiter: ClientLimiter? { read().limiter }
+    package var limiter: ClientLimiter? { live.limiter }
 }
 
-/// A worker's cached copy of a `PolicyCell`.
-struct CachedPolicy {
-    let cell: PolicyCell
-    private(set) var policy: ServicePolicy
-    private(set) var limiter: ClientLimiter?
-    private var version: UInt64
+/// A worker's admission of clients (`ClientAdmission`) under a service's live policy: the
+/// policy copied when a reload changes it, and the monotonic time the rate limit needs, both
+/// refreshed once per batch.
+struct LiveAdmission {
+    private var copy: VersionedCopy<LivePolicy>
+    /// The admission the core's decisions take.
+    private(set) var admission: ClientAdmission<ClientLimiter>
 
     init(_ cell: PolicyCell) {
-        self.cell = cell
-        (policy, limiter, version) = cell.read()
+        copy = VersionedCopy(cell.cell)
+        admission = ClientAdmission(policy: copy.value.policy, table: copy.value.limiter, monotonicNanoseconds: 0)
     }
 
-    /// Copies the cell's policy if it changed since the last call; returns whether it did.
+    /// Takes a reloaded policy, and reads the monotonic clock when rates are limited (once per
+    /// batch: every request of the batch is charged at the same time).
     @inline(__always)
-    @discardableResult
-    mutating func refresh() -> Bool {
-        guard cell.currentVersion != version else { return false }
-        (policy, limiter, version) = cell.read()
-        return true
+    mutating func refresh(monotonicNanoseconds now: () -> Int64) {
+        if copy.refresh() {
+            admission = ClientAdmission(policy: copy.value.policy, table: copy.value.limiter, monotonicNanoseconds: 0)
+        }
+        if admission.table != nil { admission.monotonicNanoseconds = now() }
     }
 }

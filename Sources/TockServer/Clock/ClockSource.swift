@@ -68,7 +68,7 @@ struct ClockStateService: Service {
 
     func run() async throws {
         if source == .external { return }
-        var last = cell.read().state
+        var last = cell.state
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: .seconds(1))

@@ -34,9 +34,14 @@ package final class HardwareClocks: Sendable {
     package let interfaces: [Interface]
     /// What was asked for.
     package let requested: [String]
-    private let version = ManagedAtomic<UInt64>(0)
     /// Per interface: the current mapping and how often its fit started again.
-    private let fits: NIOLockedValueBox<(mappings: [HardwareClockMapping?], resets: [Int])>
+    private let fits: VersionedCell<Fits>
+
+    /// The clock fits of every interface, in `interfaces` order.
+    struct Fits: Sendable {
+        var mappings: [HardwareClockMapping?]
+        var resets: [Int]
+    }
     private let stopped = ManagedAtomic(false)
 
     /// Whether any interface is in hardware mode: the NTP sockets then ask for the cards'
@@ -81,7 +86,7 @@ package final class HardwareClocks: Sendable {
     init(interfaces: [Interface], requested: [String]) {
         self.interfaces = interfaces
         self.requested = requested
-        fits = NIOLockedValueBox((Array(repeating: nil, count: interfaces.count), Array(repeating: 0, count: interfaces.count)))
+        fits = VersionedCell(Fits(mappings: Array(repeating: nil, count: interfaces.count), resets: Array(repeating: 0, count: interfaces.count)), version: 0)
     }
 
     deinit {
@@ -121,31 +126,30 @@ package final class HardwareClocks: Sendable {
     /// Replaces the mappings (one per interface); workers pick them up at their next batch.
     func publish(_ fresh: [HardwareClockMapping?], resets counts: [Int]) {
         precondition(fresh.count == interfaces.count && counts.count == interfaces.count, "one mapping per interface")
-        fits.withLockedValue { $0 = (fresh, counts) }
-        version.wrappingIncrement(ordering: .releasing)
+        fits.publish(Fits(mappings: fresh, resets: counts))
     }
 
     /// The current mapping of each interface, and the version they belong to.
     func read() -> (mappings: [HardwareClockMapping?], version: UInt64) {
-        let v = version.load(ordering: .acquiring)
-        return (fits.withLockedValue { $0.mappings }, v)
+        let (current, version) = fits.read()
+        return (current.mappings, version)
     }
 
     @inline(__always)
-    var currentVersion: UInt64 { version.load(ordering: .acquiring) }
+    var currentVersion: UInt64 { fits.currentVersion }
 
     /// What `tock status` and the metrics show of each interface.
     package func status(now: UTCInstant) -> [ServerStatus.HardwareInterface] {
-        let (current, counts) = fits.withLockedValue { $0 }
+        let current = fits.current
         return interfaces.enumerated().map { i, interface in
             switch interface.outcome {
             case .success(let plan):
-                let mapping = current[i]
+                let mapping = current.mappings[i]
                 let valid = mapping.map { $0.validUntil >= now.nanosecondsSinceUnixEpoch } ?? false
                 return ServerStatus.HardwareInterface(
                     name: interface.name, hardware: true, reason: valid ? nil : "the hardware clock has no current reading yet",
                     clock: "/dev/ptp\(plan.hardwareClock)", receiveFilter: "\(plan.receiveFilter)",
-                    rateErrorPPM: valid ? (mapping!.rate - 1) * 1e6 : nil, clockResets: UInt64(counts[i])
+                    rateErrorPPM: valid ? (mapping!.rate - 1) * 1e6 : nil, clockResets: UInt64(current.resets[i])
                 )
             case .failure(let reason):
                 return ServerStatus.HardwareInterface(name: interface.name, hardware: false, reason: "\(reason)")

@@ -36,7 +36,7 @@ final class DatagramListener: Sendable {
     /// Binds the sockets now, so that bind errors surface before anything starts. With
     /// `transmitTimestamps` (NTP's interleaved mode) each socket reports kernel transmit
     /// timestamps, if the kernel lets it (otherwise every reply stays basic).
-    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, address requested: SocketEndpoint, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: (DatagramSocket) -> R) throws(ListenerError) {
         let (address, fds) = try ListenerSocket.bindingPort(requested, alsoTCP: false) { (address) throws(ListenerError) -> (SocketEndpoint, [Int32]) in
             var fds: [Int32] = []
             do throws(ListenerError) {
@@ -60,7 +60,7 @@ final class DatagramListener: Sendable {
     /// the workers rely on. Owns `socket.fd` from here on, and closes it if this fails.
     /// Transmit timestamps only with one worker: the kernel numbers a socket's datagrams, and
     /// workers sharing it could not tell whose a number is.
-    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: () -> R) throws(ListenerError) {
+    convenience init<R: DatagramResponder>(service: TockService, inherited socket: InheritedSocket, workers: Int, transmitTimestamps: Bool = false, hardwareClocks: HardwareClocks? = nil, makeResponder: (DatagramSocket) -> R) throws(ListenerError) {
         do throws(ListenerError) {
             try ListenerSocket.adoptUDP(socket.fd, address: socket.address)
         } catch {
@@ -72,7 +72,7 @@ final class DatagramListener: Sendable {
         self.init(service: service, address: socket.address, fds: [socket.fd], workers: max(1, workers), inherited: socket, transmitTimestamps: stamping, hardwareClocks: stamping ? hardwareClocks : nil, makeResponder: makeResponder)
     }
 
-    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, transmitTimestamps: Bool, hardwareClocks: HardwareClocks?, makeResponder: () -> R) {
+    private init<R: DatagramResponder>(service: TockService, address: SocketEndpoint, fds: [Int32], workers: Int, inherited: InheritedSocket?, transmitTimestamps: Bool, hardwareClocks: HardwareClocks?, makeResponder: (DatagramSocket) -> R) {
         self.service = service
         self.address = address
         self.fds = fds
@@ -83,18 +83,12 @@ final class DatagramListener: Sendable {
         let stopping = self.stopping
         var bodies: [@Sendable () -> Void] = []
         for i in 0..<workers {
-            var worker = DatagramWorker(
-                fd: fds[i % fds.count],
-                isIPv6: address.isIPv6,
-                answerFromDestination: answerFromDestination,
-                responder: makeResponder(),
-                counters: counters[i],
-                stopping: stopping
+            let socket = DatagramSocket(
+                fd: fds[i % fds.count], isIPv6: address.isIPv6, answerFromDestination: answerFromDestination,
+                transmitTimestamps: transmitTimestamps, hardwareClocks: hardwareClocks?.isActive == true ? hardwareClocks : nil
             )
-            worker.transmitTimestamps = transmitTimestamps
-            worker.hardwareClocks = hardwareClocks?.isActive == true ? hardwareClocks : nil
-            let body = worker
-            bodies.append { body.run() }
+            let worker = DatagramWorker(socket: socket, responder: makeResponder(socket), counters: counters[i], stopping: stopping)
+            bodies.append { worker.run() }
         }
         self.state = NIOLockedValueBox(.ready(bodies))
     }

@@ -7,7 +7,7 @@ extension TockServer {
     /// load, the clock state, and the `busiestClients` busiest clients of each rate-limited
     /// service. Reads the workers' published counters (relaxed loads); never blocks them.
     package func status(busiestClients: Int = 10) -> ServerStatus {
-        let state = clockState.read().state
+        let state = clockState.state
         let clock = ServerStatus.Clock(
             source: configuration.clockSource.name,
             synchronized: state.isSynchronized,

@@ -285,10 +285,10 @@ package final class NTSKEListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Admission first: a denied or rate-limited address gets no TLS at all.
-                    let (policy, limiter, _) = cell.read()
+                    let live = cell.live
                     if let client = StreamTimeHandler.client(channel.remoteAddress) {
                         var random = SystemRandomNumberGenerator()
-                        let admission = ClientAdmission(policy: policy, table: limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
+                        let admission = ClientAdmission(policy: live.policy, table: live.limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
                         switch admission.admit(client, random: random.next()) {
                         case .serve: break
                         case .drop(let reason), .kiss(_, let reason):

@@ -24,36 +24,36 @@ extension LocalZone {
 /// Daytime or Time over UDP on the datagram engine: the core's `TextTimeServer.handle`.
 struct TextTimeDatagramResponder: DatagramResponder {
     var replyCapacity: Int { TextTimeServer.maximumReplyLength }
-    var service: TockService { core.service }
 
     let core: TextTimeServer
-    var clock: CachedClockState
-    var zone = LocalZone.utc
+    private var clock: CachedClockState
+    private var zone = LocalZone.utc
     /// The access list and rate limit, refreshed once per batch so a reload applies live.
-    var policy: CachedPolicy
-    var random = FastRandom()
-    var admission: ClientAdmission<ClientLimiter>
+    private var admission: LiveAdmission
+    private var random = FastRandom()
+    private var batchTime = UTCInstant(nanosecondsSinceUnixEpoch: 0)
 
     init(core: TextTimeServer, clock: ClockStateCell, policy: PolicyCell) {
         self.core = core
         self.clock = CachedClockState(clock)
-        self.policy = CachedPolicy(policy)
-        self.admission = ClientAdmission(policy: self.policy.policy, table: self.policy.limiter, monotonicNanoseconds: 0)
+        self.admission = LiveAdmission(policy)
     }
 
-    mutating func beginBatch(now: UTCInstant) {
+    mutating func beginBatch(now: UTCInstant, totals: borrowing DatagramCounters.Totals) {
         clock.refresh()
-        if policy.refresh() {
-            admission = ClientAdmission(policy: policy.policy, table: policy.limiter, monotonicNanoseconds: 0)
-        }
+        admission.refresh(monotonicNanoseconds: SystemClock.monotonicNanoseconds)
         if core.needsLocalZone { zone = .lookup(at: now) }
-        if admission.table != nil { admission.monotonicNanoseconds = SystemClock.monotonicNanoseconds() }
+        batchTime = now
     }
 
-    mutating func respond(to request: UnsafeRawBufferPointer, from client: ClientAddress, receiveTime: UTCInstant, reply: UnsafeMutableRawBufferPointer) -> DatagramVerdict {
-        switch core.handle(from: client, transport: .datagram, now: receiveTime, localZone: zone, clock: clock.state, admission: admission, random: random.next(), reply: reply) {
-        case .respond(let length): .send(length: length, kind: .complete)
-        case .ignore(let reason): .ignore(reason)
+    mutating func respond(
+        to request: UnsafeRawBufferPointer, from client: ClientAddress, control: ReceivedControl,
+        slot: Int, reply: UnsafeMutableRawBufferPointer, totals: borrowing DatagramCounters.Totals
+    ) -> DatagramVerdict {
+        let now = control.receiveTime ?? batchTime
+        switch core.handle(from: client, transport: .datagram, now: now, localZone: zone, clock: clock.state, admission: admission.admission, random: random.next(), reply: reply) {
+        case .respond(let length): return .send(length: length)
+        case .ignore(let reason): return .ignore(reason)
         }
     }
 }

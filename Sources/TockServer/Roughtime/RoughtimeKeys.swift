@@ -55,9 +55,8 @@ package struct RoughtimeDelegationFile: Sendable, Hashable {
 /// at start and replaced (a new key and a new CERT) when less than `renewBefore` of its validity
 /// remains. With a delegation file, signed offline so the long-term key never sits on the
 /// server, the file's online key serves until a reload replaces it; once MAXT passes the
-/// server stays silent (`RoughtimeServer.receive`). Workers keep a copy and compare
-/// `currentVersion` once per batch, like `PolicyCell`: the lock is taken only to copy a new
-/// key, so the packet path never locks.
+/// server stays silent (`RoughtimeServer.receive`). The delegation sits in a `VersionedCell`:
+/// workers copy it when its version moves, so the packet path never locks.
 package final class RoughtimeKeyCell: Sendable {
     /// Under this much validity left, an offline delegation is worth a warning in the log.
     package static let warnBelowSeconds = RoughtimeDelegation.warnBelowSeconds
@@ -67,8 +66,8 @@ package final class RoughtimeKeyCell: Sendable {
     /// SRV for the long-term key: H(0xff ‖ key) (§5.1.4).
     package let srv: [UInt8]
     private let source: Source
-    private let version = ManagedAtomic<UInt64>(1)
-    private let current: NIOLockedValueBox<RoughtimeDelegation>
+    /// The delegation served, which workers copy when its version moves.
+    let cell: VersionedCell<RoughtimeDelegation>
 
     /// Where the delegation comes from.
     private enum Source: Sendable {
@@ -92,7 +91,7 @@ package final class RoughtimeKeyCell: Sendable {
         self.longTermPublicKey = first.longTermPublicKey
         var hasher = RoughtimeSHA512()
         self.srv = hasher.srv(forLongTermKey: first.longTermPublicKey)
-        self.current = NIOLockedValueBox(first)
+        self.cell = VersionedCell(first)
     }
 
     /// Keys serving an offline delegation, read (and checked) from `file.path`.
@@ -101,7 +100,7 @@ package final class RoughtimeKeyCell: Sendable {
         self.longTermPublicKey = file.delegation.longTermPublicKey
         var hasher = RoughtimeSHA512()
         self.srv = hasher.srv(forLongTermKey: file.delegation.longTermPublicKey)
-        self.current = NIOLockedValueBox(file.delegation)
+        self.cell = VersionedCell(file.delegation)
     }
 
     /// A fresh online key and its certificate, valid from `now` − `validBefore` to `now` +
@@ -167,19 +166,13 @@ package final class RoughtimeKeyCell: Sendable {
 
     /// Makes `fresh` the delegation the workers take at their next batch.
     private func publish(_ fresh: RoughtimeDelegation) {
-        current.withLockedValue { $0 = fresh }
-        version.wrappingIncrement(ordering: .releasing)
+        cell.publish(fresh)
     }
 
-    /// The current version; changes whenever the online key does.
-    @inline(__always)
-    package var currentVersion: UInt64 { version.load(ordering: .acquiring) }
-
-    /// The current delegation and the version it belongs to (or an older version, in which
-    /// case the reader copies again next time).
+    /// The current delegation and the version it belongs to.
     package func read() -> (key: RoughtimeDelegation, version: UInt64) {
-        let v = version.load(ordering: .acquiring)
-        return (current.withLockedValue { $0 }, v)
+        let (key, version) = cell.read()
+        return (key, version)
     }
 
     /// The current delegation.

@@ -107,7 +107,7 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
                 answer(context, client: client, length: length)
                 return
             case .reject(let reason):
-                finish(context, RoughtimeDatagramResponder.dropReason(reason))
+                finish(context, reason.dropReason)
                 return
             }
         }
@@ -123,7 +123,7 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
         request.withUnsafeBytes { packet in
             _ = reply.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { out in
                 verdict = responder.value.answerAlone(UnsafeRawBufferPointer(rebasing: packet[0..<length]), from: client, now: now, into: out)
-                if case .send(let written, _) = verdict { return written }
+                if case .send(let written) = verdict { return written }
                 return 0
             }
         }

@@ -79,7 +79,7 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         var buffer = context.channel.allocator.buffer(capacity: TextTimeServer.maximumReplyLength)
         var action = TextTimeServer.Action.ignore(.unsynchronized)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TextTimeServer.maximumReplyLength) { raw in
-            action = core.handle(from: client, transport: .stream, now: now, localZone: zone, clock: clock.read().state, admission: admission, random: random.next(), reply: raw)
+            action = core.handle(from: client, transport: .stream, now: now, localZone: zone, clock: clock.state, admission: admission, random: random.next(), reply: raw)
             if case .respond(let length) = action { return length }
             return 0
         }
@@ -220,9 +220,9 @@ final class StreamTimeListener: Sendable {
                     let sync = channel.pipeline.syncOperations
                     switch serves {
                     case .text(let core):
-                        let (policy, limiter, _) = cell.read()
+                        let live = cell.live
                         try sync.addHandler(
-                            StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: policy, limiter: limiter, maxConnections: maxConnections)
+                            StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: live.policy, limiter: live.limiter, maxConnections: maxConnections)
                         )
                     case .roughtime:
                         try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: maxConnections, lifetime: nil, closesIdle: false))
