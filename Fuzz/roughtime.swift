@@ -102,16 +102,21 @@ public func fuzzRoughtime(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let certificate = try! RoughtimeCertificate(onlinePublicKey: online.publicKey, minimumTime: 0, maximumTime: 4_000_000_000, longTermSigner: &longTerm)
     let policy = RoughtimeRequestPolicy(srv: hasher.srv(forLongTermKey: longTermKey))
     var server = RoughtimeServer(policy: policy, certificate: certificate, maximumDepth: 1)
+    // The one decision call production makes, with an admitted client and a synchronised clock.
+    let readTime = UTCInstant(secondsSinceUnixEpoch: 1_800_000_000)
+    let clock = ServerClockState.local(stratum: 1, now: readTime, precisionNanoseconds: 30)
+    let admission = ClientAdmission<NoRateLimit>(policy: ServicePolicy())
+    let client = ClientAddress(ipv4: 0xC633_6407, port: 40_000)
     let decision = policy.decide(input)
-    let first = server.receive(input, midpoint: 1_800_000_000, hasher: &hasher)
+    let first = server.receive(input, from: client, readTime: readTime, clock: clock, admission: admission, random: 0, hasher: &hasher)
     guard case .queued(let ticket) = first else {
-        if case .ignore(let reason) = first { precondition(decision == .ignore(reason), "receive follows decide") }
+        guard case .ignore(let why) = decision, first == .ignore(why.dropReason) else { preconditionFailure("receive follows decide") }
         return 0
     }
     guard case .respond(let accepted) = decision else { preconditionFailure("queued what decide ignored") }
-    let second = server.receive(input, midpoint: 1_800_000_000, hasher: &hasher)
+    let second = server.receive(input, from: client, readTime: readTime, clock: clock, admission: admission, random: 0, hasher: &hasher)
     guard case .queued(let again) = second, again.batch == ticket.batch, again.index == 1 else { preconditionFailure("second copy not queued") }
-    try! server.seal(midpoint: 1_800_000_000, radius: 3, signer: &online, hasher: &hasher)
+    precondition(server.seal(readTime: readTime, clock: clock, signer: &online, hasher: &hasher) == .sealed(signatures: 1), "sealed")
     var reply = [UInt8](repeating: 0xEE, count: 1024)
     for t in [ticket, again] {
         reply.withUnsafeMutableBytes { out in

@@ -29,7 +29,8 @@ import TockProtocol
                 tickets.append(ticket)
             }
             let midpoint = UInt64(1_800_000_000 + round)
-            try server.seal(midpoint: midpoint, radius: 3, signer: &keys.online, hasher: &hasher)
+            #expect(server.seal(midpoint: midpoint, signer: &keys.online, hasher: &hasher) == .sealed(signatures: size >= 3 ? 2 : 1))
+            #expect(server.queued == tickets)
             let answers = writeReplies(server, tickets)
             var perBatch: [Int: Int] = [:]
             for t in tickets { perBatch[t.batch, default: 0] += 1 }
@@ -61,18 +62,60 @@ import TockProtocol
         let actions = (0..<3).map { _ in
             RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: [.rfc]).withUnsafeBytes { server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }
         }
-        #expect(actions[2] == .ignore(.batchFull))
+        #expect(actions[2] == .ignore(.roughtimeInternal))
     }
 
-    /// A midpoint outside the certificate's MINT…MAXT is never signed.
+    /// A midpoint outside the certificate's MINT…MAXT is never signed: every queued request is
+    /// dropped, for that reason.
     @Test func sealRefusesMidpointOutsideDelegation() {
         var keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
         var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
         var hasher = RoughtimeSHA512()
         _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, midpoint: 1500, hasher: &hasher) }
-        #expect(throws: RoughtimeBatch.SealError.outsideDelegation) {
-            try server.seal(midpoint: 2001, radius: 1, signer: &keys.online, hasher: &hasher)
+        #expect(server.seal(midpoint: 2001, signer: &keys.online, hasher: &hasher) == .dropped(.roughtimeDelegationExpired))
+        #expect(server.queued.isEmpty)
+    }
+
+    /// MIDP and RADI come from the batch's read time and the clock state: the time rounded to
+    /// the nearest second, the root dispersion plus that rounding in whole seconds (§5.2.5).
+    @Test func sealTakesMidpointAndRadiusFromTheReadTimeAndTheClock() throws {
+        var keys = TestServerKeys()
+        var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
+        var hasher = RoughtimeSHA512()
+        let readTime = UTCInstant(secondsSinceUnixEpoch: 1_800_000_000, nanoseconds: 600_000_000)
+        var clock = ServerCalls.clock(at: 1_800_000_000)
+        clock.rootDispersionNanoseconds = 2_600_000_000
+        let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
+        let action = request.withUnsafeBytes {
+            server.receive($0, from: ServerCalls.client, readTime: readTime, clock: clock, admission: ClientAdmission<NoRateLimit>(policy: ServicePolicy()), random: 0, hasher: &hasher)
         }
+        guard case .queued(let ticket) = action else { Issue.record("not queued: \(action)"); return }
+        #expect(server.seal(readTime: readTime, clock: clock, signer: &keys.online, hasher: &hasher) == .sealed(signatures: 1))
+        var reply = [UInt8](repeating: 0, count: 1024)
+        let length = reply.withUnsafeMutableBytes { server.writeReply(ticket, into: $0) }
+        let time = try verify(request: request, reply: Array(reply[0..<length]), key: keys.longTerm.publicKey)
+        #expect(time.midpoint == 1_800_000_001 && time.radius == 4)
+    }
+
+    /// The one decision call refuses in order: a malformed request for its own reason (before
+    /// admission, so garbage costs no rate-limit token), then a denied client, then an
+    /// unsynchronised clock, then an expired delegation.
+    @Test func receiveDecidesInOneCall() {
+        let keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
+        var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
+        var hasher = RoughtimeSHA512()
+        let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
+        let denied = ClientAdmission<NoRateLimit>(policy: ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [198, 51, 100, 0], length: 24)])))
+        let inside = ServerCalls.readTime(1500)
+        func receive(_ bytes: [UInt8], admission: ClientAdmission<NoRateLimit> = ClientAdmission(policy: ServicePolicy()), clock: ServerClockState = ServerCalls.clock(at: 1500), at readTime: UTCInstant = inside) -> RoughtimeServerAction {
+            bytes.withUnsafeBytes { server.receive($0, from: ServerCalls.client, readTime: readTime, clock: clock, admission: admission, random: 0, hasher: &hasher) }
+        }
+        #expect(receive(Array(request.prefix(500)), admission: denied) == .ignore(.tooShort))
+        #expect(receive(request, admission: denied) == .ignore(.denied))
+        #expect(receive(request, clock: .unsynchronized) == .ignore(.unsynchronized))
+        #expect(receive(request, at: ServerCalls.readTime(2001)) == .ignore(.roughtimeDelegationExpired))
+        #expect(server.queued.isEmpty && server.batches.allSatisfy { $0.count == 0 })
+        guard case .queued = receive(request) else { Issue.record("not queued"); return }
     }
 
     /// An online signer that fails (the key store gone, a hardware token unplugged) fails the
@@ -90,16 +133,14 @@ import TockProtocol
             _ = RoughtimeRequestBuilder.packet(nonce: randomNonce()).withUnsafeBytes { server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }
         }
         var failing = FailingSigner()
-        #expect(throws: RoughtimeBatch.SealError.signingFailed) {
-            try server.seal(midpoint: 1_800_000_000, radius: 3, signer: &failing, hasher: &hasher)
-        }
+        #expect(server.seal(midpoint: 1_800_000_000, signer: &failing, hasher: &hasher) == .dropped(.roughtimeInternal))
         #expect(server.batches.allSatisfy { !$0.isSealed })
         server.removeAll()
         let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
         guard case .queued(let ticket) = request.withUnsafeBytes({ server.receive($0, midpoint: 1_800_000_000, hasher: &hasher) }) else {
             Issue.record("not queued after the failed batch"); return
         }
-        try server.seal(midpoint: 1_800_000_000, radius: 3, signer: &keys.online, hasher: &hasher)
+        #expect(server.seal(midpoint: 1_800_000_000, signer: &keys.online, hasher: &hasher) == .sealed(signatures: 1))
         var reply = [UInt8](repeating: 0, count: 1024)
         let length = reply.withUnsafeMutableBytes { server.writeReply(ticket, into: $0) }
         let time = try request.withUnsafeBytes { q in
@@ -118,7 +159,7 @@ import TockProtocol
         var server = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
         var hasher = RoughtimeSHA512()
         let request = RoughtimeRequestBuilder.packet(nonce: randomNonce())
-        #expect(request.withUnsafeBytes { server.receive($0, midpoint: midpoint, hasher: &hasher) } == .ignore(.outsideDelegation))
+        #expect(request.withUnsafeBytes { server.receive($0, midpoint: midpoint, hasher: &hasher) } == .ignore(.roughtimeDelegationExpired))
         #expect(server.batches.allSatisfy { $0.count == 0 })
         // A malformed request keeps its own reason, whatever the time.
         #expect(Array(request.prefix(500)).withUnsafeBytes { server.receive($0, midpoint: midpoint, hasher: &hasher) } == .ignore(.tooShort))
@@ -129,27 +170,6 @@ import TockProtocol
                 return
             }
         }
-    }
-
-    /// `queue` (for a transport that decided first) queues as `receive` does, in the batch of
-    /// the version the decision chose, and keeps the MINT…MAXT rule.
-    @Test func queueAfterDecidingMatchesReceive() throws {
-        let keys = TestServerKeys(minimumTime: 1000, maximumTime: 2000)
-        var viaReceive = RoughtimeServer(policy: RoughtimeRequestPolicy(srv: keys.srv), certificate: keys.certificate, maximumDepth: 2)
-        var viaQueue = viaReceive
-        var hasher = RoughtimeSHA512()
-        for versions in [[RoughtimeVersion.rfc], [.draft12]] {
-            let request = RoughtimeRequestBuilder.packet(nonce: randomNonce(), versions: versions)
-            guard case .respond(let accepted) = request.withUnsafeBytes({ viaQueue.policy.decide($0) }) else {
-                Issue.record("\(versions) not accepted"); return
-            }
-            let queued = request.withUnsafeBytes { viaQueue.queue($0, accepted: accepted, midpoint: 1500, hasher: &hasher) }
-            let received = request.withUnsafeBytes { viaReceive.receive($0, midpoint: 1500, hasher: &hasher) }
-            #expect(queued == received, "\(versions)")
-            #expect(request.withUnsafeBytes { viaQueue.queue($0, accepted: accepted, midpoint: 2001, hasher: &hasher) } == .ignore(.outsideDelegation))
-        }
-        #expect(viaQueue.batches.map(\.count) == viaReceive.batches.map(\.count))
-        #expect(viaQueue.batches.map(\.count) == [1, 1], "one request in each version's batch")
     }
 
     /// One batch of five; reply 3 and its request, to break.
@@ -168,7 +188,7 @@ import TockProtocol
                 requests.append(request)
                 tickets.append(t)
             }
-            try! server.seal(midpoint: 1_800_000_000, radius: 3, signer: &keys.online, hasher: &hasher)
+            precondition(server.seal(midpoint: 1_800_000_000, signer: &keys.online, hasher: &hasher) == .sealed(signatures: 1))
             replies = writeReplies(server, tickets)
         }
 

@@ -14,10 +14,15 @@ struct TestInterleavedLog: NTPInterleavedLog {
         return transmits[previousReceive].map { .transmitted($0) } ?? .transmitPending
     }
 
-    mutating func replied(to client: ClientAddress, receive: UInt64) {
+    /// Records `receive`; its entry is its index in `recorded`.
+    mutating func replied(to client: ClientAddress, receive: UInt64) -> Int {
         receives[Key(high: client.high, low: client.low)] = receive
         recorded.append(receive)
+        return recorded.count - 1
     }
+
+    /// The entry the last reply was recorded in, as the core's action must name it.
+    var lastEntry: NTPLogEntry { NTPLogEntry(entry: recorded.count - 1, receive: recorded.last ?? 0) }
 }
 
 @Suite("Interleaved mode (RFC 9769)")
@@ -37,8 +42,11 @@ struct InterleavedTests {
                 server.handle(request, from: client, receiveTime: receiveTime, clock: ServerFixture.clock, admission: ClientAdmission(policy: ServicePolicy()), nts: &nts, interleaved: &log, reply: reply, random: &random)
             }
         }
-        if case .respond(_, let kind) = action, kind == .time || kind == .timeForInterleavedClient {
+        switch action {
+        case .respond(_, .time), .respond(_, .timeForInterleavedClient):
             reply.withUnsafeMutableBytes { server.stampTransmitTime(receiveTime.advanced(byNanoseconds: 50_000), reply: $0, random: &random) }
+        default:
+            break
         }
         return Served(action: action, reply: reply)
     }
@@ -76,7 +84,9 @@ struct InterleavedTests {
         var (log, previousReceive) = Self.logAfterFirstReply()
         let clientReceive: UInt64 = 0x5555_6666_7777_8888  // the client's T4 of the previous reply
         let served = Self.serve(Self.request(origin: previousReceive, receive: clientReceive, transmit: 0x9999_AAAA_BBBB_CCCC), log: &log)
-        #expect(served.action == .respond(length: 48, kind: .interleavedTime))
+        // The action names the log entry and the receive timestamp the reply carries.
+        #expect(served.action == .respond(length: 48, kind: .interleavedTime(log!.lastEntry)))
+        #expect(log!.lastEntry.receive == served.receive)
         #expect(served.origin == clientReceive)  // origin = the request's receive field
         let t2 = NTPTimestamp(rawValue: served.receive).instant(near: Self.t2)
         #expect(abs(t2.nanoseconds(since: Self.t2)) <= NTPServerTests.precisionNanoseconds)  // this exchange's T2
@@ -88,7 +98,7 @@ struct InterleavedTests {
         var (log, previousReceive) = Self.logAfterFirstReply()
         let newPort = ClientAddress(ipv4: 0xC000_0264, port: 40_123)
         let served = Self.serve(Self.request(origin: previousReceive, receive: 5, transmit: 9), log: &log, from: newPort)
-        #expect(served.action == .respond(length: 48, kind: .interleavedTime))
+        #expect(served.action == .respond(length: 48, kind: .interleavedTime(log!.lastEntry)))
         let otherAddress = ClientAddress(ipv4: 0xC000_0265, port: 50_000)
         (log, _) = Self.logAfterFirstReply()
         #expect(Self.serve(Self.request(origin: previousReceive, receive: 5, transmit: 9), log: &log, from: otherAddress).action == .respond(length: 48, kind: .time))
@@ -98,7 +108,8 @@ struct InterleavedTests {
         var (log, previousReceive) = Self.logAfterFirstReply(known: false)
         let served = Self.serve(Self.request(origin: previousReceive, receive: 5, transmit: 0x9999), log: &log)
         // Basic, but the client asked for interleaved mode: this reply's transmit timestamp is wanted.
-        #expect(served.action == .respond(length: 48, kind: .timeForInterleavedClient))
+        #expect(served.action == .respond(length: 48, kind: .timeForInterleavedClient(log!.lastEntry)))
+        #expect(log!.lastEntry.receive == served.receive)
         #expect(served.origin == 0x9999)  // basic: origin = the request's transmit
         #expect(served.transmit & 1 == 0 && served.transmit > served.receive)  // T3 stamped as for .time
         #expect(log!.recorded.last == served.receive)
@@ -113,13 +124,13 @@ struct InterleavedTests {
         #expect(first.action == .respond(length: 48, kind: .time))
         #expect(!NTPReplyKind.time.wantsTransmitTimestamp)
         let second = Self.serve(Self.request(origin: first.receive, receive: 0x2001, transmit: 0x2000), log: &log, receiveTime: Self.t2.advanced(byNanoseconds: -1_000_000_000))
-        #expect(second.action == .respond(length: 48, kind: .timeForInterleavedClient))
-        #expect(NTPReplyKind.timeForInterleavedClient.wantsTransmitTimestamp)
+        #expect(second.action == .respond(length: 48, kind: .timeForInterleavedClient(log!.lastEntry)))
+        #expect(NTPReplyKind.timeForInterleavedClient(log!.lastEntry).wantsTransmitTimestamp)
         #expect(second.origin == 0x2000)
         log!.transmits[second.receive] = Self.kernelTransmit  // the transport's report for the second reply
         let third = Self.serve(Self.request(origin: second.receive, receive: 0x3001, transmit: 0x3000), log: &log)
-        #expect(third.action == .respond(length: 48, kind: .interleavedTime))
-        #expect(NTPReplyKind.interleavedTime.wantsTransmitTimestamp)
+        #expect(third.action == .respond(length: 48, kind: .interleavedTime(log!.lastEntry)))
+        #expect(NTPReplyKind.interleavedTime(log!.lastEntry).wantsTransmitTimestamp)
         #expect(third.origin == 0x3001)
         #expect(third.transmit == Self.kernelTransmit & ~1)
     }
