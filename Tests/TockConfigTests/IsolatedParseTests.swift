@@ -44,7 +44,7 @@ struct IsolatedParseTests {
         } catch {
             #expect(error == inProcess)
             let only = try #require(error.all.count == 1 ? error.all.first : nil)
-            #expect(only.kind == .outOfRange && only.line == 2 && only.key == "rate_limit.burst" && only.value == "300")
+            #expect(only.code == .outOfRange && only.line == 2 && only.key == "rate_limit.burst" && only.value == "300")
         }
     }
 
@@ -114,7 +114,7 @@ struct IsolatedParseTests {
             Issue.record("a bad file parsed")
         } catch {
             #expect(error.all.map(\.line) == [2, 4, 6])
-            #expect(error.all.map(\.kind) == [.unknownKey, .outOfRange, .wrongType])
+            #expect(error.all.map(\.code) == [.unknownKey, .outOfRange, .wrongType])
         }
     }
 
@@ -132,7 +132,7 @@ struct IsolatedParseTests {
                 _ = try IsolatedParse.load(path: "/etc/tock/tockd.toml", executable: script.path, timeout: 1)
                 Issue.record("\(body): no error")
             } catch {
-                #expect(error.all.map(\.kind) == [.parserFailure], "\(body)")
+                #expect(error.all.map(\.code) == [.parserFailure], "\(body)")
                 #expect(error.description.contains(expected), "\(body): \(error)")
             }
         }
@@ -140,7 +140,7 @@ struct IsolatedParseTests {
             _ = try IsolatedParse.load(path: "/x.toml", executable: "/nonexistent/tockd")
             Issue.record("ran a missing executable")
         } catch {
-            #expect(error.all.map(\.kind) == [.parserFailure] && error.description.contains("cannot run the parser"))
+            #expect(error.all.map(\.code) == [.parserFailure] && error.description.contains("cannot run the parser"))
         }
     }
 }
