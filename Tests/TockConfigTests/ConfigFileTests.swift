@@ -59,7 +59,7 @@ struct ConfigFileTests {
         var uncommented = ""
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             if line.hasPrefix("# "), let eq = line.range(of: " = "),
-               line[line.index(line.startIndex, offsetBy: 2)..<eq.lowerBound].allSatisfy({ $0 == "_" || ("a"..."z").contains($0) }) {
+               line[line.index(line.startIndex, offsetBy: 2)..<eq.lowerBound].allSatisfy({ $0 == "_" || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) {
                 uncommented += line.dropFirst(2) + "\n"
             } else {
                 uncommented += line + "\n"

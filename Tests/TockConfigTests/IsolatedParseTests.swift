@@ -101,6 +101,7 @@ struct IsolatedParseTests {
             listen = ["127.0.0.1:2002"]
             key_file = "/etc/tock/roughtime.key"
             delegation_file = "/etc/tock/roughtime.delegation"
+            workers = 4
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let inProcess = try ConfigFile.load(path: file)
         #expect(Setting.all.filter { inProcess.differences(from: TockdSettings()).contains($0) }.count == Setting.all.count, "the file sets everything")
