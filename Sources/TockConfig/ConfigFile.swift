@@ -4,27 +4,57 @@ import TockProtocol
 
 /// A configuration file could not be used: names the file, the line, the key, the value and
 /// what is allowed, so an operator can fix it without reading the source.
+///
+/// Callers compare on `code`, never on the text, which is for people and may be reworded.
 package struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
-    /// What kind of mistake; tests and callers compare on this.
-    package enum Kind: String, Sendable, Codable {
+    /// What kind of mistake: a struct rather than an enumeration, so a new kind does not break
+    /// code that switches over the others. Coded as its name, for the JSON a reload's parser
+    /// sends back.
+    package struct Code: Hashable, Sendable, Codable, CustomStringConvertible {
+        private enum Backing: String, Codable {
+            case unreadable, syntax, unknownKey, wrongType, outOfRange, invalidValue, parserFailure
+        }
+        private let backing: Backing
+
+        private init(backing: Backing) { self.backing = backing }
+
         /// The file cannot be read.
-        case unreadable
+        package static let unreadable = Code(backing: .unreadable)
         /// The file is not valid TOML.
-        case syntax
+        package static let syntax = Code(backing: .syntax)
         /// A table or key tockd does not know (often a typo).
-        case unknownKey
+        package static let unknownKey = Code(backing: .unknownKey)
         /// A value of the wrong TOML type.
-        case wrongType
+        package static let wrongType = Code(backing: .wrongType)
         /// A value of the right type that is outside its range.
-        case outOfRange
+        package static let outOfRange = Code(backing: .outOfRange)
         /// A value of the right type that is not acceptable otherwise.
-        case invalidValue
+        package static let invalidValue = Code(backing: .invalidValue)
         /// The parser itself failed (crashed, hung or could not run) on this file.
-        case parserFailure
+        package static let parserFailure = Code(backing: .parserFailure)
+
+        /// The code for a setting's own check: out of range or otherwise invalid.
+        init(_ code: SettingError.Code) {
+            self = code == .outOfRange ? .outOfRange : .invalidValue
+        }
+
+        /// Reads the name `encode(to:)` writes.
+        package init(from decoder: Decoder) throws {
+            backing = try decoder.singleValueContainer().decode(Backing.self)
+        }
+
+        /// Writes the name.
+        package func encode(to encoder: Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(backing)
+        }
+
+        /// The code's name, for logs and tests.
+        package var description: String { backing.rawValue }
     }
 
     /// What kind of mistake.
-    package var kind: Kind
+    package var code: Code
     /// The file.
     package var path: String
     /// The 1-based line, when known.
@@ -39,8 +69,8 @@ package struct ConfigFileError: Error, Sendable, Equatable, Codable, CustomStrin
     package var allowed: String?
 
     /// A mistake in the file at `path`.
-    package init(kind: Kind, path: String, line: Int? = nil, key: String? = nil, value: String? = nil, problem: String, allowed: String? = nil) {
-        self.kind = kind
+    package init(code: Code, path: String, line: Int? = nil, key: String? = nil, value: String? = nil, problem: String, allowed: String? = nil) {
+        self.code = code
         self.path = path
         self.line = line
         self.key = key
@@ -122,7 +152,7 @@ package enum ConfigFile {
     /// Reads and checks the file at `path`.
     package static func load(path: String) throws(ConfigFileErrors) -> TockdSettings {
         guard let text = readFile(path) else {
-            throw ConfigFileErrors(ConfigFileError(kind: .unreadable, path: path, problem: "cannot read: \(String(cString: strerror(errno)))"))
+            throw ConfigFileErrors(ConfigFileError(code: .unreadable, path: path, problem: "cannot read: \(String(cString: strerror(errno)))"))
         }
         return try parse(text, path: path)
     }
@@ -130,15 +160,15 @@ package enum ConfigFile {
     /// Parses and checks `text`, naming `path` in errors.
     package static func parse(_ text: String, path: String) throws(ConfigFileErrors) -> TockdSettings {
         if let line = TOMLKeyLines.malformedTableHeader(in: text) {
-            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]"))
+            throw ConfigFileErrors(ConfigFileError(code: .syntax, path: path, line: line, problem: "not valid TOML: a table header needs a name: [name]"))
         }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, line: error.source.begin.line, problem: "not valid TOML: \(error.description)"))
+            throw ConfigFileErrors(ConfigFileError(code: .syntax, path: path, line: error.source.begin.line, problem: "not valid TOML: \(error.description)"))
         } catch {
-            throw ConfigFileErrors(ConfigFileError(kind: .syntax, path: path, problem: "not valid TOML: \(error)"))
+            throw ConfigFileErrors(ConfigFileError(code: .syntax, path: path, problem: "not valid TOML: \(error)"))
         }
         var reader = Reader(path: path, lines: TOMLKeyLines(text))
         reader.read(table)
@@ -153,8 +183,8 @@ package enum ConfigFile {
         var settings = TockdSettings()
         var errors: [ConfigFileError] = []
 
-        func error(_ kind: ConfigFileError.Kind, _ key: String, value: String? = nil, _ problem: String, allowed: String? = nil) -> ConfigFileError {
-            ConfigFileError(kind: kind, path: path, line: lines.line(of: key), key: key, value: value, problem: problem, allowed: allowed)
+        func error(_ code: ConfigFileError.Code, _ key: String, value: String? = nil, _ problem: String, allowed: String? = nil) -> ConfigFileError {
+            ConfigFileError(code: code, path: path, line: lines.line(of: key), key: key, value: value, problem: problem, allowed: allowed)
         }
 
         mutating func read(_ document: TOMLTable) {
@@ -228,12 +258,16 @@ package enum ConfigFile {
                 }
             } catch {
                 throw self.error(
-                    error.kind == .outOfRange ? .outOfRange : .invalidValue, key,
+                    ConfigFileError.Code(error.code), key,
                     value: error.element.map { "\"\($0)\"" } ?? shown, error.problem, allowed: error.allowed ?? setting.allowed
                 )
             }
         }
     }
+
+    /// The largest file read, 16 MiB: a configuration file is small, so anything larger is a
+    /// mistake (a log or a device named by accident), refused rather than read into memory.
+    static let maximumBytes = 16 << 20
 
     static func readFile(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
@@ -244,8 +278,7 @@ package enum ConfigFile {
             let n = fread(&buffer, 1, buffer.count, file)
             if n > 0 { bytes += buffer[..<n] }
             if n < buffer.count { break }
-            // A configuration file is small; refuse to read something absurd.
-            if bytes.count > 16 << 20 { errno = EFBIG; return nil }
+            if bytes.count > maximumBytes { errno = EFBIG; return nil }
         }
         if ferror(file) != 0 { return nil }
         return String(decoding: bytes, as: UTF8.self)

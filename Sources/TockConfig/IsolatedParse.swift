@@ -33,7 +33,7 @@ package enum IsolatedParse {
     /// `--config PATH --parse-config` and reads its answer, waiting at most `timeout` seconds.
     package static func load(path: String, executable: String = "/proc/self/exe", timeout: Double = 10) throws(ConfigFileErrors) -> TockdSettings {
         func failure(_ problem: String) -> ConfigFileErrors {
-            ConfigFileErrors(ConfigFileError(kind: .parserFailure, path: path, problem: problem))
+            ConfigFileErrors(ConfigFileError(code: .parserFailure, path: path, problem: problem))
         }
         let result = ChildProcess.run(executable, ["--config", path, "--parse-config"], timeout: timeout)
         guard result.launched else { throw failure("cannot run the parser (\(executable)): \(result.errors)") }
@@ -171,8 +171,8 @@ enum ChildProcess {
                 let n = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if n > 0 {
                     if entry.fd == outPipe[0] { result.output += buffer[..<n] } else { errors += buffer[..<n] }
-                    // A configuration's JSON is small; anything huge is not an answer.
-                    if result.output.count > 16 << 20 { result.timedOut = true; kill(pid, SIGKILL); open = [] }
+                    // A configuration's JSON is about as small as its file; anything huge is not an answer.
+                    if result.output.count > ConfigFile.maximumBytes { result.timedOut = true; kill(pid, SIGKILL); open = [] }
                 } else if n == 0 || errno != EINTR {
                     open.removeAll { $0 == entry.fd }
                 }

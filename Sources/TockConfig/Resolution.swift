@@ -35,7 +35,7 @@ extension TockdSettings {
     package func validate() throws(SettingError) {
         for setting in Setting.all {
             if let problem = setting.check(self) {
-                throw SettingError(setting, value: problem.element ?? setting.text(in: self), problem: problem.problem)
+                throw SettingError(setting, code: problem.code, value: problem.element ?? setting.text(in: self), problem: problem.problem)
             }
         }
     }
@@ -57,7 +57,7 @@ extension TockdSettings {
         try resolved.readRoughtimeKeys(now: delegationTime)
         for service in TockService.allCases {
             if let problem = resolved.configuration[keyPath: service.policyPath].rateLimit?.problems.first {
-                throw SettingError(.rateLimit, value: "true", problem: problem)
+                throw SettingError(.rateLimit, code: .conflict, value: "true", problem: problem)
             }
         }
         return resolved
@@ -88,10 +88,13 @@ package struct ResolvedSettings: Sendable {
     /// The Roughtime delegation file, read and checked by `resolve()`.
     package var roughtimeDelegationFile: String?
 
-    /// The defaults: the server's own, the user tockd starts as, level info, no metrics.
+    /// Info: starts, stops, reloads and problems, nothing per packet.
+    package static let defaultLogLevel = Logger.Level.info
+
+    /// The defaults: the server's own, the user tockd starts as, `defaultLogLevel`, no metrics.
     package init(
         configuration: TockServerConfiguration = TockServerConfiguration(), user: String? = nil,
-        logLevel: Logger.Level = .info, metricsAddress: SocketEndpoint? = nil
+        logLevel: Logger.Level = ResolvedSettings.defaultLogLevel, metricsAddress: SocketEndpoint? = nil
     ) {
         self.configuration = configuration
         self.user = user
@@ -106,12 +109,12 @@ package struct ResolvedSettings: Sendable {
     mutating func readRoughtimeKeys(now: UTCInstant?) throws(SettingError) {
         switch (roughtimeKeyFile, roughtimeDelegationFile) {
         case (let key?, _?):
-            throw SettingError(.roughtimeDelegation, value: roughtimeDelegationFile!, problem: "given with --roughtime-key \(key) (roughtime.key_file): serve either the long-term key or a delegation signed offline, not both", afterMerge: true)
+            throw SettingError(.roughtimeDelegation, code: .conflict, value: roughtimeDelegationFile!, problem: "given with --roughtime-key \(key) (roughtime.key_file): serve either the long-term key or a delegation signed offline, not both", afterMerge: true)
         case (let path?, nil):
             do throws(SecretFile.Problem) {
                 configuration.roughtimeKeySeed = try RoughtimeKeyText.readSeed(path: path)
             } catch {
-                throw SettingError(.roughtimeKey, value: path, problem: error.description, afterMerge: true)
+                throw SettingError(.roughtimeKey, code: .unusableFile, value: path, problem: error.description, afterMerge: true)
             }
         case (nil, let path?):
             do throws(RoughtimeDelegation.Problem) {
@@ -119,11 +122,11 @@ package struct ResolvedSettings: Sendable {
                 if let now { try delegation.check(atUnixSeconds: now.secondsSinceUnixEpoch, path: path) }
                 configuration.roughtimeDelegation = RoughtimeDelegationFile(path: path, delegation: delegation)
             } catch {
-                throw SettingError(.roughtimeDelegation, value: path, problem: error.description, afterMerge: true)
+                throw SettingError(.roughtimeDelegation, code: .unusableFile, value: path, problem: error.description, afterMerge: true)
             }
         case (nil, nil):
             guard configuration.roughtimeListeners.isEmpty else {
-                throw SettingError(.roughtimeKey, value: "(none)", problem: "Roughtime needs a long-term key: make one with tock roughtime keygen FILE and pass --roughtime-key FILE, or serve a delegation signed offline with --roughtime-delegation FILE (tock roughtime delegate)", afterMerge: true)
+                throw SettingError(.roughtimeKey, code: .missing, value: "(none)", problem: "Roughtime needs a long-term key: make one with tock roughtime keygen FILE and pass --roughtime-key FILE, or serve a delegation signed offline with --roughtime-delegation FILE (tock roughtime delegate)", afterMerge: true)
             }
         }
     }
@@ -168,24 +171,25 @@ package struct NTSDraft: Sendable {
     /// The NTP port to announce.
     package var ntpPort: UInt16?
     /// Seconds per cookie key.
-    package var keyPeriod: Int64 = 86_400
+    package var keyPeriod = NTSServerConfiguration.defaultKeyPeriodSeconds
 
     /// The server's NTS configuration, or nil when NTS is off (no NTS-KE listener and no key
     /// file). Reads the certificate and key (checking that others cannot read the key) and the
     /// key file, so a mistake stops tockd at start with the file and the fix named.
     func configuration(ntpListeners: [SocketEndpoint]) throws(SettingError) -> NTSServerConfiguration? {
         guard !keListeners.isEmpty || keyFile != nil else {
-            if let certificatePath { throw SettingError(.ntsCertificate, value: certificatePath, problem: "given without --nts-ke (nts.listen)", afterMerge: true) }
+            if let certificatePath { throw SettingError(.ntsCertificate, code: .conflict, value: certificatePath, problem: "given without --nts-ke (nts.listen)", afterMerge: true) }
             return nil
         }
         var credentials: NTSCredentials?
         if !keListeners.isEmpty {
-            guard let certificatePath else { throw SettingError(.ntsCertificate, value: "(none)", problem: "NTS-KE needs a certificate", afterMerge: true) }
-            guard let privateKeyPath else { throw SettingError(.ntsPrivateKey, value: "(none)", problem: "NTS-KE needs a private key", afterMerge: true) }
-            do {
+            guard let certificatePath else { throw SettingError(.ntsCertificate, code: .missing, value: "(none)", problem: "NTS-KE needs a certificate", afterMerge: true) }
+            guard let privateKeyPath else { throw SettingError(.ntsPrivateKey, code: .missing, value: "(none)", problem: "NTS-KE needs a private key", afterMerge: true) }
+            do throws(NTSCredentials.LoadError) {
                 credentials = try NTSCredentials(certificatePath: certificatePath, privateKeyPath: privateKeyPath)
             } catch {
-                throw SettingError(error.description.contains("private key") ? .ntsPrivateKey : .ntsCertificate, value: error.description.contains("private key") ? privateKeyPath : certificatePath, problem: error.description, afterMerge: true)
+                let (setting, path) = error.code == .privateKey ? (Setting.ntsPrivateKey, privateKeyPath) : (Setting.ntsCertificate, certificatePath)
+                throw SettingError(setting, code: .unusableFile, value: path, problem: error.description, afterMerge: true)
             }
         }
         let keys: NTSCookieKeys
@@ -193,7 +197,7 @@ package struct NTSDraft: Sendable {
             do {
                 keys = NTSCookieKeys(master: try NTSCookieKeys.readMaster(path: keyFile), periodSeconds: keyPeriod)
             } catch {
-                throw SettingError(.ntsKeyFile, value: keyFile, problem: error.description, afterMerge: true)
+                throw SettingError(.ntsKeyFile, code: .unusableFile, value: keyFile, problem: error.description, afterMerge: true)
             }
         } else {
             keys = NTSCookieKeys.random(periodSeconds: keyPeriod)

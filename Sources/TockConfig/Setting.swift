@@ -23,8 +23,15 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
     package let valueName: String?
     /// How the flag takes its value.
     package let flagShape: FlagShape
-    /// The value used when no layer sets one, as `--help` shows it.
+    /// The value used when no layer sets one, as `--help` shows it: the configuration types'
+    /// default read back through the entry's landing, unless the entry says it in words.
     package let defaultText: String?
+    /// The default in file form, when it is one plain value the same on every machine (nil
+    /// for none, and where the entry says its default in words: one per two CPUs).
+    package let defaultValue: SettingValue?
+    /// A value to show where there is no `defaultValue`: the generated reference and
+    /// deploy/tockd.toml write it as an example.
+    package let example: SettingValue?
 
     /// How a setting's flag takes its value on the command line.
     package enum FlagShape: Sendable, Hashable {
@@ -37,13 +44,15 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
         case toggle
     }
 
-    let kind: SettingValue.Kind
+    /// The TOML type the file gives the value as.
+    package let kind: SettingValue.Kind
     /// A listener setting: when any is set, the others default to none.
     let isListener: Bool
     /// For a setting that [ntp], [daytime] and [time] may also hold (access lists): turns a
     /// value written in one service's table into the value for that service alone.
     let serviceScope: (@Sendable (SettingValue, TockService) throws(ValueProblem) -> SettingValue)?
-    let isSet: @Sendable (TockdSettings) -> Bool
+    /// Whether a layer sets this setting.
+    package let isSet: @Sendable (TockdSettings) -> Bool
     /// The layer's value in file form, nil when unset.
     let value: @Sendable (TockdSettings) -> SettingValue?
     /// Checks a value in file form and stores it in the layer (adding to a list already there).
@@ -60,11 +69,12 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
     /// A table entry: `field` is where a layer keeps the value, `format` how it is written
     /// and checked, `lands` where it goes in the resolved settings. `defaultText` replaces the
     /// default `lands` reads from the configuration types' defaults, where that would mislead
-    /// (one per core, not this machine's count).
+    /// (one per core, not this machine's count) or there is none to read; `example` is shown
+    /// in the reference where no plain default is.
     init<Value>(
         key: String, flag: String, reloadable: Bool, help summary: String, valueName: String? = nil,
         field: WritableKeyPath<TockdSettings, Value?> & Sendable, format: ValueFormat<Value>, lands: Landing<Value>,
-        defaultText: String? = nil, isListener: Bool = false,
+        defaultText: String? = nil, example: Value? = nil, isListener: Bool = false,
         serviceScope: (@Sendable (SettingValue, TockService) throws(ValueProblem) -> SettingValue)? = nil
     ) {
         self.key = key
@@ -77,7 +87,10 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
         self.kind = format.kind
         self.isListener = isListener
         self.serviceScope = serviceScope
-        self.defaultText = defaultText ?? lands.current(ResolvedSettings()).map { format.encode($0).flagText }
+        let defaultValue = defaultText == nil ? lands.current(ResolvedSettings()).map(format.encode) : nil
+        self.defaultValue = defaultValue
+        self.defaultText = defaultText ?? defaultValue?.flagText
+        self.example = example.map(format.encode)
         isSet = { $0[keyPath: field] != nil }
         value = { layer in layer[keyPath: field].map(format.encode) }
         read = { (value, layer) throws(ValueProblem) in
@@ -111,7 +124,7 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
         } catch {
             // As typed, except an empty value, which would not show.
             let typed = texts.last ?? ""
-            throw SettingError(self, value: error.element ?? (typed.isEmpty ? "\"\"" : typed), problem: error.problem)
+            throw SettingError(self, code: error.code, value: error.element ?? (typed.isEmpty ? "\"\"" : typed), problem: error.problem)
         }
     }
 
@@ -119,11 +132,15 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
     package var helpText: String {
         var parts = [summary + "."]
         if flagShape != .toggle { parts.append("Allowed: \(allowed).") }
-        if let defaultText {
-            parts.append("Default: \(flagShape == .toggle ? (defaultText == "true" ? "on" : "off") : defaultText).")
-        }
+        if let shownDefault { parts.append("Default: \(shownDefault).") }
         parts.append("File: \(key)\(isReloadable ? " (reloadable)" : "").")
         return parts.joined(separator: " ")
+    }
+
+    /// The default as `--help` and the reference say it: a toggle's as on or off.
+    package var shownDefault: String? {
+        guard let defaultText else { return nil }
+        return flagShape == .toggle ? (defaultText == "true" ? "on" : "off") : defaultText
     }
 
     /// The setting with this file key.
@@ -147,7 +164,35 @@ package struct Setting: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A setting's value is not acceptable: names the setting, the value and what is allowed.
+///
+/// Callers compare on `code` (and `setting`), never on the text, which is for people and may
+/// be reworded.
 package struct SettingError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of mistake: a struct rather than an enumeration, so a new kind does not break
+    /// code that switches over the others.
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Backing: String { case invalidValue, outOfRange, conflict, missing, unusableFile }
+        private let backing: Backing
+
+        /// The value is not of the form the setting takes (not an integer, not an address).
+        package static let invalidValue = Code(backing: .invalidValue)
+        /// The value is of the right form, outside the setting's range.
+        package static let outOfRange = Code(backing: .outOfRange)
+        /// The value is fine on its own but not with another setting's (a stratum with an
+        /// unsynchronised clock, a key and a delegation both).
+        package static let conflict = Code(backing: .conflict)
+        /// A setting another one needs is not given (NTS-KE without a certificate).
+        package static let missing = Code(backing: .missing)
+        /// The file the setting names cannot be used: unreadable, readable by others, or not
+        /// what it should hold.
+        package static let unusableFile = Code(backing: .unusableFile)
+
+        /// The code's name, for logs and tests.
+        package var description: String { backing.rawValue }
+    }
+
+    /// What kind of mistake.
+    package var code: Code
     /// The setting at fault.
     package var setting: Setting
     /// The offending value as the user wrote it.
@@ -158,8 +203,9 @@ package struct SettingError: Error, Sendable, Equatable, CustomStringConvertible
     /// made after the two are merged).
     package var afterMerge: Bool
 
-    /// An error about `setting`'s `value`.
-    package init(_ setting: Setting, value: String, problem: String, afterMerge: Bool = false) {
+    /// An error of kind `code` about `setting`'s `value`.
+    package init(_ setting: Setting, code: Code, value: String, problem: String, afterMerge: Bool = false) {
+        self.code = code
         self.setting = setting
         self.value = value
         self.problem = problem
@@ -179,19 +225,24 @@ package struct SettingError: Error, Sendable, Equatable, CustomStringConvertible
 /// A setting's value in the form the configuration file has it: one of the TOML types tockd's
 /// settings use. The file reader, the JSON a reload's parser sends back and `--check-config`
 /// share it, so each setting converts to and from one form only.
-enum SettingValue: Sendable, Hashable {
+package enum SettingValue: Sendable, Hashable {
+    /// A TOML string.
     case string(String)
+    /// A TOML integer.
     case integer(Int)
+    /// A TOML float (or an integer, where a number is wanted).
     case number(Double)
+    /// A TOML boolean.
     case boolean(Bool)
+    /// A TOML array of strings (or one string, where a list is wanted).
     case strings([String])
 
     /// The TOML type a setting expects.
-    enum Kind: Sendable {
+    package enum Kind: Sendable {
         case string, integer, number, boolean, strings
 
         /// As an error about a wrong type says it.
-        var description: String {
+        package var description: String {
             switch self {
             case .string: "a string"
             case .integer: "an integer"
@@ -234,7 +285,7 @@ enum SettingValue: Sendable, Hashable {
     }
 
     /// As TOML writes it.
-    var toml: String {
+    package var toml: String {
         switch self {
         case .string(let text): Self.quoted(text)
         case .integer(let number): "\(number)"
@@ -245,7 +296,7 @@ enum SettingValue: Sendable, Hashable {
     }
 
     /// As a flag writes it: text as it is, except an empty string, which would not show.
-    var flagText: String {
+    package var flagText: String {
         switch self {
         case .string(let text): text.isEmpty ? "\"\"" : text
         case .strings(let texts): texts.count == 1 ? texts[0] : texts.description
@@ -260,18 +311,17 @@ enum SettingValue: Sendable, Hashable {
 
 /// Why a value is not acceptable, before it is known whether the file or a flag gave it.
 struct ValueProblem: Error, Sendable {
-    /// The file reader reports these as `ConfigFileError.Kind.outOfRange` and `.invalidValue`.
-    enum Kind: Sendable { case outOfRange, invalidValue }
-
-    var kind: Kind
+    /// `.outOfRange` or `.invalidValue`; the file reader reports them as the
+    /// `ConfigFileError.Code` of the same name.
+    var code: SettingError.Code
     var problem: String
     /// The element at fault, when the value is a list.
     var element: String?
     /// What is accepted instead, where that is not the setting's own `allowed`.
     var allowed: String?
 
-    init(_ kind: Kind, _ problem: String, element: String? = nil, allowed: String? = nil) {
-        self.kind = kind
+    init(_ code: SettingError.Code, _ problem: String, element: String? = nil, allowed: String? = nil) {
+        self.code = code
         self.problem = problem
         self.element = element
         self.allowed = allowed

@@ -85,6 +85,8 @@ package struct TockdSettings: Sendable, Equatable {
     package var roughtimeKey: String?
     /// `Setting.roughtimeDelegation`.
     package var roughtimeDelegation: String?
+    /// `Setting.roughtimeWorkers`.
+    package var roughtimeWorkers: Int?
 
     /// A layer that sets nothing.
     package init() {}
@@ -104,14 +106,14 @@ extension Setting {
         rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize, interleaved, hardwareTimestamping,
         metrics, user, logLevel,
         ntsKE, ntsCertificate, ntsPrivateKey, ntsKeyFile, ntsNTPServer, ntsNTPPort, ntsKeyPeriod,
-        roughtime, roughtimeKey, roughtimeDelegation,
+        roughtime, roughtimeKey, roughtimeDelegation, roughtimeWorkers,
     ]
 
     /// Where Roughtime answers (RFC 10049); off without it. Like NTS-KE, not a listener that
     /// turns the NTP defaults off.
     package static let roughtime = Setting(
         key: "roughtime.listen", flag: "--roughtime", reloadable: false,
-        help: "Serve Roughtime (RFC 10049) on UDP and TCP at LISTENER (repeatable; port 2002 if none given); needs --roughtime-key or --roughtime-delegation",
+        help: "Serve Roughtime (RFC 10049) on UDP and TCP at LISTENER (repeatable; port \(TockService.roughtime.wellKnownPort) if none given); needs --roughtime-key or --roughtime-delegation",
         valueName: "listener", field: \.roughtime,
         format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
             problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
@@ -125,14 +127,15 @@ extension Setting {
             },
             current: { $0.configuration.roughtimeListeners.isEmpty ? nil : $0.configuration.roughtimeListeners.map(\.description) }
         ),
-        defaultText: "off"
+        defaultText: "off", example: ["\(TockService.roughtime.wellKnownPort)"]
     )
     /// The Roughtime long-term key.
     package static let roughtimeKey = Setting(
         key: "roughtime.key_file", flag: "--roughtime-key", reloadable: false,
         help: "Roughtime long-term Ed25519 seed (32 bytes raw, 64 hex digits or 44 base64 characters; readable by its owner only; make one with: tock roughtime keygen FILE); the online key is made at start and renewed daily. Or keep the long-term key off the server with --roughtime-delegation",
         valueName: "file", field: \.roughtimeKey, format: .text(allowed: "a 32-byte seed file, mode 600") { $0.isEmpty ? "empty" : nil },
-        lands: .at(\.roughtimeKeyFile, to: { $0 }, back: { $0 })
+        lands: .at(\.roughtimeKeyFile, to: { $0 }, back: { $0 }),
+        example: "/etc/tock/roughtime.key"
     )
     /// A Roughtime delegation signed offline, served instead of the long-term key.
     package static let roughtimeDelegation = Setting(
@@ -140,13 +143,21 @@ extension Setting {
         help: "Serve Roughtime with a delegation signed offline (tock roughtime delegate --key SEED --out FILE: the online key and its certificate, readable by its owner only) instead of --roughtime-key, so the long-term key never sits on the server; refused if its signature fails or it is not valid now; SIGHUP reads the file again; once it expires Roughtime stays silent",
         valueName: "file", field: \.roughtimeDelegation, format: .text(allowed: "a file written by tock roughtime delegate, mode 600") { $0.isEmpty ? "empty" : nil },
         lands: .at(\.roughtimeDelegationFile, to: { $0 }, back: { $0 }),
-        defaultText: "none (the online key is made from --roughtime-key)"
+        defaultText: "none (the online key is made from --roughtime-key)", example: "/etc/tock/roughtime.delegation"
+    )
+    /// Roughtime datagram worker threads per address, apart from NTP's: a Roughtime reply
+    /// costs a signature per batch, so its load sizes differently.
+    package static let roughtimeWorkers = Setting(
+        key: TockService.roughtime.key("workers"), flag: "--roughtime-workers", reloadable: false,
+        help: "Roughtime worker threads per Roughtime address (UDP); each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd",
+        field: \.roughtimeWorkers, format: .integer(TockServerConfiguration.workerRange), lands: .at(\.configuration.roughtimeWorkers),
+        defaultText: workersDefaultText, example: 2
     )
 
     /// Where NTS-KE answers (RFC 8915 §4); NTS is off without it (or a key file).
     package static let ntsKE = Setting(
         key: "nts.listen", flag: "--nts-ke", reloadable: false,
-        help: "Serve NTS key establishment (RFC 8915, TLS 1.3) on TCP at LISTENER (repeatable; port 4460 if none given), and NTS-protected NTP on every NTP listener; needs --nts-certificate and --nts-private-key",
+        help: "Serve NTS key establishment (RFC 8915, TLS 1.3) on TCP at LISTENER (repeatable; port \(TockService.ntsKE.wellKnownPort) if none given), and NTS-protected NTP on every NTP listener; needs --nts-certificate and --nts-private-key",
         valueName: "listener", field: \.ntsKE,
         format: .list(allowed: "PORT, ADDR:PORT, [IPv6]:PORT or ADDR (numeric addresses)") { text in
             problem { () throws(ValueProblem) in _ = try listeners([text], flag: "", defaultPort: 0) }
@@ -160,21 +171,23 @@ extension Setting {
             },
             current: { $0.nts.keListeners.isEmpty ? nil : $0.nts.keListeners.map(\.description) }
         ),
-        defaultText: "off"
+        defaultText: "off", example: ["\(TockService.ntsKE.wellKnownPort)"]
     )
     /// The TLS certificate chain NTS-KE presents.
     package static let ntsCertificate = Setting(
         key: "nts.certificate", flag: "--nts-certificate", reloadable: false,
         help: "PEM certificate chain for NTS-KE; SIGHUP reads the file again, so a renewed certificate applies without a restart (a new path needs one)",
         valueName: "file", field: \.ntsCertificate, format: .text(allowed: "a PEM file") { $0.isEmpty ? "empty" : nil },
-        lands: .at(\.nts.certificatePath, to: { $0 }, back: { $0 })
+        lands: .at(\.nts.certificatePath, to: { $0 }, back: { $0 }),
+        example: "/etc/tock/nts/fullchain.pem"
     )
     /// The TLS private key.
     package static let ntsPrivateKey = Setting(
         key: "nts.private_key", flag: "--nts-private-key", reloadable: false,
         help: "PEM private key for NTS-KE; refused if others can read it; SIGHUP reads the file again",
         valueName: "file", field: \.ntsPrivateKey, format: .text(allowed: "a PEM file readable by its owner only") { $0.isEmpty ? "empty" : nil },
-        lands: .at(\.nts.privateKeyPath, to: { $0 }, back: { $0 })
+        lands: .at(\.nts.privateKeyPath, to: { $0 }, back: { $0 }),
+        example: "/etc/tock/nts/privkey.pem"
     )
     /// The master secret of the cookie keys.
     package static let ntsKeyFile = Setting(
@@ -182,7 +195,7 @@ extension Setting {
         help: "Master secret for NTS cookie keys (at least 32 random bytes, readable by its owner only): servers sharing it accept each other's cookies, so a fleet behind anycast or DNS shares one; given without --nts-ke, this host serves NTS-protected NTP for cookies another host's NTS-KE hands out",
         valueName: "file", field: \.ntsKeyFile, format: .text(allowed: "a file of at least 32 random bytes, mode 600") { $0.isEmpty ? "empty" : nil },
         lands: .at(\.nts.keyFile, to: { $0 }, back: { $0 }),
-        defaultText: "a random secret per start (cookies die with the process)"
+        defaultText: "a random secret per start (cookies die with the process)", example: "/etc/tock/nts/cookie.key"
     )
     /// The NTP host NTS-KE announces.
     package static let ntsNTPServer = Setting(
@@ -190,23 +203,22 @@ extension Setting {
         help: "Tell NTS-KE clients to use this NTP server (a name or address: RFC 8915 §4.1.7) instead of this host",
         valueName: "host", field: \.ntsNTPServer, format: .text(allowed: "a host name or address") { $0.isEmpty || $0.utf8.count > 255 ? "empty or too long" : nil },
         lands: .at(\.nts.ntpServer, to: { $0 }, back: { $0 }),
-        defaultText: "this host"
+        defaultText: "this host", example: "ntp1.example.net"
     )
     /// The NTP port NTS-KE announces.
     package static let ntsNTPPort = Setting(
         key: "nts.ntp_port", flag: "--nts-ntp-port", reloadable: false,
-        help: "Tell NTS-KE clients to use this NTP port (RFC 8915 §4.1.8); default: the first NTP listener's port when it is not 123",
+        help: "Tell NTS-KE clients to use this NTP port (RFC 8915 §4.1.8); default: the first NTP listener's port when it is not \(TockService.ntp.wellKnownPort)",
         field: \.ntsNTPPort, format: .integer(1...65535),
         lands: .at(\.nts.ntpPort, to: { UInt16($0) }, back: { $0.map(Int.init) }),
-        defaultText: "123, or the NTP listener's port"
+        defaultText: "\(TockService.ntp.wellKnownPort), or the NTP listener's port", example: Int(TockService.ntp.wellKnownPort)
     )
     /// The cookie-key period.
     package static let ntsKeyPeriod = Setting(
         key: "nts.key_period", flag: "--nts-key-period", reloadable: false,
-        help: "Seconds each NTS cookie key is current; cookies of the 7 periods before stay valid",
+        help: "Seconds each NTS cookie key is current; cookies of the \(NTSServerConfiguration.defaultKeptKeyPeriods) periods before stay valid",
         field: \.ntsKeyPeriod, format: .integer(60...31_536_000, unit: "seconds"),
-        lands: .at(\.nts.keyPeriod, to: { Int64($0) }, back: { Int($0) }),
-        defaultText: "86400 (a day)"
+        lands: .at(\.nts.keyPeriod, to: { Int64($0) }, back: { Int($0) })
     )
 
     /// Where NTP answers.
@@ -248,7 +260,7 @@ extension Setting {
                 case .kernel: resolved.configuration.clockSource = .kernel(stratum: UInt8(value))
                 case .local: resolved.configuration.clockSource = .local(stratum: UInt8(value))
                 case .unsynchronized, .external:
-                    throw SettingError(setting, value: "\(value)", problem: "has no effect with clock source unsynchronized", afterMerge: true)
+                    throw SettingError(setting, code: .conflict, value: "\(value)", problem: "has no effect with clock source unsynchronized", afterMerge: true)
                 }
             },
             current: { resolved in
@@ -258,16 +270,19 @@ extension Setting {
                 }
             }
         ),
-        defaultText: "\(ClockSource.defaultKernelStratum) for kernel, \(ClockSource.defaultLocalStratum) for local"
+        defaultText: "\(ClockSource.defaultKernelStratum) for kernel, \(ClockSource.defaultLocalStratum) for local",
+        example: Int(ClockSource.defaultKernelStratum)
     )
 
     /// NTP worker threads per address.
     package static let workers = Setting(
         key: TockService.ntp.key("workers"), flag: "--workers", reloadable: false,
         help: "NTP worker threads per NTP address; each binds its own SO_REUSEPORT socket, or all share a socket inherited from systemd",
-        field: \.workers, format: .integer(1...1024), lands: .at(\.configuration.ntpWorkers),
-        defaultText: "one per two CPUs this process may use, rounded up (its affinity mask, capped by its cgroup CPU quota)"
+        field: \.workers, format: .integer(TockServerConfiguration.workerRange), lands: .at(\.configuration.ntpWorkers),
+        defaultText: workersDefaultText, example: 2
     )
+    /// `TockServerConfiguration.defaultWorkers` in words: the count depends on the machine.
+    static let workersDefaultText = "one per two CPUs this process may use, rounded up (its affinity mask, capped by its cgroup CPU quota)"
     /// How long a TCP connection may stay open.
     package static let tcpTimeout = Setting(
         key: "tcp.timeout", flag: "--tcp-timeout", reloadable: false,
@@ -286,13 +301,13 @@ extension Setting {
     package static let allow = accessList(
         "allow", \.allow, \.allow,
         help: "Serve only clients in PREFIX, for every service or, as SERVICE=PREFIX, for one (repeatable)",
-        defaultText: "everyone"
+        defaultText: "everyone", example: ["10.0.0.0/8", "2001:db8::/32"]
     )
     /// Who is never served.
     package static let deny = accessList(
         "deny", \.deny, \.deny,
         help: "Never serve clients in PREFIX, for every service or, as SERVICE=PREFIX, for one (repeatable); deny wins over allow",
-        defaultText: "no one"
+        defaultText: "no one", example: ["10.66.0.0/16"]
     )
     /// What a denied NTP client is sent.
     package static let denyKiss = Setting(
@@ -301,7 +316,7 @@ extension Setting {
         field: \.denyKiss,
         format: .choice([KissCode.deny, .restrict], name: { $0.description }, allowed: "DENY or RSTR", problem: "not a denial kiss code"),
         lands: .everyService(\.denyKissCode, to: { $0 }, back: { $0 }),
-        defaultText: "none"
+        defaultText: "none", example: .deny
     )
 
     /// Whether responses per client are limited.
@@ -353,8 +368,7 @@ extension Setting {
     package static let interleaved = Setting(
         key: TockService.ntp.key("interleaved"), flag: "--interleaved", reloadable: false,
         help: "Answer NTP clients in interleaved mode (RFC 9769, chrony's xleave) when they ask: the transmit timestamp the kernel took as the previous reply left; --no-interleaved answers every request in basic mode",
-        field: \.interleaved, format: .boolean, lands: .at(\.configuration.ntpInterleaved),
-        defaultText: "on"
+        field: \.interleaved, format: .boolean, lands: .at(\.configuration.ntpInterleaved)
     )
 
     /// Interfaces whose network cards timestamp NTP packets.
@@ -371,7 +385,7 @@ extension Setting {
             },
             current: { $0.configuration.hardwareTimestamping.isEmpty ? nil : $0.configuration.hardwareTimestamping }
         ),
-        defaultText: "none (software timestamps)"
+        defaultText: "none (software timestamps)", example: ["eth0"]
     )
 
     /// Why `text` cannot name a network interface (Linux: 1 to 15 bytes, no '/', ':' or
@@ -398,7 +412,7 @@ extension Setting {
             },
             current: { $0.metricsAddress?.description }
         ),
-        defaultText: "off"
+        defaultText: "off", example: "127.0.0.1:9123"
     )
     /// The user to drop to.
     package static let user = Setting(
@@ -406,7 +420,7 @@ extension Setting {
         help: "After binding every socket as root, drop to this user (no groups, no capabilities); without it, a non-root tockd needs CAP_NET_BIND_SERVICE for ports below 1024",
         field: \.user, format: .text(allowed: "a user name from the password database") { $0.isEmpty ? "empty" : nil },
         lands: .at(\.user, to: { $0 }, back: { $0 }),
-        defaultText: "none (the user tockd starts as)"
+        defaultText: "none (the user tockd starts as)", example: "tockd"
     )
     /// How much tockd logs.
     package static let logLevel = Setting(
@@ -436,7 +450,7 @@ extension Setting {
                 },
                 current: { $0.configuration[keyPath: endpoints].map(\.description) }
             ),
-            defaultText: "\(service.wellKnownPort) (every address)",
+            defaultText: "\(service.wellKnownPort) (every address)", example: ["\(service.wellKnownPort)"],
             isListener: true
         )
     }
@@ -445,7 +459,7 @@ extension Setting {
     /// service alone; flag `--NAME`, with `SERVICE=PREFIX` for one service.
     static func accessList(
         _ name: String, _ field: WritableKeyPath<TockdSettings, [String]?> & Sendable, _ list: WritableKeyPath<AccessList, [AddressPrefix]> & Sendable,
-        help: String, defaultText: String
+        help: String, defaultText: String, example: [String]
     ) -> Setting {
         let services = TockService.allCases.map { "\($0)=" }
         let allowed = "CIDR prefixes such as 192.0.2.0/24 or 2001:db8::/32, optionally as "
@@ -478,7 +492,7 @@ extension Setting {
                     return texts
                 }
             ),
-            defaultText: defaultText,
+            defaultText: defaultText, example: example,
             serviceScope: { (value, service) throws(ValueProblem) in
                 guard case .strings(let texts) = value else { return value }
                 if let scoped = texts.first(where: { $0.contains("=") }) {
@@ -581,7 +595,7 @@ extension Setting {
         do {
             return try body()
         } catch {
-            throw SettingError(self, value: value, problem: error.problem)
+            throw SettingError(self, code: error.code, value: value, problem: error.problem)
         }
     }
 

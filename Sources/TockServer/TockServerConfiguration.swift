@@ -17,19 +17,24 @@ package struct TockServerConfiguration: Sendable {
     /// listener. Served besides the listeners above; tockd leaves those empty when it has any.
     /// The server owns the descriptors: it closes them when it stops. Default: none.
     package var inheritedSockets: [InheritedSocket]
-    /// How Daytime writes the time. Default: RFC 867's example style.
+    /// How Daytime writes the time. Default: `defaultDaytimeFormat`.
     package var daytimeFormat: DaytimeFormat
-    /// Which zone Daytime writes. Default: local time, as RFC 867's example and the seed do.
+    /// Which zone Daytime writes. Default: `defaultDaytimeZone`.
     package var daytimeZone: DaytimeZone
-    /// Where the server's clock state comes from. Default: the kernel.
+    /// Where the server's clock state comes from. Default: `defaultClockSource`.
     package var clockSource: ClockSource
-    /// NTP worker threads (one socket each) per NTP address. Default: one per two CPUs this
-    /// process may use (`CPUBudget.defaultWorkers`).
+    /// NTP worker threads (one socket each) per NTP address, within `workerRange`. Default:
+    /// `defaultWorkers`.
     package var ntpWorkers: Int
+    /// Roughtime datagram worker threads (one socket each) per Roughtime address, within
+    /// `workerRange`: set apart from `ntpWorkers` because a Roughtime reply costs a signature
+    /// per batch, not a timestamp, so the two loads size differently. Default: `defaultWorkers`.
+    package var roughtimeWorkers: Int
     /// How long a TCP Daytime/Time connection may stay open, and a TCP Roughtime client has to
-    /// send its whole request. Default: 5 s.
+    /// send its whole request. Default: `defaultTCPConnectionTimeout`.
     package var tcpConnectionTimeout: Duration
-    /// Open TCP connections per listener beyond which new ones are closed at once. Default: 1024.
+    /// Open TCP connections per listener beyond which new ones are closed at once. Default:
+    /// `defaultTCPMaxConnections`.
     package var tcpMaxConnections: Int
     /// Access list, rate limit and kiss-o'-death choices for NTP.
     package var ntpPolicy: ServicePolicy
@@ -58,23 +63,46 @@ package struct TockServerConfiguration: Sendable {
         get { nts?.keListeners ?? [] }
         set { nts?.keListeners = newValue }
     }
-    /// Memory for each service's rate-limit table (fixed at start). Default: 4 MiB, 131,072
-    /// clients per service at `ClientLimiter.bytesPerClient` (32) bytes each.
+    /// Memory for each service's rate-limit table (fixed at start). Default:
+    /// `defaultClientTableBytes`.
     package var clientTableBytes: Int
     /// NTS (RFC 8915): key establishment and NTS-protected NTP. Default: nil, no NTS.
     package var nts: NTSServerConfiguration? = nil
     /// Whether NTP answers in the interleaved client/server mode (RFC 9769) clients that ask
     /// for it (chrony's `xleave`), with kernel transmit timestamps and a per-address log of
-    /// `clientTableBytes` per NTP listener. Default: on, as in chrony.
-    package var ntpInterleaved = true
+    /// `clientTableBytes` per NTP listener. Default: `defaultNTPInterleaved`.
+    package var ntpInterleaved = TockServerConfiguration.defaultNTPInterleaved
     /// Interfaces whose network cards timestamp NTP packets (chrony's `hwtimestamp`), `*` for
     /// every interface that can; empty: software timestamps only.
     package var hardwareTimestamping: [String] = []
 
     /// The default ports, from `TockService.wellKnownPort`.
     package static let defaultNTPPort = TockService.ntp.wellKnownPort
+    /// Daytime's well-known port (RFC 867).
     package static let defaultDaytimePort = TockService.daytime.wellKnownPort
+    /// Time's well-known port (RFC 868).
     package static let defaultTimePort = TockService.time.wellKnownPort
+
+    // MARK: Defaults, each stated once: the initialiser, the settings table and `--help` read them
+
+    /// RFC 867's example style, which clients written against the RFC parse.
+    package static let defaultDaytimeFormat = DaytimeFormat.rfc867
+    /// Local time, as RFC 867's example and the seed do.
+    package static let defaultDaytimeZone = DaytimeZone.local
+    /// The kernel's clock state: synchronised only when a daemon disciplines the clock.
+    package static let defaultClockSource = ClockSource.kernel(stratum: ClockSource.defaultKernelStratum)
+    /// The worker threads per address a setting may ask for: beyond a thread per core a
+    /// machine could have, more threads only share the same cores.
+    package static let workerRange = 1...1024
+    /// 5 s: long enough for a TCP client across the world, short enough that idle connections
+    /// do not pile up against `defaultTCPMaxConnections`.
+    package static let defaultTCPConnectionTimeout = Duration.seconds(5)
+    /// 1024 open TCP connections per listener: bounds the memory a connection flood can take.
+    package static let defaultTCPMaxConnections = 1024
+    /// 4 MiB: 131,072 clients per service at `ClientLimiter.bytesPerClient` (32) bytes each.
+    package static let defaultClientTableBytes = 4 << 20
+    /// Interleaved mode on, as in chrony: only clients that ask for it get it.
+    package static let defaultNTPInterleaved = true
 
     /// The access, rate-limit and kiss-o'-death policy of every service.
     package var policies: ServicePolicies {
@@ -86,16 +114,17 @@ package struct TockServerConfiguration: Sendable {
         daytimeListeners: [SocketEndpoint] = [],
         timeListeners: [SocketEndpoint] = [],
         inheritedSockets: [InheritedSocket] = [],
-        daytimeFormat: DaytimeFormat = .rfc867,
-        daytimeZone: DaytimeZone = .local,
-        clockSource: ClockSource = .kernel(stratum: ClockSource.defaultKernelStratum),
+        daytimeFormat: DaytimeFormat = TockServerConfiguration.defaultDaytimeFormat,
+        daytimeZone: DaytimeZone = TockServerConfiguration.defaultDaytimeZone,
+        clockSource: ClockSource = TockServerConfiguration.defaultClockSource,
         ntpWorkers: Int = TockServerConfiguration.defaultWorkers,
-        tcpConnectionTimeout: Duration = .seconds(5),
-        tcpMaxConnections: Int = 1024,
+        tcpConnectionTimeout: Duration = TockServerConfiguration.defaultTCPConnectionTimeout,
+        tcpMaxConnections: Int = TockServerConfiguration.defaultTCPMaxConnections,
         policy: ServicePolicy = ServicePolicy(),
         daytimePolicy: ServicePolicy? = nil,
         timePolicy: ServicePolicy? = nil,
-        clientTableBytes: Int = 4 << 20
+        clientTableBytes: Int = TockServerConfiguration.defaultClientTableBytes,
+        roughtimeWorkers: Int = TockServerConfiguration.defaultWorkers
     ) {
         self.tcpMaxConnections = tcpMaxConnections
         self.ntpPolicy = policy
@@ -112,6 +141,7 @@ package struct TockServerConfiguration: Sendable {
         self.daytimeZone = daytimeZone
         self.clockSource = clockSource
         self.ntpWorkers = ntpWorkers
+        self.roughtimeWorkers = roughtimeWorkers
         self.tcpConnectionTimeout = tcpConnectionTimeout
     }
 
@@ -121,8 +151,8 @@ package struct TockServerConfiguration: Sendable {
         CPUBudget.current().cpus
     }
 
-    /// The default number of NTP workers per address: one per two CPUs this process may use
-    /// (`CPUBudget.defaultWorkers`).
+    /// The default number of NTP workers, and of Roughtime workers, per address: one per two
+    /// CPUs this process may use, rounded up (`CPUBudget.defaultWorkers`).
     package static var defaultWorkers: Int {
         CPUBudget.current().defaultWorkers
     }
@@ -142,13 +172,28 @@ package struct NTSServerConfiguration: Sendable {
     package var ntpServer: String?
     /// The NTP port NTS-KE announces, when not 123 (RFC 8915 §4.1.8).
     package var ntpPort: UInt16?
-    /// Open NTS-KE connections per listener beyond which new ones are closed at once.
+    /// Open NTS-KE connections per listener beyond which new ones are closed at once. Default:
+    /// `defaultConnectionLimit`.
     package var connectionLimit: Int
-    /// How long an NTS-KE connection may send nothing (and twice that, live at all).
+    /// How long an NTS-KE connection may send nothing (and twice that, live at all). Default:
+    /// `defaultTimeout`.
     package var timeout: Duration
 
+    /// NTS-KE is a TCP service too: the same connection cap as the others.
+    package static let defaultConnectionLimit = TockServerConfiguration.defaultTCPMaxConnections
+    /// The same timeout as the other TCP services.
+    package static let defaultTimeout = TockServerConfiguration.defaultTCPConnectionTimeout
+    /// Seconds each cookie key is current: a day, as chrony rotates.
+    package static let defaultKeyPeriodSeconds: Int64 = 86_400
+    /// Periods before the current one whose cookies still open: 7, so a client that slept a
+    /// week keeps its cookies.
+    package static let defaultKeptKeyPeriods = 7
+
     /// NTS on `keListeners` with `credentials` and `cookieKeys`.
-    package init(keListeners: [SocketEndpoint], credentials: NTSCredentials?, cookieKeys: NTSCookieKeys, ntpServer: String? = nil, ntpPort: UInt16? = nil, connectionLimit: Int = 1024, timeout: Duration = .seconds(5)) {
+    package init(
+        keListeners: [SocketEndpoint], credentials: NTSCredentials?, cookieKeys: NTSCookieKeys, ntpServer: String? = nil, ntpPort: UInt16? = nil,
+        connectionLimit: Int = NTSServerConfiguration.defaultConnectionLimit, timeout: Duration = NTSServerConfiguration.defaultTimeout
+    ) {
         self.keListeners = keListeners
         self.credentials = credentials
         self.cookieKeys = cookieKeys

@@ -30,7 +30,8 @@ struct Tockd: ParsableCommand {
             chrony's `local stratum N`.
 
             Configuration file: --config PATH reads a TOML file with the same settings (see \
-            deploy/tockd.toml for every key); a flag given on the command line overrides the \
+            docs/configuration.md for every key, and deploy/tockd.toml for a commented file to \
+            start from); a flag given on the command line overrides the \
             file's value. Unknown keys, wrong types and out-of-range values are errors that name \
             the key, the value and the line. SIGHUP reloads the file: access lists, rate limits, \
             the deny kiss and the log level change live, without closing a socket; other changes \
@@ -69,7 +70,7 @@ struct Tockd: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Read settings from this TOML file (see deploy/tockd.toml); flags given on the command line override it. SIGHUP reloads it.", valueName: "path"))
+    @Option(help: ArgumentHelp("Read settings from this TOML file (see docs/configuration.md); flags given on the command line override it. SIGHUP reloads it.", valueName: "path"))
     var config: String?
 
     @Flag(help: "Check the configuration (file and flags), print what it resolves to, and exit: 0 if valid, 1 if not.")
@@ -79,6 +80,12 @@ struct Tockd: ParsableCommand {
     /// a short-lived child (see `IsolatedParse`), which prints the file's settings as JSON.
     @Flag(help: .hidden)
     var parseConfig = false
+
+    /// Internal: prints the configuration reference the settings table makes (markdown:
+    /// docs/configuration.md, toml: deploy/tockd.toml) and exits; scripts/generate-reference
+    /// writes the files with it and scripts/check-docs compares them.
+    @Option(help: .hidden)
+    var printReference: String?
 
     /// Every setting's flag, from the settings table.
     @OptionGroup var settings: SettingFlags
@@ -91,6 +98,10 @@ struct Tockd: ParsableCommand {
     /// Rejects flag values that are wrong on their own, naming the flag, before anything runs.
     func validate() throws {
         if parseConfig, config == nil { throw ValidationError("--parse-config needs --config") }
+        if let printReference, SettingsReference.Format(rawValue: printReference) == nil {
+            let formats = SettingsReference.Format.allCases.map(\.rawValue).joined(separator: " or ")
+            throw ValidationError("--print-reference \(printReference): not a format; allowed: \(formats)")
+        }
         do {
             _ = try flagSettings
         } catch {
@@ -126,6 +137,10 @@ struct Tockd: ParsableCommand {
     func run() throws {
         if parseConfig, let config {
             print(IsolatedParse.childOutput(path: config))
+            return
+        }
+        if let format = printReference.flatMap(SettingsReference.Format.init(rawValue:)) {
+            print(SettingsReference.text(format), terminator: "")
             return
         }
         // A reload request that arrives before the reload service listens must not end the

@@ -44,7 +44,7 @@ struct IsolatedParseTests {
         } catch {
             #expect(error == inProcess)
             let only = try #require(error.all.count == 1 ? error.all.first : nil)
-            #expect(only.kind == .outOfRange && only.line == 2 && only.key == "rate_limit.burst" && only.value == "300")
+            #expect(only.code == .outOfRange && only.line == 2 && only.key == "rate_limit.burst" && only.value == "300")
         }
     }
 
@@ -101,6 +101,7 @@ struct IsolatedParseTests {
             listen = ["127.0.0.1:2002"]
             key_file = "/etc/tock/roughtime.key"
             delegation_file = "/etc/tock/roughtime.delegation"
+            workers = 4
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let inProcess = try ConfigFile.load(path: file)
         #expect(Setting.all.filter { inProcess.differences(from: TockdSettings()).contains($0) }.count == Setting.all.count, "the file sets everything")
@@ -114,7 +115,7 @@ struct IsolatedParseTests {
             Issue.record("a bad file parsed")
         } catch {
             #expect(error.all.map(\.line) == [2, 4, 6])
-            #expect(error.all.map(\.kind) == [.unknownKey, .outOfRange, .wrongType])
+            #expect(error.all.map(\.code) == [.unknownKey, .outOfRange, .wrongType])
         }
     }
 
@@ -132,7 +133,7 @@ struct IsolatedParseTests {
                 _ = try IsolatedParse.load(path: "/etc/tock/tockd.toml", executable: script.path, timeout: 1)
                 Issue.record("\(body): no error")
             } catch {
-                #expect(error.all.map(\.kind) == [.parserFailure], "\(body)")
+                #expect(error.all.map(\.code) == [.parserFailure], "\(body)")
                 #expect(error.description.contains(expected), "\(body): \(error)")
             }
         }
@@ -140,7 +141,7 @@ struct IsolatedParseTests {
             _ = try IsolatedParse.load(path: "/x.toml", executable: "/nonexistent/tockd")
             Issue.record("ran a missing executable")
         } catch {
-            #expect(error.all.map(\.kind) == [.parserFailure] && error.description.contains("cannot run the parser"))
+            #expect(error.all.map(\.code) == [.parserFailure] && error.description.contains("cannot run the parser"))
         }
     }
 }

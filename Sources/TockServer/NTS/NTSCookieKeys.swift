@@ -27,7 +27,7 @@ package struct NTSCookieKeys: Sendable {
     package static let minimumMasterLength = 32
 
     /// Keys from `master`.
-    package init(master: [UInt8], periodSeconds: Int64 = 86_400, keptPeriods: Int = 7) {
+    package init(master: [UInt8], periodSeconds: Int64 = NTSServerConfiguration.defaultKeyPeriodSeconds, keptPeriods: Int = NTSServerConfiguration.defaultKeptKeyPeriods) {
         precondition(master.count >= Self.minimumMasterLength && periodSeconds > 0 && keptPeriods >= 0)
         self.master = master
         self.periodSeconds = periodSeconds
@@ -35,7 +35,7 @@ package struct NTSCookieKeys: Sendable {
     }
 
     /// Keys from a fresh random master (a single server: its cookies die with the process).
-    package static func random(periodSeconds: Int64 = 86_400, keptPeriods: Int = 7) -> NTSCookieKeys {
+    package static func random(periodSeconds: Int64 = NTSServerConfiguration.defaultKeyPeriodSeconds, keptPeriods: Int = NTSServerConfiguration.defaultKeptKeyPeriods) -> NTSCookieKeys {
         var generator = SystemRandomNumberGenerator()
         return NTSCookieKeys(master: (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }, periodSeconds: periodSeconds, keptPeriods: keptPeriods)
     }

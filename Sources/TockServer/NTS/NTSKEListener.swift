@@ -20,8 +20,25 @@ package final class NTSCredentials: Sendable {
     package let privateKeyPath: String
     private let current: NIOLockedValueBox<(chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)>
 
-    /// Why credentials cannot be loaded.
+    /// Why credentials cannot be loaded: which file is at fault (`code`, what callers compare
+    /// on) and what is wrong with it.
     package struct LoadError: Error, Sendable, CustomStringConvertible {
+        /// Which of the two files cannot be used.
+        package struct Code: Hashable, Sendable, CustomStringConvertible {
+            private enum Backing: String { case certificate, privateKey }
+            private let backing: Backing
+
+            /// The certificate chain cannot be read, or holds no certificate.
+            package static let certificate = Code(backing: .certificate)
+            /// The private key cannot be read, is readable by others, or is not a PEM key.
+            package static let privateKey = Code(backing: .privateKey)
+
+            /// The code's name, for logs.
+            package var description: String { backing.rawValue }
+        }
+
+        /// Which file is at fault.
+        package var code: Code
         /// What is wrong and what to do.
         package var description: String
     }
@@ -45,18 +62,18 @@ package final class NTSCredentials: Sendable {
     static func load(certificatePath: String, privateKeyPath: String) throws(LoadError) -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
         // A private key others can read is no secret: refuse it, as roughtimed does.
         let keyBytes: [UInt8]
-        do { keyBytes = try SecretFile.read(privateKeyPath, name: "NTS private key", limit: 1 << 20) } catch { throw LoadError(description: error.description) }
+        do { keyBytes = try SecretFile.read(privateKeyPath, name: "NTS private key", limit: 1 << 20) } catch { throw LoadError(code: .privateKey, description: error.description) }
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
         } catch {
-            throw LoadError(description: "NTS certificate \(certificatePath): not a readable PEM certificate chain (\(error))")
+            throw LoadError(code: .certificate, description: "NTS certificate \(certificatePath): not a readable PEM certificate chain (\(error))")
         }
-        guard !chain.isEmpty else { throw LoadError(description: "NTS certificate \(certificatePath): no certificate in the file") }
+        guard !chain.isEmpty else { throw LoadError(code: .certificate, description: "NTS certificate \(certificatePath): no certificate in the file") }
         do {
             return (chain, try NIOSSLPrivateKey(bytes: keyBytes, format: .pem))
         } catch {
-            throw LoadError(description: "NTS private key \(privateKeyPath): not a readable PEM private key (\(error))")
+            throw LoadError(code: .privateKey, description: "NTS private key \(privateKeyPath): not a readable PEM private key (\(error))")
         }
     }
 }
