@@ -143,7 +143,7 @@ struct ServicePlan {
                 guard let keys = roughtimeKeys else { return ServicePlan(service: service, addresses: [], udp: nil, tcp: nil) }
                 // UDP and TCP share the port (RFC 10049 §5: the same packet over either).
                 return ServicePlan(service: service, addresses: addresses, udp: { (source) throws(ListenerError) in
-                    try DatagramListener(service: service, source: source, workers: configuration.ntpWorkers) { _ in
+                    try DatagramListener(service: service, source: source, workers: configuration.roughtimeWorkers) { _ in
                         RoughtimeDatagramResponder(keys: keys, clock: clock, policy: policy)
                     }
                 }, tcp: { (source, _) throws(ListenerError) in

@@ -259,6 +259,9 @@ package final class TockServer: Service, Sendable {
             startMetadata["ntp_workers_per_address"] = "\(configuration.ntpWorkers)"
             startMetadata["cpus"] = "\(CPUBudget.current())"
         }
+        if datagramListeners.contains(where: { $0.service == .roughtime }) {
+            startMetadata["roughtime_workers_per_address"] = "\(configuration.roughtimeWorkers)"
+        }
         logger.info("tockd started", metadata: startMetadata.merging(ClockStateService.metadata(clock)) { a, _ in a })
         for l in datagramListeners where l.inheritedFD == nil {
             let transport = l.service == .ntp ? "udp" : "udp+tcp"

@@ -144,6 +144,25 @@ def test_inherited_sockets_replace_the_listener_flags_and_tockd_says_so(sa_mix, 
     assert r.returncode != 0, f"--ntp 127.0.0.1:{not_served} is served:\n{r.stdout}"
 
 
+def test_roughtime_beside_inherited_sockets_binds_nothing_of_its_own_and_tockd_says_so(procs, tmp_path):
+    """--roughtime is a listener like every other: beside sockets from systemd it binds nothing.
+    Its port is held here, so a bind would fail and tockd would not start."""
+    seed = tmp_path / "roughtime.key"
+    seed.write_text(os.urandom(32).hex() + "\n")
+    os.chmod(seed, 0o600)
+    held = ClosedPorts()
+    try:
+        server = procs.tockd("sa-roughtime", "--clock-source", "local", "--roughtime", f"127.0.0.1:{held.udp}",
+                             "--roughtime-key", str(seed), prefix=[*SOCKET_ACTIVATE, "udp:127.0.0.1:0=ntp"])
+        log = server.log.text()
+        assert "ignored: serving the 1 socket inherited from systemd" in log, log
+        assert not [l for l in server.listeners if l.service == "roughtime"], log
+        assert "Roughtime delegation" not in log, log
+        expect_ok(tock("query", f"127.0.0.1:{server.listener('ntp', fd=3).port}"))
+    finally:
+        held.close()
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="as root only: socket activation drops to nobody")
 def test_every_thread_of_the_socket_activated_tockd_runs_as_uid_65534_with_no_capabilities(sa_mix):
     lines = [line for f in glob.glob(f"/proc/{sa_mix.pid}/task/*/status") for line in open(f)
