@@ -166,7 +166,8 @@ struct Tockd: ParsableCommand {
         }
         var configuration = settings.configuration
         if !inherited.isEmpty {
-            if merged.givesListeners {
+            // NTS-KE and Roughtime have no default addresses: any they have was asked for.
+            if merged.givesListeners || !configuration.listeners(of: .ntsKE).isEmpty || !configuration.listeners(of: .roughtime).isEmpty {
                 logger.warning("listeners from flags or the configuration file are ignored: serving the \(inherited.count) socket\(inherited.count == 1 ? "" : "s") inherited from systemd")
             }
             // The service manager chose the addresses: no protocol binds its own.
