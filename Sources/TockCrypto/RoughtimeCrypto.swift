@@ -1,7 +1,4 @@
 import CNettle
-import CTockEd25519
-import Crypto
-import Foundation
 import TockProtocol
 
 /// Roughtime's H (RFC 10049 §5.3): SHA-512 truncated to 32 bytes, over nettle.
@@ -28,17 +25,18 @@ package struct RoughtimeSHA512: RoughtimeHasher {
 /// An Ed25519 key (RFC 8032) signing for Roughtime: the long-term key signing a certificate,
 /// or the online key signing SREP once per batch.
 ///
-/// swift-crypto makes the key and derives its public key; signing calls BoringSSL's
-/// `ED25519_sign` (the copy swift-crypto links) with the caller's buffers, because
-/// swift-crypto's `signature(for:)` returns a new `Data` and so allocates per batch. Ed25519 is
-/// deterministic (RFC 8032 §5.1.6): a key from a known seed makes the same signatures as any
-/// other RFC 8032 signer, which is how the tests reproduce cloudflare/roughtime's replies byte
-/// for byte.
+/// nettle's public Ed25519 (`ed25519_sha512_public_key`, `ed25519_sha512_sign`) does the work:
+/// the public key is derived once, when the key is made (RFC 8032 §5.1.5), and each signature
+/// (§5.1.6) is written straight into the caller's buffer, with nettle's scratch memory lent
+/// from a per-thread buffer (`Ed25519Scratch`), so signing allocates nothing. Ed25519 is
+/// deterministic (§5.1.6): a key from a known seed makes the same signatures as any other
+/// RFC 8032 signer, which is how the tests reproduce cloudflare/roughtime's replies byte for
+/// byte.
 package struct RoughtimeEd25519Signer: RoughtimeSigner {
     /// The 32-byte public key.
     package let publicKey: [UInt8]
-    /// The seed followed by the public key: the private key as BoringSSL takes it.
-    private let privateKey: [UInt8]
+    /// The 32-byte seed, RFC 8032's private key (§5.1.5), as nettle takes it.
+    package let seed: [UInt8]
 
     /// Why a key could not be made.
     package enum KeyError: Error, Sendable, Hashable {
@@ -46,43 +44,56 @@ package struct RoughtimeEd25519Signer: RoughtimeSigner {
         case badSeed
     }
 
-    /// A fresh random key.
+    /// A fresh random key: 32 bytes from the system's cryptographically secure generator
+    /// (getrandom on Linux), as RFC 8032 §5.1.5 asks of a private key.
     package init() {
-        let key = Curve25519.Signing.PrivateKey()
-        publicKey = Array(key.publicKey.rawRepresentation)
-        privateKey = Array(key.rawRepresentation) + publicKey
+        var generator = SystemRandomNumberGenerator()
+        try! self.init(seed: (0..<Int(ED25519_KEY_SIZE)).map { _ in generator.next() })
     }
 
     /// The key whose RFC 8032 private key (seed) is these 32 bytes.
     package init(seed: [UInt8]) throws(KeyError) {
-        guard seed.count == 32, let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else { throw .badSeed }
-        publicKey = Array(key.publicKey.rawRepresentation)
-        privateKey = seed + publicKey
+        guard seed.count == Int(ED25519_KEY_SIZE) else { throw .badSeed }
+        Ed25519Scratch.install()
+        var publicKey = [UInt8](repeating: 0, count: Int(ED25519_KEY_SIZE))
+        publicKey.withUnsafeMutableBufferPointer { out in
+            seed.withUnsafeBufferPointer { nettle_ed25519_sha512_public_key(out.baseAddress!, $0.baseAddress!) }
+        }
+        self.publicKey = publicKey
+        self.seed = seed
     }
 
-    /// The 32-byte seed, for storing the key.
-    package var seed: [UInt8] { Array(privateKey[0..<32]) }
-
-    /// Signs `message` and writes the 64-byte signature into `signature`; allocates nothing.
+    /// Signs `message` and writes the 64-byte signature into `signature`; allocates nothing
+    /// once this thread has signed before.
     package mutating func sign(_ message: UnsafeRawBufferPointer, into signature: UnsafeMutableRawBufferPointer) -> Bool {
         guard signature.count >= RoughtimeWire.signatureLength else { return false }
         let out = signature.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let bytes = message.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) }
-        return privateKey.withUnsafeBufferPointer { key in
-            tock_ed25519_sign(out, bytes, message.count, key.baseAddress!) == 1
+        let bytes = message.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        publicKey.withUnsafeBufferPointer { publicKey in
+            seed.withUnsafeBufferPointer { seed in
+                Ed25519Scratch.withScratch {
+                    nettle_ed25519_sha512_sign(publicKey.baseAddress!, seed.baseAddress!, message.count, bytes, out)
+                }
+            }
         }
+        return true
     }
 }
 
-/// Ed25519 verification (RFC 8032) for Roughtime clients, over swift-crypto.
+/// Ed25519 verification (RFC 8032 §5.1.7) for Roughtime clients, over nettle's public
+/// `ed25519_sha512_verify`, with its scratch memory lent as for signing.
 package struct RoughtimeEd25519Verifier: RoughtimeSignatureVerifier {
     /// A verifier; it holds no state.
-    package init() {}
+    package init() {
+        Ed25519Scratch.install()
+    }
 
     /// Whether `signature` is `publicKey`'s Ed25519 signature of `message`.
     package func isValidSignature(_ signature: UnsafeRawBufferPointer, for message: UnsafeRawBufferPointer, publicKey: UnsafeRawBufferPointer) -> Bool {
-        guard signature.count == RoughtimeWire.signatureLength, publicKey.count == RoughtimeWire.publicKeyLength,
-              let key = try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey) else { return false }
-        return key.isValidSignature(signature, for: message)
+        guard signature.count == RoughtimeWire.signatureLength, publicKey.count == RoughtimeWire.publicKeyLength else { return false }
+        let key = publicKey.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let bytes = message.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        let signed = signature.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        return Ed25519Scratch.withScratch { nettle_ed25519_sha512_verify(key, message.count, bytes, signed) == 1 }
     }
 }

@@ -3,8 +3,8 @@ import Testing
 import TockCrypto
 import TockProtocol
 
-/// Bytes other implementations wrote (`../shared/vectors/roughtime/`, see its README): what
-/// they show is what RFC 10049 means in practice.
+/// Bytes other implementations wrote (`Vectors/`, see its README): what they show is what
+/// RFC 10049 means in practice.
 @Suite struct PublishedVectorTests {
     // MARK: roughenough (version 0x8000000c)
 

@@ -2,11 +2,11 @@ import Foundation
 import TockCrypto
 import TockProtocol
 
-/// The published vectors, read where they are kept (`../shared/vectors/roughtime/` from the
-/// repository root) and never copied into the repository.
+/// The published vectors, kept beside these tests in `Vectors/` (its README names each file's
+/// source and licence) and found from this file's path, so a clone of the repository alone runs
+/// them with `swift test`.
 let vectorsDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("shared/vectors/roughtime")
+    .deletingLastPathComponent().appendingPathComponent("Vectors")
 
 /// The bytes of vector file `name`.
 func vectorBytes(_ name: String) throws -> [UInt8] {

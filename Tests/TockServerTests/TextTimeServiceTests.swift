@@ -235,7 +235,7 @@ struct TextTimeServiceTests {
 
     @Test("The seed's client gets the time from a Daytime .hms listener")
     func seedClient() async throws {
-        let script = packageRoot().deletingLastPathComponent().appendingPathComponent("shared/seed/seed_client.py").path
+        let script = packageRoot().appendingPathComponent("Tests/e2e/seed_client.py").path
         try #require(FileManager.default.fileExists(atPath: script), "the seed client is missing: expected it at \(script)")
         try await withServer(.loopback(ntp: false, time: false, daytimeFormat: .hms)) { server in
             let address = try #require(server.addresses(.daytime).first { !$0.isIPv6 })

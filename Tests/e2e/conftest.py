@@ -30,7 +30,7 @@ if not BIN.is_absolute():
 TOCKD = str(BIN / "tockd")
 TOCK = str(BIN / "tock")
 INTEROP = REPO / "Tests" / "interop"
-SEED = REPO.parent / "shared" / "seed" / "seed_client.py"
+SEED = REPO / "Tests" / "e2e" / "seed_client.py"
 IS_ROOT = os.geteuid() == 0
 
 # Bounds that only a broken server reaches: a healthy tockd is ready within milliseconds.
