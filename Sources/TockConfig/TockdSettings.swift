@@ -31,6 +31,8 @@ package struct TockdSettings: Sendable, Equatable {
     package var tcpTimeout: Double?
     /// `Setting.tcpMaxConnections`.
     package var tcpMaxConnections: Int?
+    /// `Setting.tcpMaxConnectionsPerAddress`.
+    package var tcpMaxConnectionsPerAddress: Int?
     /// `Setting.allow`: access-list prefixes as `[service=]PREFIX`.
     package var allow: [String]?
     /// `Setting.deny`: access-list prefixes as `[service=]PREFIX`.
@@ -100,7 +102,7 @@ extension Setting {
     /// limit's values.
     package static let all: [Setting] = [
         ntpListen, daytimeListen, timeListen, daytimeFormat, daytimeZone,
-        clockSource, stratum, workers, tcpTimeout, tcpMaxConnections,
+        clockSource, stratum, workers, tcpTimeout, tcpMaxConnections, tcpMaxConnectionsPerAddress,
         allow, deny, denyKiss,
         rateLimit, rateLimitInterval, rateLimitBurst, rateLimitLeak, rateLimitKod,
         rateLimitIPv4Prefix, rateLimitIPv6Prefix, clientTableSize, interleaved, hardwareTimestamping,
@@ -295,6 +297,12 @@ extension Setting {
         key: "tcp.max_connections", flag: "--tcp-max-connections", reloadable: false,
         help: "Most open TCP Daytime, Time or Roughtime connections per listener; more are closed at once",
         field: \.tcpMaxConnections, format: .integer(1...1_000_000), lands: .at(\.configuration.tcpMaxConnections)
+    )
+    /// Open TCP connections per client address.
+    package static let tcpMaxConnectionsPerAddress = Setting(
+        key: "tcp.max_connections_per_address", flag: "--tcp-max-connections-per-address", reloadable: false,
+        help: "Most open TCP connections (NTS-KE, Roughtime, Daytime, Time) per client address, per /64 for IPv6; past it, that address's least advanced connection is closed to admit the new one",
+        field: \.tcpMaxConnectionsPerAddress, format: .integer(1...1_000_000), lands: .at(\.configuration.tcpMaxConnectionsPerAddress)
     )
 
     /// Who is served.

@@ -21,6 +21,11 @@ extension TockServerConfiguration {
         }
     }
 
+    /// The connection caps of a Daytime, Time or Roughtime TCP listener.
+    var streamLimits: ConnectionTable.Limits {
+        ConnectionTable.Limits(total: tcpMaxConnections, perAddress: tcpMaxConnectionsPerAddress)
+    }
+
     /// Serves `sockets` (inherited from systemd) instead of every service's own addresses: the
     /// service manager chose them, so nothing else is bound.
     package mutating func serveInherited(_ sockets: [InheritedSocket]) {
@@ -133,7 +138,7 @@ struct ServicePlan {
                         TextTimeDatagramResponder(core: core, clock: clock, policy: policy)
                     }
                 }, tcp: { (source, _) throws(ListenerError) in
-                    .stream(try StreamTimeListener(source: source, serves: .text(core), policy: policy, maxConnections: configuration.tcpMaxConnections))
+                    .stream(try StreamTimeListener(source: source, serves: .text(core), policy: policy, limits: configuration.streamLimits))
                 })
             case .ntsKE:
                 return ServicePlan(service: service, addresses: addresses, udp: nil, tcp: { (source, bound) throws(ListenerError) in
@@ -147,7 +152,7 @@ struct ServicePlan {
                         RoughtimeDatagramResponder(keys: keys, clock: clock, policy: policy)
                     }
                 }, tcp: { (source, _) throws(ListenerError) in
-                    .stream(try StreamTimeListener(source: source, serves: .roughtime(keys), policy: policy, maxConnections: configuration.tcpMaxConnections))
+                    .stream(try StreamTimeListener(source: source, serves: .roughtime(keys), policy: policy, limits: configuration.streamLimits))
                 })
             }
         }
@@ -194,9 +199,9 @@ struct ServicePlan {
         let timeout = TimeAmount.nanoseconds(Int64(nts.timeout.components.seconds) * 1_000_000_000 + nts.timeout.components.attoseconds / 1_000_000_000)
         switch source {
         case .address(let address):
-            return try NTSKEListener(address: address, credentials: credentials, cookies: cookies, server: core, policy: policy, connectionLimit: nts.connectionLimit, timeout: timeout)
+            return try NTSKEListener(address: address, credentials: credentials, cookies: cookies, server: core, policy: policy, connectionLimit: nts.connectionLimit, perAddress: configuration.tcpMaxConnectionsPerAddress, timeout: timeout)
         case .inherited(let socket):
-            return NTSKEListener(inherited: socket, credentials: credentials, cookies: cookies, server: core, policy: policy, connectionLimit: nts.connectionLimit, timeout: timeout)
+            return NTSKEListener(inherited: socket, credentials: credentials, cookies: cookies, server: core, policy: policy, connectionLimit: nts.connectionLimit, perAddress: configuration.tcpMaxConnectionsPerAddress, timeout: timeout)
         }
     }
 }
@@ -218,12 +223,12 @@ extension DatagramListener {
 
 extension StreamTimeListener {
     /// A listener on an address it binds, or on a socket systemd passed.
-    convenience init(source: ServicePlan.ListenerSource, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
+    convenience init(source: ServicePlan.ListenerSource, serves: StreamTimeProtocol, policy: PolicyCell, limits: ConnectionTable.Limits) throws(ListenerError) {
         switch source {
         case .address(let address):
-            try self.init(address: address, serves: serves, policy: policy, maxConnections: maxConnections)
+            try self.init(address: address, serves: serves, policy: policy, limits: limits)
         case .inherited(let socket):
-            self.init(inherited: socket, serves: serves, policy: policy, maxConnections: maxConnections)
+            self.init(inherited: socket, serves: serves, policy: policy, limits: limits)
         }
     }
 }

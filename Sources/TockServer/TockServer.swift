@@ -155,8 +155,8 @@ package final class TockServer: Service, Sendable {
 
     /// TCP totals of `service`: connections, replies, and connections closed unanswered by
     /// reason.
-    package func streamStatistics(_ service: TockService) -> (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) {
-        var total: (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) = (0, 0, [:])
+    package func streamStatistics(_ service: TockService) -> StreamStatistics {
+        var total = StreamStatistics()
         for l in streamListeners where l.service == service {
             total.connections += l.counters.connections.load(ordering: .relaxed)
             total.replied += l.counters.replied.load(ordering: .relaxed)
@@ -164,21 +164,38 @@ package final class TockServer: Service, Sendable {
             for reason in service.dropReasons where reason != .reflectionPort && (reason != .oversized || service == .roughtime) {
                 total.drops[reason, default: 0] += l.counters.drops(reason)
             }
+            total.addEvictions(l.counters)
         }
         return total
     }
 
     /// NTS-KE totals: connections, responses, and connections ended without one, by reason.
-    package func keStatistics() -> (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) {
-        var total: (connections: UInt64, replied: UInt64, drops: [DropReason: UInt64]) = (0, 0, [:])
+    package func keStatistics() -> StreamStatistics {
+        var total = StreamStatistics()
         for l in keListeners {
             total.connections += l.counters.connections.load(ordering: .relaxed)
             total.replied += l.counters.replied.load(ordering: .relaxed)
             for reason in TockService.ntsKE.dropReasons {
                 total.drops[reason, default: 0] += l.counters.drops(reason)
             }
+            total.addEvictions(l.counters)
         }
         return total
+    }
+
+    /// TCP totals of a service: connections, replies, connections closed unanswered by reason,
+    /// and connections closed to admit another, by the cap reached.
+    package struct StreamStatistics: Sendable {
+        package var connections: UInt64 = 0
+        package var replied: UInt64 = 0
+        package var drops: [DropReason: UInt64] = [:]
+        package var evicted: [DropReason: UInt64] = [:]
+
+        mutating func addEvictions(_ counters: StreamCounters) {
+            for reason in [DropReason.perAddressCap, .connectionLimit] {
+                evicted[reason, default: 0] += counters.evictions(reason)
+            }
+        }
     }
 
     /// Reads the NTS certificate and key files again (SIGHUP): new connections use them; a
@@ -319,7 +336,11 @@ package final class TockServer: Service, Sendable {
         SystemdNotifier.notify("STOPPING=1")
         for l in datagramListeners { l.stop() }
         hardwareClocks?.stop(logger: logger)
+        // Listeners first, then every connection still open, waited for, and only then the
+        // event loops: nothing is left to schedule work on a loop that has shut down.
         for c in channels { try? await c.close() }
+        let open = streamListeners.flatMap { $0.table.closeAll() } + keListeners.flatMap { $0.table.closeAll() }
+        for connection in open { try? await connection.get() }
         try? await group.shutdownGracefully()
         var stopMetadata: Logger.Metadata = [:]
         for service in TockService.allCases where !addresses(service).isEmpty {

@@ -36,6 +36,9 @@ package struct TockServerConfiguration: Sendable {
     /// Open TCP connections per listener beyond which new ones are closed at once. Default:
     /// `defaultTCPMaxConnections`.
     package var tcpMaxConnections: Int
+    /// Open TCP connections per client address (IPv6: per /64), for every TCP service (NTS-KE
+    /// included). Default: `defaultTCPMaxConnectionsPerAddress`.
+    package var tcpMaxConnectionsPerAddress: Int
     /// Access list, rate limit and kiss-o'-death choices for NTP.
     package var ntpPolicy: ServicePolicy
     /// The same for Daytime (UDP and TCP).
@@ -99,6 +102,10 @@ package struct TockServerConfiguration: Sendable {
     package static let defaultTCPConnectionTimeout = Duration.seconds(5)
     /// 1024 open TCP connections per listener: bounds the memory a connection flood can take.
     package static let defaultTCPMaxConnections = 1024
+    /// 8 open TCP connections per client address (IPv6: per /64): a client's exchange takes
+    /// milliseconds, so even a host behind a NAT rarely has more at once; past it, that
+    /// address's least advanced connection gives way (`ConnectionTable`).
+    package static let defaultTCPMaxConnectionsPerAddress = 8
     /// 4 MiB: 131,072 clients per service at `ClientLimiter.bytesPerClient` (32) bytes each.
     package static let defaultClientTableBytes = 4 << 20
     /// Interleaved mode on, as in chrony: only clients that ask for it get it.
@@ -124,9 +131,11 @@ package struct TockServerConfiguration: Sendable {
         daytimePolicy: ServicePolicy? = nil,
         timePolicy: ServicePolicy? = nil,
         clientTableBytes: Int = TockServerConfiguration.defaultClientTableBytes,
-        roughtimeWorkers: Int = TockServerConfiguration.defaultWorkers
+        roughtimeWorkers: Int = TockServerConfiguration.defaultWorkers,
+        tcpMaxConnectionsPerAddress: Int = TockServerConfiguration.defaultTCPMaxConnectionsPerAddress
     ) {
         self.tcpMaxConnections = tcpMaxConnections
+        self.tcpMaxConnectionsPerAddress = tcpMaxConnectionsPerAddress
         self.ntpPolicy = policy
         self.daytimePolicy = daytimePolicy ?? policy
         self.timePolicy = timePolicy ?? policy

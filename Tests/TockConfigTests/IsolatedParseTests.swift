@@ -76,6 +76,7 @@ struct IsolatedParseTests {
             [tcp]
             timeout = 0.25
             max_connections = 10
+            max_connections_per_address = 4
             [access]
             allow = ["10.0.0.0/8", "time=192.0.2.0/24"]
             [rate_limit]

@@ -144,7 +144,7 @@ struct RoughtimeTCPTests {
         }
     }
 
-    @Test("An idle connection is closed at the timeout and counted")
+    @Test("A connection that sends nothing is closed at its first-byte deadline and counted as idle")
     func idle() async throws {
         try await withServer(Self.configuration(timeout: .seconds(1))) { server in
             let address = server.addresses(.roughtime)[0]
@@ -158,7 +158,7 @@ struct RoughtimeTCPTests {
             let elapsed = SystemClock.monotonicNanoseconds() - started
             #expect(bytes.isEmpty && end == .endOfFile)
             #expect(elapsed >= 900_000_000, "closed after \(elapsed) ns, before the 1 s timeout")
-            #expect(await eventually { Self.drops(server)[.streamTimeout, default: 0] == 1 })
+            #expect(await eventually { Self.drops(server)[.idleConnection, default: 0] == 1 })
         }
     }
 
@@ -201,27 +201,24 @@ struct RoughtimeTCPTests {
         }
     }
 
-    @Test("Connections past the cap are closed at once and counted; a freed place serves again")
+    @Test("At the cap the oldest silent connection gives way to a real client, which is answered; the eviction is counted")
     func connectionCap() async throws {
         try await withServer(Self.configuration(maxConnections: 3)) { server in
             let address = server.addresses(.roughtime)[0]
             let listener = Self.listener(server, address)
-            var held = await blocking { (0..<3).map { _ in tcpConnect(to: address) } }
+            let held = await blocking { (0..<3).map { _ in tcpConnect(to: address) } }
             defer { for fd in held where fd >= 0 { close(fd) } }
             #expect(held.allSatisfy { $0 >= 0 })
-            #expect(await eventually(timeout: .seconds(10)) { listener.counters.active.load(ordering: .relaxed) == 3 })
+            #expect(await eventually(timeout: .seconds(10)) { listener.table.count == 3 })
 
             let request = RoughtimeServiceTests.request()
-            let (refused, end) = await blocking { roughtimeTCPExchange(request, to: address) }
-            #expect(refused.isEmpty && (end == .endOfFile || end == .reset), "\(end)")
-            #expect(await eventually { Self.drops(server)[.connectionLimit, default: 0] == 1 })
-
-            // One held connection goes (counted as a request cut short); its place serves again.
-            close(held.removeFirst())
-            #expect(await eventually(timeout: .seconds(10)) { listener.counters.active.load(ordering: .relaxed) == 2 })
             let (reply, _) = await blocking { roughtimeTCPExchange(request, to: address) }
             _ = try RoughtimeServiceTests.verify(request, reply)
-            #expect(await eventually { Self.drops(server)[.tooShort, default: 0] == 1 })
+            #expect(listener.counters.evictions(.connectionLimit) == 1)
+            // The first held connection was the one closed.
+            let (bytes, end) = await blocking { tcpRead(held[0], timeoutMilliseconds: 5_000) }
+            #expect(bytes.isEmpty && (end == .endOfFile || end == .reset), "\(end)")
+            #expect(server.status(busiestClients: 0).services.first { $0.name == "roughtime" && $0.transport == "tcp" }?.evicted?["connection_limit"] == 1)
         }
     }
 

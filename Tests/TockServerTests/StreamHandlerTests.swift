@@ -4,68 +4,129 @@ import Testing
 import TockProtocol
 @testable import TockServer
 
-/// The TCP handler on an embedded channel: the connection cap and the access list decide
-/// before any byte is written.
-@Suite("TCP Daytime/Time handler") struct StreamHandlerTests {
-    static func handler(maxConnections: Int, counters: StreamCounters, policy: ServicePolicy = ServicePolicy()) -> StreamTimeHandler {
-        let clock = ClockStateCell(.local(stratum: 2, now: UTCInstant(secondsSinceUnixEpoch: 1_795_546_000), precisionNanoseconds: 30))
-        return StreamTimeHandler(
-            core: TextTimeServer(service: .time, format: .rfc867, zone: .utc),
-            clock: clock,
-            connectionTimeout: .seconds(5),
-            counters: counters,
-            policy: policy,
-            limiter: nil,
-            maxConnections: maxConnections
-        )
-    }
+/// A TCP listener's caps (`ConnectionTable`) and the Daytime/Time handler, on embedded
+/// channels: which connection gives way at a cap, which newcomer is refused, and the access
+/// list deciding before any byte is written.
+@Suite("TCP connections: caps, eviction, Daytime/Time handler") struct StreamHandlerTests {
+    static let v4 = ClientAddress(ipv4: 0xC000_0207, port: 40_000)  // 192.0.2.7
 
-    static func connect(_ handler: StreamTimeHandler, from address: String = "192.0.2.7") throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel(handler: handler)
-        try channel.connect(to: try SocketAddress(ipAddress: address, port: 40000)).wait()
+    static func connected() throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.connect(to: try SocketAddress(ipAddress: "192.0.2.7", port: 40_000)).wait()
         return channel
     }
 
-    /// Runs the connection deadline and closes the channel, so nothing outlives the test.
-    static func finish(_ channel: EmbeddedChannel) {
-        channel.embeddedEventLoop.advanceTime(by: .seconds(6))
-        _ = try? channel.finish(acceptAlreadyClosed: true)
+    static func client(_ n: UInt32) -> ClientAddress { ClientAddress(ipv4: 0xC633_6400 | n, port: 40_000) }
+
+    static func admitted(_ admission: ConnectionTable.Admission) -> UInt64? {
+        if case .admitted(let id) = admission { return id }
+        return nil
     }
 
-    @Test("Below the cap a connection gets 4 bytes and is closed; at the cap it is closed unanswered")
-    func connectionCap() throws {
+    @Test("At the per-address cap the address's oldest silent connection gives way, and is counted as evicted")
+    func perAddressEviction() throws {
         let counters = StreamCounters()
-        let first = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
-        defer { Self.finish(first) }
-        let reply = try first.readOutbound(as: ByteBuffer.self)
-        #expect(reply?.readableBytes == 4)
+        let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
+        let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
+        defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        #expect(Self.admitted(table.admit(a, client: Self.v4)) != nil)
+        #expect(Self.admitted(table.admit(b, client: Self.v4)) != nil)
+        #expect(Self.admitted(table.admit(c, client: Self.v4)) != nil)
+        #expect(!a.isActive && b.isActive && c.isActive, "the oldest silent one was closed")
+        #expect(counters.evictions(.perAddressCap) == 1 && counters.drops(.perAddressCap) == 0)
+        #expect(table.count == 2)
+    }
 
-        // Two connections hold the places (as slow clients would)...
-        counters.active.store(2, ordering: .relaxed)
-        let refused = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
-        defer { Self.finish(refused) }
-        #expect(try refused.readOutbound(as: ByteBuffer.self) == nil)
-        #expect(!refused.isActive)
+    @Test("The least advanced connection gives way before an older one that is receiving")
+    func leastAdvancedFirst() throws {
+        let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
+        let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
+        defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        let first = try #require(Self.admitted(table.admit(a, client: Self.v4)))
+        table.advance(first, to: .receiving)
+        _ = table.admit(b, client: Self.v4)
+        _ = table.admit(c, client: Self.v4)
+        #expect(a.isActive && !b.isActive && c.isActive)
+    }
+
+    @Test("When every connection of the address is being answered, the newcomer is refused")
+    func refusedWhenAllAnswering() throws {
+        let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
+        let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
+        defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        for ch in [a, b] { table.advance(try #require(Self.admitted(table.admit(ch, client: Self.v4))), to: .answering) }
+        #expect(table.admit(c, client: Self.v4) == .refused(.perAddress))
+        #expect(a.isActive && b.isActive)
+        #expect(counters.drops(.perAddressCap) == 1 && counters.evictions(.perAddressCap) == 0)
+    }
+
+    @Test("IPv6 addresses of one /64 share a cap; another /64 has its own")
+    func ipv6PerSlash64() throws {
+        let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 100, perAddress: 1), counters: counters)
+        let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
+        defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        _ = table.admit(a, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 1, port: 1))
+        _ = table.admit(b, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 2, port: 1))
+        #expect(!a.isActive && b.isActive, "same /64: one place")
+        _ = table.admit(c, client: ClientAddress(high: 0x2001_0db8_0000_0002, low: 2, port: 1))
+        #expect(b.isActive && c.isActive, "another /64")
+        #expect(table.count == 2)
+    }
+
+    @Test("A full listener closes its oldest silent connection for a newcomer from anywhere, or refuses it")
+    func listenerFull() throws {
+        let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 3, perAddress: 8), counters: counters)
+        let channels = try (0..<5).map { _ in try Self.connected() }
+        defer { for ch in channels { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        let first = try #require(Self.admitted(table.admit(channels[0], client: Self.client(1))))
+        table.advance(first, to: .handshaken)
+        _ = table.admit(channels[1], client: Self.client(2))
+        _ = table.admit(channels[2], client: Self.client(3))
+        #expect(Self.admitted(table.admit(channels[3], client: Self.client(4))) != nil)
+        #expect(channels[0].isActive && !channels[1].isActive, "the oldest silent one, not the older handshaken one")
+        #expect(counters.evictions(.connectionLimit) == 1)
+        for id in 0..<10 { table.advance(UInt64(id), to: .answering) }
+        #expect(table.admit(channels[4], client: Self.client(5)) == .refused(.listenerFull))
         #expect(counters.drops(.connectionLimit) == 1)
-        #expect(counters.active.load(ordering: .relaxed) == 2, "a refused connection takes no place")
+        #expect(table.count == 3)
+    }
 
-        // ...and once one goes, a new connection is served again.
-        counters.active.store(1, ordering: .relaxed)
-        let served = try Self.connect(Self.handler(maxConnections: 2, counters: counters))
-        defer { Self.finish(served) }
-        #expect(try served.readOutbound(as: ByteBuffer.self)?.readableBytes == 4)
+    @Test("A closed connection gives its place back; closeAll closes what is left")
+    func removeAndCloseAll() throws {
+        let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 1, perAddress: 1), counters: counters)
+        let a = try Self.connected(), b = try Self.connected()
+        defer { for ch in [a, b] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
+        let id = try #require(Self.admitted(table.admit(a, client: Self.v4)))
+        table.remove(id)
+        #expect(table.count == 0)
+        _ = table.admit(b, client: Self.v4)
+        #expect(a.isActive && b.isActive && counters.evictions(.perAddressCap) == 0)
+        _ = table.closeAll()
+        #expect(!b.isActive)
     }
 
     @Test("A denied peer is closed without a byte")
     func deniedPeer() throws {
         let counters = StreamCounters()
+        let table = ConnectionTable(limits: .init(total: 10, perAddress: 10), counters: counters)
+        let clock = ClockStateCell(.local(stratum: 2, now: UTCInstant(secondsSinceUnixEpoch: 1_795_546_000), precisionNanoseconds: 30))
         let policy = ServicePolicy(access: AccessList(deny: [AddressPrefix(bytes: [192, 0, 2, 0], length: 24)]))
-        let denied = try Self.connect(Self.handler(maxConnections: 10, counters: counters, policy: policy), from: "192.0.2.7")
-        defer { Self.finish(denied) }
+        func handler() -> StreamTimeHandler {
+            StreamTimeHandler(core: TextTimeServer(service: .time, format: .rfc867, zone: .utc), clock: clock, counters: counters, policy: policy, limiter: nil, table: table, id: 1)
+        }
+        let denied = EmbeddedChannel(handler: handler())
+        try denied.connect(to: try SocketAddress(ipAddress: "192.0.2.7", port: 40000)).wait()
+        defer { _ = try? denied.finish(acceptAlreadyClosed: true) }
         #expect(try denied.readOutbound(as: ByteBuffer.self) == nil)
         #expect(counters.drops(.denied) == 1)
-        let allowed = try Self.connect(Self.handler(maxConnections: 10, counters: counters, policy: policy), from: "198.51.100.1")
-        defer { Self.finish(allowed) }
+        let allowed = EmbeddedChannel(handler: handler())
+        try allowed.connect(to: try SocketAddress(ipAddress: "198.51.100.1", port: 40000)).wait()
+        defer { _ = try? allowed.finish(acceptAlreadyClosed: true) }
         #expect(try allowed.readOutbound(as: ByteBuffer.self)?.readableBytes == 4)
     }
 }

@@ -32,9 +32,9 @@ public enum TockService: String, Sendable, Hashable, CaseIterable, Codable, Cust
     public var dropReasons: [DropReason] {
         switch self {
         case .ntp: [.tooShort, .badVersion, .notClientMode, .malformed, .oversized, .denied, .rateLimited, .ntsMalformed, .ntsBadCookie, .ntsBadAuthenticator]
-        case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit]
-        case .ntsKE: [.denied, .rateLimited, .connectionLimit, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .streamTimeout, .ntsKEInternal]
-        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeDelegationExpired, .roughtimeInternal, .connectionLimit, .streamTimeout]
+        case .daytime, .time: [.unsynchronized, .reflectionPort, .oversized, .denied, .rateLimited, .connectionLimit, .perAddressCap]
+        case .ntsKE: [.denied, .rateLimited, .connectionLimit, .perAddressCap, .ntsKEHandshake, .ntsKEALPN, .ntsKEBadRequest, .idleConnection, .handshakeTimeout, .streamTimeout, .ntsKEInternal]
+        case .roughtime: [.tooShort, .roughtimeFraming, .roughtimeVersion, .roughtimeSRV, .roughtimeNonce, .roughtimeType, .oversized, .unsynchronized, .denied, .rateLimited, .roughtimeDelegationExpired, .roughtimeInternal, .connectionLimit, .perAddressCap, .idleConnection, .streamTimeout]
         }
     }
 
@@ -66,7 +66,8 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     case denied
     /// The client's rate limit is spent.
     case rateLimited
-    /// TCP: the listener already holds its maximum of open connections.
+    /// TCP: the listener already holds its maximum of open connections (it is full), every one
+    /// of them being answered; or, among the evictions, one gave way to a newcomer.
     case connectionLimit
     /// NTS fields that break RFC 8915 §5 (missing, repeated or misplaced fields, bad lengths).
     case ntsMalformed
@@ -103,6 +104,14 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
     /// offline delegation expired (or a clock stepped back before MINT). The server stays
     /// silent rather than sign a time clients must reject, until a new delegation is loaded.
     case roughtimeDelegationExpired
+    /// TCP: the client's address (an IPv6 /64) already holds its maximum of open connections,
+    /// every one of them being answered; or, among the evictions, one of them gave way.
+    case perAddressCap
+    /// TCP: the connection sent nothing within its first-byte deadline (a real client sends its
+    /// request, or its TLS ClientHello, at once).
+    case idleConnection
+    /// NTS-KE: the TLS handshake did not complete within its deadline.
+    case handshakeTimeout
 
     /// The label in metrics and status (`too_short`, `rate_limited`, …).
     public var label: String {
@@ -132,6 +141,9 @@ public enum DropReason: Int, Sendable, Hashable, CaseIterable, Codable, CustomSt
         case .roughtimeType: "bad_type"
         case .roughtimeInternal: "signing_failed"
         case .roughtimeDelegationExpired: "delegation_expired"
+        case .perAddressCap: "per_address_cap"
+        case .idleConnection: "idle"
+        case .handshakeTimeout: "handshake_timeout"
         }
     }
 

@@ -190,6 +190,9 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var hardwareReceiveTimestamps: UInt64?
         /// NTP: card transmit timestamps that replaced a software one in an interleaved reply.
         public var hardwareTransmitTimestamps: UInt64?
+        /// TCP: connections closed to admit a newcomer, by the cap that was reached
+        /// (`per_address_cap`, `connection_limit`: the listener was full); absent for UDP.
+        public var evicted: [String: UInt64]?
 
         /// Creates one service's totals.
         public init(name: String, transport: String, requests: UInt64, replies: UInt64, kissesOfDeath: UInt64, drops: [String: UInt64], errors: UInt64, authenticated: UInt64? = nil, kisses: [String: UInt64]? = nil,

@@ -167,8 +167,13 @@ enum ListenerSocket {
         throw ListenerError(transport: alsoTCP ? "UDP+TCP" : "UDP", address: address, errorNumber: lastError)
     }
 
+    /// The accept queue of every TCP listener (the kernel caps it at net.core.somaxconn): deep
+    /// enough that a connection flood does not make the kernel drop a real client's SYN while
+    /// the accept loop catches up.
+    static let streamBacklog: Int32 = 4096
+
     /// A listening TCP socket bound to `address`.
-    static func tcp(_ address: SocketEndpoint, backlog: Int32 = 1024) throws(ListenerError) -> Int32 {
+    static func tcp(_ address: SocketEndpoint, backlog: Int32 = ListenerSocket.streamBacklog) throws(ListenerError) -> Int32 {
         let fd: Int32
         do {
             fd = try Sockets.open(family: address.family, type: Sockets.stream)

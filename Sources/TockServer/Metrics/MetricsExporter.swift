@@ -83,6 +83,9 @@ package final class MetricsExporter: Sendable {
             for (reason, n) in s.drops.sorted(by: { $0.key < $1.key }) {
                 count("tockd_drops_total", d + [("reason", reason)], n)
             }
+            for (reason, n) in (s.evicted ?? [:]).sorted(by: { $0.key < $1.key }) {
+                count("tockd_tcp_connections_evicted_total", d + [("reason", reason)], n)
+            }
         }
         for w in status.workers {
             let d = [("protocol", w.name), ("address", w.address), ("worker", "\(w.index)")]

@@ -40,16 +40,20 @@ extension TockServer {
             }
             if service == .ntsKE {
                 let ke = keStatistics()
-                services.append(ServerStatus.Service(
+                var figures = ServerStatus.Service(
                     name: service.rawValue, transport: "tcp", requests: ke.connections, replies: ke.replied,
                     kissesOfDeath: 0, drops: labels(ke.drops), errors: 0
-                ))
+                )
+                figures.evicted = labels(ke.evicted)
+                services.append(figures)
             } else if service != .ntp {
                 let tcp = streamStatistics(service)
-                services.append(ServerStatus.Service(
+                var figures = ServerStatus.Service(
                     name: service.rawValue, transport: "tcp", requests: tcp.connections, replies: tcp.replied,
                     kissesOfDeath: 0, drops: labels(tcp.drops), errors: 0
-                ))
+                )
+                figures.evicted = labels(tcp.evicted)
+                services.append(figures)
             }
             if let limiter = limiters[service] {
                 clients.append(ServerStatus.ClientGroup(

@@ -18,7 +18,7 @@ package final class NTSCredentials: Sendable {
     package let certificatePath: String
     /// The private key's file.
     package let privateKeyPath: String
-    private let current: NIOLockedValueBox<(chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)>
+    private let loaded: NIOLockedValueBox<(generation: UInt64, pair: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey))>
 
     /// Why credentials cannot be loaded: which file is at fault (`code`, what callers compare
     /// on) and what is wrong with it.
@@ -47,17 +47,21 @@ package final class NTSCredentials: Sendable {
     package init(certificatePath: String, privateKeyPath: String) throws(LoadError) {
         self.certificatePath = certificatePath
         self.privateKeyPath = privateKeyPath
-        current = NIOLockedValueBox(try Self.load(certificatePath: certificatePath, privateKeyPath: privateKeyPath))
+        loaded = NIOLockedValueBox((1, try Self.load(certificatePath: certificatePath, privateKeyPath: privateKeyPath)))
     }
 
     /// Reads the files again; on failure the running pair stays.
     package func reload() throws(LoadError) {
         let fresh = try Self.load(certificatePath: certificatePath, privateKeyPath: privateKeyPath)
-        current.withLockedValue { $0 = fresh }
+        loaded.withLockedValue { $0 = ($0.generation &+ 1, fresh) }
     }
 
+    /// The current pair, and how many loads it took to get it (a TLS context made for one
+    /// generation serves until the next).
+    var current: (generation: UInt64, pair: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)) { loaded.withLockedValue { $0 } }
+
     /// The current pair.
-    var pair: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) { current.withLockedValue { $0 } }
+    var pair: (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) { current.pair }
 
     static func load(certificatePath: String, privateKeyPath: String) throws(LoadError) -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) {
         // A private key others can read is no secret: refuse it, as roughtimed does.
@@ -100,7 +104,7 @@ package final class NTSCookieMaker: Sendable {
 /// One NTS-KE connection: waits for TLS to finish with ALPN `ntske/1`, reads the request
 /// (which may arrive a byte at a time), has the core decide, derives the keys from the TLS
 /// exporter (RFC 8915 §5.1), writes the response and closes (RFC 8915 §4: one request per
-/// connection). Everything else ends the connection and is counted by reason.
+/// connection). Everything else ends the connection and is counted by reason, once.
 ///
 /// Not Sendable: NIO calls it on its channel's event loop only.
 final class NTSKEHandler: ChannelInboundHandler {
@@ -111,44 +115,58 @@ final class NTSKEHandler: ChannelInboundHandler {
     let cookies: NTSCookieMaker
     let counters: StreamCounters
     let logger: Logger
-    /// The TLS 1.3 exporter secret, from this connection's key-log callback.
-    let exporterSecret: NIOLockedValueBox<String?>
-    /// How long the whole exchange may take, handshake included: a client that dribbles its
-    /// request a byte at a time (slowloris) is cut off then.
-    let lifetime: TimeAmount
+    let tls: NTSKETLS
+    let table: ConnectionTable
+    let id: UInt64
+    /// How long the TLS handshake may take from the connection's start: a real client's takes
+    /// a round trip or two, and a slot held by one that never finishes costs its holder as
+    /// much as it costs the server.
+    let handshakeDeadline: TimeAmount
+    /// The connection's ClientHello random (`ClientHelloReader`): the key of its exporter secret.
+    var clientRandom: NTSKETLS.ClientRandom?
     private var reader = NTSKEMessageReader()
     private var negotiated = false
     private var finished = false
     private var deadline: Scheduled<Void>?
 
-    init(server: NTSKEServer, cookies: NTSCookieMaker, counters: StreamCounters, exporterSecret: NIOLockedValueBox<String?>, lifetime: TimeAmount, logger: Logger) {
-        self.lifetime = lifetime
+    init(server: NTSKEServer, cookies: NTSCookieMaker, counters: StreamCounters, tls: NTSKETLS, table: ConnectionTable, id: UInt64, handshakeDeadline: TimeAmount, logger: Logger) {
         self.server = server
         self.cookies = cookies
         self.counters = counters
-        self.exporterSecret = exporterSecret
+        self.tls = tls
+        self.table = table
+        self.id = id
+        self.handshakeDeadline = handshakeDeadline
         self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        deadline = context.eventLoop.scheduleTask(in: lifetime) {
+        deadline = context.eventLoop.scheduleTask(in: handshakeDeadline) {
             let (handler, context) = loopBound.value
-            handler.fail(context, .streamTimeout)
+            if !handler.negotiated { handler.fail(context, .handshakeTimeout) }
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
+        if let clientRandom { tls.forget(clientRandom) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        if let clientRandom { tls.forget(clientRandom) }
         // The peer went away before a whole request: counted, as a broken request.
         if !finished {
             finished = true
             counters.count(negotiated ? .ntsKEBadRequest : .ntsKEHandshake)
         }
         context.fireChannelInactive()
+    }
+
+    /// What came first was not a TLS ClientHello (or repeated another connection's random).
+    func handshakeFailed(_ context: ChannelHandlerContext) {
+        fail(context, .ntsKEHandshake)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -160,6 +178,11 @@ final class NTSKEHandler: ChannelInboundHandler {
                 return
             }
             negotiated = true
+            deadline?.cancel()
+            table.advance(id, to: .handshaken)
+        } else if let expired = event as? ConnectionExpired {
+            if let reason = expired.reason { fail(context, reason) } else { finished = true }
+            return
         } else if event is IdleStateHandler.IdleStateEvent {
             fail(context, .streamTimeout)
             return
@@ -179,7 +202,7 @@ final class NTSKEHandler: ChannelInboundHandler {
             let decision = server.decide(records)
             switch decision {
             case .negotiated(let algorithm):
-                guard let line = exporterSecret.withLockedValue({ $0 }), let exporter = TLSExporter(keyLogLine: line) else {
+                guard let random = clientRandom, let line = tls.exporterLine(random), let exporter = TLSExporter(keyLogLine: line) else {
                     respond(context, server.response(for: .error(.internalServerError, reason: "no TLS exporter secret"), cookies: []), failure: .ntsKEInternal)
                     return
                 }
@@ -196,6 +219,7 @@ final class NTSKEHandler: ChannelInboundHandler {
 
     private func respond(_ context: ChannelHandlerContext, _ records: [NTSKERecord], failure: DropReason?) {
         finished = true
+        table.advance(id, to: .answering)
         if let failure { counters.count(failure) } else { counters.replied.wrappingIncrement(ordering: .relaxed) }
         let bytes = NTSKERecord.encode(records)
         let channel = context.channel
@@ -240,9 +264,19 @@ package final class NTSKEListener: Sendable {
     let connectionLimit: Int
     let idleTimeout: TimeAmount
     let lifetime: TimeAmount
+    /// How long a connection may take to send its ClientHello, and to complete its handshake:
+    /// 2 s, as chronyd gives a whole NTS-KE session, or the configured timeout if shorter.
+    let handshakeDeadline: TimeAmount
+    /// The open connections and their caps.
+    let table: ConnectionTable
+    /// The TLS context and the connections' exporter secrets.
+    let tls: NTSKETLS
+
+    /// How long a handshake may take at most (`handshakeDeadline`).
+    static let handshakeLimit = TimeAmount.seconds(2)
 
     /// Binds `address` now, so a bind failure is reported at start.
-    package init(address requested: SocketEndpoint, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, timeout: TimeAmount) throws(ListenerError) {
+    package init(address requested: SocketEndpoint, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, perAddress: Int, timeout: TimeAmount) throws(ListenerError) {
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
@@ -253,10 +287,13 @@ package final class NTSKEListener: Sendable {
         self.connectionLimit = connectionLimit
         self.idleTimeout = timeout
         self.lifetime = timeout * 2
+        self.handshakeDeadline = min(Self.handshakeLimit, timeout)
+        self.table = ConnectionTable(limits: .init(total: connectionLimit, perAddress: perAddress), counters: counters)
+        self.tls = NTSKETLS(credentials: credentials)
     }
 
     /// Serves a TCP socket systemd bound; owns `socket.fd` from here on.
-    package init(inherited socket: InheritedSocket, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, timeout: TimeAmount) {
+    package init(inherited socket: InheritedSocket, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, perAddress: Int, timeout: TimeAmount) {
         self.fd = socket.fd
         self.address = socket.address
         self.credentials = credentials
@@ -266,62 +303,61 @@ package final class NTSKEListener: Sendable {
         self.connectionLimit = connectionLimit
         self.idleTimeout = timeout
         self.lifetime = timeout * 2
+        self.handshakeDeadline = min(Self.handshakeLimit, timeout)
+        self.table = ConnectionTable(limits: .init(total: connectionLimit, perAddress: perAddress), counters: counters)
+        self.tls = NTSKETLS(credentials: credentials)
     }
 
     deinit {
         if !handedOver.load(ordering: .relaxed) { close(fd) }
     }
 
-    /// The TLS configuration of one connection: TLS 1.3 only, `ntske/1`, the current
-    /// certificate, and a key-log callback that keeps this connection's exporter secret.
-    ///
-    /// swift-nio-ssl has no public TLS exporter; the key-log callback hands over the TLS 1.3
-    /// `EXPORTER_SECRET`, from which `TLSExporter` derives RFC 8446 §7.5's exporter (checked
-    /// against OpenSSL's `export_keying_material`). One context per connection ties the
-    /// callback to its connection without matching client randoms; NTS-KE is one handshake per
-    /// client per day or so, so the context's cost does not matter.
-    static func tlsConfiguration(_ credentials: NTSCredentials, exporterSecret: NIOLockedValueBox<String?>) -> TLSConfiguration {
-        let pair = credentials.pair
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: pair.chain.map { .certificate($0) }, privateKey: .privateKey(pair.key))
-        tls.minimumTLSVersion = .tlsv13
-        tls.applicationProtocols = [NTSKEServer.alpn]
-        tls.keyLogCallback = { line in
-            let text = String(buffer: line)
-            if text.hasPrefix("EXPORTER_SECRET ") { exporterSecret.withLockedValue { $0 = text } }
-        }
-        return tls
-    }
-
     /// Starts accepting on `group`; the returned channel closes the listener.
+    ///
+    /// Each accepted connection passes the access list and rate limit, then takes a place in
+    /// the listener's `ConnectionTable` (closing the least advanced connection of its address,
+    /// or of the listener, when a cap is reached), all before any TLS state exists for it. Its
+    /// pipeline: `ConnectionGuard` (first-byte and lifetime deadlines), `IdleStateHandler`,
+    /// `ClientHelloReader` (which puts the TLS handler, on the listener's one context, in its
+    /// place), `NTSKEHandler`.
     package func start(group: EventLoopGroup, logger: Logger) async throws -> Channel {
-        let (credentials, cookies, server, cell, counters) = (self.credentials, self.cookies, self.server, self.policy, self.counters)
-        let (limit, idle, lifetime) = (connectionLimit, idleTimeout, self.lifetime)
+        let (cookies, server, cell, counters, table, tls) = (self.cookies, self.server, self.policy, self.counters, self.table, self.tls)
+        let (idle, lifetime, handshake) = (idleTimeout, self.lifetime, self.handshakeDeadline)
+        // Made now, so a certificate the context cannot take fails the start, not a client.
+        _ = try tls.currentContext()
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: Int32(clamping: ListenerSocket.streamBacklog))
+            .serverChannelOption(.maxMessagesPerRead, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    counters.connections.wrappingIncrement(ordering: .relaxed)
                     // Admission first: a denied or rate-limited address gets no TLS at all.
-                    let live = cell.live
-                    if let client = StreamTimeHandler.client(channel.remoteAddress) {
-                        var random = SystemRandomNumberGenerator()
-                        let admission = ClientAdmission(policy: live.policy, table: live.limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
-                        switch admission.admit(client, random: random.next()) {
-                        case .serve: break
-                        case .drop(let reason), .kiss(_, let reason):
-                            counters.connections.wrappingIncrement(ordering: .relaxed)
-                            counters.count(reason)
-                            channel.close(promise: nil)
-                            return
-                        }
+                    guard let client = StreamTimeHandler.client(channel.remoteAddress) else {
+                        counters.count(.denied)
+                        channel.close(promise: nil)
+                        return
                     }
-                    let exporterSecret = NIOLockedValueBox<String?>(nil)
-                    let context = try NIOSSLContext(configuration: Self.tlsConfiguration(credentials, exporterSecret: exporterSecret))
+                    let live = cell.live
+                    var random = SystemRandomNumberGenerator()
+                    let admission = ClientAdmission(policy: live.policy, table: live.limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
+                    switch admission.admit(client, random: random.next()) {
+                    case .serve: break
+                    case .drop(let reason), .kiss(_, let reason):
+                        counters.count(reason)
+                        channel.close(promise: nil)
+                        return
+                    }
+                    guard case .admitted(let id) = table.admit(channel, client: client) else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    let exchange = NTSKEHandler(server: server, cookies: cookies, counters: counters, tls: tls, table: table, id: id, handshakeDeadline: handshake, logger: logger)
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ConnectionGuard(table: table, id: id, firstByte: handshake, lifetime: lifetime))
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
-                    try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: limit, lifetime: nil, closesIdle: false))
-                    try sync.addHandler(NIOSSLServerHandler(context: context))
-                    try sync.addHandler(NTSKEHandler(server: server, cookies: cookies, counters: counters, exporterSecret: exporterSecret, lifetime: lifetime, logger: logger))
+                    try sync.addHandler(ClientHelloReader(tls: tls, exchange: exchange))
+                    try sync.addHandler(exchange)
                 }
             }
             .withBoundSocket(fd)

@@ -19,8 +19,9 @@ import TockSockets
 /// rest is read. The whole request must arrive within `timeout` of the connection's start, so a
 /// client dribbling bytes holds its place no longer than an idle one, and because NIO serves
 /// every connection on non-blocking event loops neither delays another client. Every
-/// connection ends answered or counted under one `DropReason`; `ConnectionLimitHandler`, ahead
-/// of this one in the pipeline, counts connections and enforces the cap.
+/// connection ends answered or counted under one `DropReason`; `ConnectionGuard`, ahead of this
+/// one in the pipeline, holds its place in the listener's `ConnectionTable` and closes it if it
+/// sends nothing within its first-byte deadline.
 ///
 /// Memory: one buffer of `RoughtimeStream.maximumRequestLength` bytes per connection, taken at
 /// its first byte; each read is copied in and NIO's receive buffer is left free for reuse, so
@@ -41,6 +42,9 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
     let counters: StreamCounters
     /// How long the whole request may take to arrive.
     let timeout: TimeAmount
+    /// The listener's open connections, and this one's place there.
+    let table: ConnectionTable
+    let id: UInt64
 
     /// Where the connection is.
     private enum State {
@@ -60,7 +64,9 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
     private var needed = RoughtimeWire.packetHeaderLength
     private var deadline: Scheduled<Void>?
 
-    init(responders: RoughtimeStreamResponders, policy: PolicyCell, counters: StreamCounters, timeout: TimeAmount) {
+    init(responders: RoughtimeStreamResponders, policy: PolicyCell, counters: StreamCounters, timeout: TimeAmount, table: ConnectionTable, id: UInt64) {
+        self.table = table
+        self.id = id
         self.responders = responders
         self.policy = policy
         self.counters = counters
@@ -133,6 +139,7 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
         }
         state = .finished
         deadline?.cancel()
+        table.advance(id, to: .answering)
         counters.replied.wrappingIncrement(ordering: .relaxed)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in
@@ -154,6 +161,16 @@ final class RoughtimeStreamHandler: ChannelInboundHandler {
         // reply, the close that follows its write ends the connection.
         if case ChannelEvent.inputClosed = event, case .reading = state {
             finish(context, .tooShort)
+            return
+        }
+        if let expired = event as? ConnectionExpired {
+            // A deadline (counted here) or an eviction (counted as one already).
+            if let reason = expired.reason {
+                finish(context, reason)
+            } else {
+                state = .finished
+                deadline?.cancel()
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)

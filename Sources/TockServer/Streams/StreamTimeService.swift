@@ -10,33 +10,33 @@ import TockSockets
 /// `TextTimeServer.handle` decides, the reply is written and the connection closed. Input is
 /// read and discarded.
 ///
-/// Every connection is bounded by `connectionTimeout`: a client that never reads its reply or
-/// never closes is disconnected then, and because NIO serves all connections on non-blocking
-/// event loops, one slow or idle client never delays another.
+/// Every connection is bounded by the connection timeout (`ConnectionGuard`, ahead of this
+/// handler): a client that never reads its reply or never closes is disconnected then, and
+/// because NIO serves all connections on non-blocking event loops, one slow or idle client
+/// never delays another.
 final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let core: TextTimeServer
     let clock: ClockStateCell
-    let connectionTimeout: TimeAmount
     let counters: StreamCounters
     /// The access list and rate limit when this connection was accepted (read once per
     /// connection, so a reload applies to the next one).
     let policy: ServicePolicy
     let limiter: ClientLimiter?
-    let maxConnections: Int
-    /// Whether this connection holds one of the `maxConnections` places.
-    let holdsPlace = ManagedAtomic(false)
+    /// The listener's open connections, and this one's place there.
+    let table: ConnectionTable
+    let id: UInt64
 
-    init(core: TextTimeServer, clock: ClockStateCell, connectionTimeout: TimeAmount, counters: StreamCounters, policy: ServicePolicy, limiter: ClientLimiter?, maxConnections: Int) {
+    init(core: TextTimeServer, clock: ClockStateCell, counters: StreamCounters, policy: ServicePolicy, limiter: ClientLimiter?, table: ConnectionTable, id: UInt64) {
         self.core = core
         self.clock = clock
-        self.connectionTimeout = connectionTimeout
         self.counters = counters
         self.policy = policy
         self.limiter = limiter
-        self.maxConnections = maxConnections
+        self.table = table
+        self.id = id
     }
 
     /// The peer as the core sees it, or nil for a peer that is not IPv4 or IPv6.
@@ -54,23 +54,13 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        counters.connections.wrappingIncrement(ordering: .relaxed)
         let channel = context.channel
-        // Past the cap, close at once: the kernel's backlog and NIO's accept loop stay free.
-        if counters.active.loadThenWrappingIncrement(ordering: .relaxed) >= maxConnections {
-            counters.active.wrappingDecrement(ordering: .relaxed)
-            counters.count(.connectionLimit)
-            context.close(promise: nil)
-            return
-        }
-        holdsPlace.store(true, ordering: .relaxed)
+        // The reply is written at once: nothing of this connection is to be waited for.
+        table.advance(id, to: .answering)
         guard let client = Self.client(channel.remoteAddress) else {
             counters.count(.denied)
             context.close(promise: nil)
             return
-        }
-        context.eventLoop.scheduleTask(in: connectionTimeout) {
-            channel.close(promise: nil)
         }
         let now = SystemClock.now()
         let admission = ClientAdmission(policy: policy, table: limiter, monotonicNanoseconds: SystemClock.monotonicNanoseconds())
@@ -94,13 +84,6 @@ final class StreamTimeHandler: ChannelInboundHandler, Sendable {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        if holdsPlace.exchange(false, ordering: .relaxed) {
-            counters.active.wrappingDecrement(ordering: .relaxed)
-        }
-        context.fireChannelInactive()
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // RFC 867/868: whatever the client sends is ignored.
     }
@@ -118,6 +101,19 @@ package final class StreamCounters: Sendable {
     private let drops: [ManagedAtomic<UInt64>] = DropReason.allCases.map { _ in ManagedAtomic(0) }
     /// Connections open now.
     package let active = ManagedAtomic<Int>(0)
+    /// Connections closed to admit a newcomer, by the cap that was reached
+    /// (`ConnectionTable.Pressure`).
+    private let evictions: [ManagedAtomic<UInt64>] = DropReason.allCases.map { _ in ManagedAtomic(0) }
+
+    /// Counts a connection closed to admit another.
+    package func evict(_ reason: DropReason) {
+        evictions[reason.rawValue].wrappingIncrement(ordering: .relaxed)
+    }
+
+    /// Connections closed to admit another, because of `reason`.
+    package func evictions(_ reason: DropReason) -> UInt64 {
+        evictions[reason.rawValue].load(ordering: .relaxed)
+    }
 
     /// Counts a connection closed unanswered.
     package func count(_ reason: DropReason) {
@@ -165,7 +161,8 @@ final class StreamTimeListener: Sendable {
     var service: TockService { serves.service }
     let counters = StreamCounters()
     let policy: PolicyCell
-    let maxConnections: Int
+    /// The open connections and their caps.
+    let table: ConnectionTable
 
     /// The inherited descriptor, when systemd bound the socket (socket activation).
     let inheritedFD: Int32?
@@ -175,9 +172,9 @@ final class StreamTimeListener: Sendable {
     /// connections they served.
     var roughtimeResponderCount: Int { roughtimeResponders.withLockedValue { $0?.count ?? 0 } }
 
-    init(address requested: SocketEndpoint, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) throws(ListenerError) {
+    init(address requested: SocketEndpoint, serves: StreamTimeProtocol, policy: PolicyCell, limits: ConnectionTable.Limits) throws(ListenerError) {
         self.policy = policy
-        self.maxConnections = maxConnections
+        self.table = ConnectionTable(limits: limits, counters: counters)
         let fd = try ListenerSocket.tcp(requested)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
@@ -187,9 +184,9 @@ final class StreamTimeListener: Sendable {
 
     /// Serves a TCP socket systemd bound (and usually already listens on); NIO makes it
     /// non-blocking and listens with its own backlog. Owns `socket.fd` from here on.
-    init(inherited socket: InheritedSocket, serves: StreamTimeProtocol, policy: PolicyCell, maxConnections: Int) {
+    init(inherited socket: InheritedSocket, serves: StreamTimeProtocol, policy: PolicyCell, limits: ConnectionTable.Limits) {
         self.policy = policy
-        self.maxConnections = maxConnections
+        self.table = ConnectionTable(limits: limits, counters: counters)
         self.fd = socket.fd
         self.address = socket.address
         self.serves = serves
@@ -197,11 +194,16 @@ final class StreamTimeListener: Sendable {
     }
 
     /// Starts accepting on `group`; the returned channel closes the listener.
+    ///
+    /// Each accepted connection takes a place in the listener's `ConnectionTable` (closing
+    /// the least advanced connection of its address, or of the listener, when a cap is
+    /// reached) before any handler exists for it; `ConnectionGuard` then bounds its life by
+    /// `connectionTimeout`, and a Roughtime connection's first byte by 2 s (or the timeout).
     func start(group: EventLoopGroup, clock: ClockStateCell, connectionTimeout: TimeAmount) async throws -> Channel {
         let serves = self.serves
         let counters = self.counters
         let cell = self.policy
-        let maxConnections = self.maxConnections
+        let table = self.table
         // One Roughtime responder per event loop, shared by that loop's connections.
         let roughtime: RoughtimeStreamResponders? = if case .roughtime(let keys) = serves {
             RoughtimeStreamResponders(keys: keys, clock: clock, policy: cell)
@@ -209,28 +211,43 @@ final class StreamTimeListener: Sendable {
             nil
         }
         roughtimeResponders.withLockedValue { $0 = roughtime }
+        let firstByte = min(Self.firstByteLimit, connectionTimeout)
         handedOver.store(true, ordering: .relaxed)
         return try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: ListenerSocket.streamBacklog)
+            .serverChannelOption(.maxMessagesPerRead, value: 64)
             // Roughtime: a client that sends its request and shuts down its side still gets
             // the reply; the handler closes once it is written.
             .childChannelOption(.allowRemoteHalfClosure, value: serves.service == .roughtime)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    counters.connections.wrappingIncrement(ordering: .relaxed)
+                    guard let client = StreamTimeHandler.client(channel.remoteAddress) else {
+                        counters.count(.denied)
+                        channel.close(promise: nil)
+                        return
+                    }
+                    guard case .admitted(let id) = table.admit(channel, client: client) else {
+                        channel.close(promise: nil)
+                        return
+                    }
                     let sync = channel.pipeline.syncOperations
                     switch serves {
                     case .text(let core):
                         let live = cell.live
-                        try sync.addHandler(
-                            StreamTimeHandler(core: core, clock: clock, connectionTimeout: connectionTimeout, counters: counters, policy: live.policy, limiter: live.limiter, maxConnections: maxConnections)
-                        )
+                        try sync.addHandler(ConnectionGuard(table: table, id: id, firstByte: nil, lifetime: connectionTimeout))
+                        try sync.addHandler(StreamTimeHandler(core: core, clock: clock, counters: counters, policy: live.policy, limiter: live.limiter, table: table, id: id))
                     case .roughtime:
-                        try sync.addHandler(ConnectionLimitHandler(counters: counters, connectionLimit: maxConnections, lifetime: nil, closesIdle: false))
-                        try sync.addHandler(RoughtimeStreamHandler(responders: roughtime!, policy: cell, counters: counters, timeout: connectionTimeout))
+                        try sync.addHandler(ConnectionGuard(table: table, id: id, firstByte: firstByte, lifetime: nil))
+                        try sync.addHandler(RoughtimeStreamHandler(responders: roughtime!, policy: cell, counters: counters, timeout: connectionTimeout, table: table, id: id))
                     }
                 }
             }
             .withBoundSocket(fd)
             .get()
     }
+
+    /// How long a Roughtime connection may send nothing (a real client sends its request at
+    /// once), or the connection timeout if shorter.
+    static let firstByteLimit = TimeAmount.seconds(2)
 }
