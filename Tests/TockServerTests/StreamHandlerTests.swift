@@ -23,43 +23,38 @@ import TockProtocol
         return nil
     }
 
-    @Test("At the per-address cap the address's oldest silent connection gives way, and is counted as evicted")
+    @Test("At the per-address cap of connections that have sent, the address's least advanced, oldest one gives way")
     func perAddressEviction() throws {
         let counters = StreamCounters()
         let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
         let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
         defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
-        #expect(Self.admitted(table.admit(a, client: Self.v4)) != nil)
-        #expect(Self.admitted(table.admit(b, client: Self.v4)) != nil)
-        #expect(Self.admitted(table.admit(c, client: Self.v4)) != nil)
-        #expect(!a.isActive && b.isActive && c.isActive, "the oldest silent one was closed")
+        let ids = try [a, b, c].map { try #require(Self.admitted(table.admit($0, client: Self.v4))) }
+        #expect(a.isActive && b.isActive && c.isActive, "silent connections count against the listener only")
+        table.advance(ids[0], to: .handshaken)
+        table.advance(ids[1], to: .receiving)
+        #expect(table.advance(ids[2], to: .receiving))
+        #expect(a.isActive && !b.isActive && c.isActive, "the least advanced of those that sent was closed")
         #expect(counters.evictions(.perAddressCap) == 1 && counters.drops(.perAddressCap) == 0)
         #expect(table.count == 2)
     }
 
-    @Test("The least advanced connection gives way before an older one that is receiving")
-    func leastAdvancedFirst() throws {
-        let counters = StreamCounters()
-        let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
-        let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
-        defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
-        let first = try #require(Self.admitted(table.admit(a, client: Self.v4)))
-        table.advance(first, to: .receiving)
-        _ = table.admit(b, client: Self.v4)
-        _ = table.admit(c, client: Self.v4)
-        #expect(a.isActive && !b.isActive && c.isActive)
-    }
-
-    @Test("When every connection of the address is being answered, the newcomer is refused")
+    @Test("When every connection of the address that has sent is being answered, the next to send is refused")
     func refusedWhenAllAnswering() throws {
         let counters = StreamCounters()
         let table = ConnectionTable(limits: .init(total: 100, perAddress: 2), counters: counters)
         let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
         defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
-        for ch in [a, b] { table.advance(try #require(Self.admitted(table.admit(ch, client: Self.v4))), to: .answering) }
-        #expect(table.admit(c, client: Self.v4) == .refused(.perAddress))
+        for ch in [a, b] {
+            let id = try #require(Self.admitted(table.admit(ch, client: Self.v4)))
+            table.advance(id, to: .receiving)
+            table.advance(id, to: .answering)
+        }
+        let late = try #require(Self.admitted(table.admit(c, client: Self.v4)))
+        #expect(!table.advance(late, to: .receiving))
         #expect(a.isActive && b.isActive)
         #expect(counters.drops(.perAddressCap) == 1 && counters.evictions(.perAddressCap) == 0)
+        #expect(table.count == 2)
     }
 
     @Test("IPv6 addresses of one /64 share a cap; another /64 has its own")
@@ -68,11 +63,11 @@ import TockProtocol
         let table = ConnectionTable(limits: .init(total: 100, perAddress: 1), counters: counters)
         let a = try Self.connected(), b = try Self.connected(), c = try Self.connected()
         defer { for ch in [a, b, c] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
-        _ = table.admit(a, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 1, port: 1))
-        _ = table.admit(b, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 2, port: 1))
-        #expect(!a.isActive && b.isActive, "same /64: one place")
-        _ = table.admit(c, client: ClientAddress(high: 0x2001_0db8_0000_0002, low: 2, port: 1))
-        #expect(b.isActive && c.isActive, "another /64")
+        let first = try #require(Self.admitted(table.admit(a, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 1, port: 1))))
+        let second = try #require(Self.admitted(table.admit(b, client: ClientAddress(high: 0x2001_0db8_0000_0001, low: 2, port: 1))))
+        let third = try #require(Self.admitted(table.admit(c, client: ClientAddress(high: 0x2001_0db8_0000_0002, low: 2, port: 1))))
+        for id in [first, second, third] { table.advance(id, to: .receiving) }
+        #expect(!a.isActive && b.isActive && c.isActive, "same /64: one place; another /64: its own")
         #expect(table.count == 2)
     }
 
@@ -98,14 +93,14 @@ import TockProtocol
     @Test("A closed connection gives its place back; closeAll closes what is left")
     func removeAndCloseAll() throws {
         let counters = StreamCounters()
-        let table = ConnectionTable(limits: .init(total: 1, perAddress: 1), counters: counters)
+        let table = ConnectionTable(limits: .init(total: 1, perAddress: 8), counters: counters)
         let a = try Self.connected(), b = try Self.connected()
         defer { for ch in [a, b] { _ = try? ch.finish(acceptAlreadyClosed: true) } }
         let id = try #require(Self.admitted(table.admit(a, client: Self.v4)))
         table.remove(id)
         #expect(table.count == 0)
         _ = table.admit(b, client: Self.v4)
-        #expect(a.isActive && b.isActive && counters.evictions(.perAddressCap) == 0)
+        #expect(a.isActive && b.isActive && counters.evictions(.connectionLimit) == 0)
         _ = table.closeAll()
         #expect(!b.isActive)
     }

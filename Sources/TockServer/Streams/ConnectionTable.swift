@@ -21,7 +21,8 @@ enum ConnectionStage: Int, Comparable, Sendable {
 }
 
 /// The open connections of one TCP listener, with its two caps: connections in all, and
-/// connections per client address (an IPv4 address, or an IPv6 /64: one host's share).
+/// connections that have sent something, per client address (an IPv4 address, or an IPv6
+/// /64: one host's share).
 ///
 /// A connection that is not doing its job gives way to one that might: when a cap is reached,
 /// the least advanced connection under it (`ConnectionStage`), the oldest of those, is closed
@@ -108,19 +109,22 @@ final class ConnectionTable: Sendable {
     /// Connections open now.
     var count: Int { state.withLockedValue { $0.entries.count } }
 
-    /// Admits `channel` from `client`, closing the connection that gives way if a cap is
-    /// reached (counted as evicted, by the cap), or refuses it (counted, by the cap).
+    /// Admits `channel` from `client`, closing the connection that gives way if the listener
+    /// is full (counted as evicted), or refuses it (counted).
+    ///
+    /// The per-address cap is applied when a connection first sends (`advance`), not here: a
+    /// connection that has sent nothing costs the server nothing but its place, and counting
+    /// silent ones against their address would let one host's flood of them evict a real
+    /// client from the same address (a NAT, or loopback) before its first bytes are read. They
+    /// are bounded by the listener's cap, the oldest giving way first, and by the first-byte
+    /// deadline.
     func admit(_ channel: Channel, client: ClientAddress) -> Admission {
         let key = AddressKey(client)
-        var victims: [(Channel, Pressure)] = []
+        var victim: Channel?
         let admission = state.withLockedValue { state -> Admission in
-            if let mine = state.byKey[key], mine.count >= limits.perAddress {
-                guard let victim = Self.leastAdvanced(mine, in: state) else { return .refused(.perAddress) }
-                victims.append((Self.remove(victim, from: &state)!, .perAddress))
-            }
             if state.entries.count >= limits.total {
-                guard let victim = Self.victimListenerWide(in: &state) else { return .refused(.listenerFull) }
-                victims.append((Self.remove(victim, from: &state)!, .listenerFull))
+                guard let id = Self.victimListenerWide(in: &state) else { return .refused(.listenerFull) }
+                victim = Self.remove(id, from: &state)
             }
             // Ids of closed connections behind a long-lived one stay in `order` until trimmed.
             if state.order.count > 2 * limits.total + 64 {
@@ -134,22 +138,45 @@ final class ConnectionTable: Sendable {
             state.order.append(id)
             return .admitted(id)
         }
-        for (victim, pressure) in victims {
-            counters.evict(pressure.reason)
-            // Its handlers learn why first, so it is counted once: as evicted.
-            victim.pipeline.fireUserInboundEventTriggered(ConnectionExpired(reason: nil))
-            victim.close(promise: nil)
-        }
+        if let victim { evict(victim, .listenerFull) }
         if case .refused(let pressure) = admission { counters.count(pressure.reason) }
         return admission
     }
 
-    /// Connection `id` got this far (a stage is never taken back).
-    func advance(_ id: UInt64, to stage: ConnectionStage) {
-        state.withLockedValue { state in
-            guard let entry = state.entries[id], entry.stage < stage else { return }
+    /// Connection `id` got this far (a stage is never taken back). When it first sends, its
+    /// address's cap applies: if the address already holds `Limits.perAddress` connections that
+    /// have sent, the least advanced, oldest of them that is not being answered gives way
+    /// (counted as evicted); if every one is being answered, this connection is refused
+    /// (counted) and the call returns false: close it.
+    @discardableResult
+    func advance(_ id: UInt64, to stage: ConnectionStage) -> Bool {
+        var victim: Channel?
+        let kept = state.withLockedValue { state -> Bool in
+            guard let entry = state.entries[id], entry.stage < stage else { return true }
+            if entry.stage == .silent, stage < .answering, let mine = state.byKey[entry.key] {
+                let sending = mine.filter { $0 != id && (state.entries[$0]?.stage ?? .silent) > .silent }
+                if sending.count >= limits.perAddress {
+                    guard let other = Self.leastAdvanced(sending, in: state) else {
+                        Self.remove(id, from: &state)
+                        return false
+                    }
+                    victim = Self.remove(other, from: &state)
+                }
+            }
             state.entries[id]!.stage = stage
+            return true
         }
+        if let victim { evict(victim, .perAddress) }
+        if !kept { counters.count(Pressure.perAddress.reason) }
+        return kept
+    }
+
+    /// Closes `victim` to admit another, counted under `pressure`; its handlers learn why
+    /// first, so it is counted once: as evicted.
+    private func evict(_ victim: Channel, _ pressure: Pressure) {
+        counters.evict(pressure.reason)
+        victim.pipeline.fireUserInboundEventTriggered(ConnectionExpired(reason: nil))
+        victim.close(promise: nil)
     }
 
     /// Connection `id` closed.
@@ -242,7 +269,11 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if !received {
             received = true
-            table.advance(id, to: .receiving)
+            guard table.advance(id, to: .receiving) else {
+                // Its address holds its share of connections, every one being answered.
+                expire(context, nil)
+                return
+            }
         }
         context.fireChannelRead(data)
     }
@@ -255,7 +286,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     /// Closes a connection that ran out of time, telling the handlers after this one why
     /// (`ConnectionExpired`), so the one that counts the connection's outcome counts it once.
-    private func expire(_ context: ChannelHandlerContext, _ reason: DropReason) {
+    private func expire(_ context: ChannelHandlerContext, _ reason: DropReason?) {
         guard !closed else { return }
         closed = true
         context.fireUserInboundEventTriggered(ConnectionExpired(reason: reason))
