@@ -95,6 +95,10 @@ struct Status: ParsableCommand {
             let kissReasons = (s.kisses ?? [:]).filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             if !kissReasons.isEmpty { reasons += (reasons.isEmpty ? "" : "; ") + "KoD for " + kissReasons }
             line(pad("\(s.name)/\(s.transport)", 14, right: false) + pad("\(s.requests)", 14) + pad("\(s.replies)", 14) + pad("\(dropped)", 12) + pad("\(s.kissesOfDeath)", 9) + pad("\(s.errors)", 8) + "  " + (reasons.isEmpty ? "-" : reasons))
+            if let evicted = s.evicted, evicted.values.contains(where: { $0 > 0 }) {
+                let why = evicted.filter { $0.value > 0 }.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                line(pad("  evicted", 14, right: false) + pad("\(evicted.values.reduce(0, +))", 14) + pad("", 14) + "  connections closed to admit another: " + why)
+            }
             if let authenticated = s.authenticated {
                 line(pad("  of which NTS", 14, right: false) + pad("", 14) + pad("\(authenticated)", 14) + "  authenticated replies (RFC 8915)")
             }

@@ -172,6 +172,16 @@ enum ListenerSocket {
     /// the accept loop catches up.
     static let streamBacklog: Int32 = 4096
 
+    /// Has the kernel hand over a connection on `fd` (a listening socket of a protocol whose
+    /// client speaks first: NTS-KE, Roughtime) only once its first bytes arrive, or after
+    /// `seconds` (TCP_DEFER_ACCEPT): a connection that sends nothing then costs the server no
+    /// accept, no place and no timer while the kernel holds it, and a real client's request is
+    /// there to read when it is accepted. Best effort: a kernel that refuses it accepts as usual.
+    static func deferAccept(_ fd: Int32, seconds: Int32) {
+        var value = seconds
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// A listening TCP socket bound to `address`.
     static func tcp(_ address: SocketEndpoint, backlog: Int32 = ListenerSocket.streamBacklog) throws(ListenerError) -> Int32 {
         let fd: Int32

@@ -278,6 +278,7 @@ package final class NTSKEListener: Sendable {
     /// Binds `address` now, so a bind failure is reported at start.
     package init(address requested: SocketEndpoint, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, perAddress: Int, timeout: TimeAmount) throws(ListenerError) {
         let fd = try ListenerSocket.tcp(requested)
+        ListenerSocket.deferAccept(fd, seconds: 2)
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
         self.credentials = credentials
@@ -294,6 +295,7 @@ package final class NTSKEListener: Sendable {
 
     /// Serves a TCP socket systemd bound; owns `socket.fd` from here on.
     package init(inherited socket: InheritedSocket, credentials: NTSCredentials, cookies: NTSCookieMaker, server: NTSKEServer, policy: PolicyCell, connectionLimit: Int, perAddress: Int, timeout: TimeAmount) {
+        ListenerSocket.deferAccept(socket.fd, seconds: 2)
         self.fd = socket.fd
         self.address = socket.address
         self.credentials = credentials

@@ -176,6 +176,7 @@ final class StreamTimeListener: Sendable {
         self.policy = policy
         self.table = ConnectionTable(limits: limits, counters: counters)
         let fd = try ListenerSocket.tcp(requested)
+        if serves.service == .roughtime { ListenerSocket.deferAccept(fd, seconds: 2) }
         self.fd = fd
         self.address = (try? Sockets.localAddress(fd)) ?? requested
         self.serves = serves
@@ -187,6 +188,7 @@ final class StreamTimeListener: Sendable {
     init(inherited socket: InheritedSocket, serves: StreamTimeProtocol, policy: PolicyCell, limits: ConnectionTable.Limits) {
         self.policy = policy
         self.table = ConnectionTable(limits: limits, counters: counters)
+        if serves.service == .roughtime { ListenerSocket.deferAccept(socket.fd, seconds: 2) }
         self.fd = socket.fd
         self.address = socket.address
         self.serves = serves
