@@ -217,22 +217,48 @@ def test_chronyds_nts_ke_under_the_same_flood_for_comparison(keys, tmp_path):
             chronyd.wait()
 
 
-def test_tockd_stops_cleanly_during_a_flood_and_a_handshake(procs, keys):
-    """No NIO error or warning at stop: connections open, a flood running, a handshake half done."""
+def start_all_tcp(procs, keys, name):
     directory, _ = keys
-    d = procs.tockd("flood-stop", "--ntp", "127.0.0.1:0", "--nts-ke", "127.0.0.1:0", "--nts-certificate", directory / "cert.pem",
-                    "--nts-private-key", directory / "key.pem", "--roughtime", "127.0.0.1:0",
-                    "--roughtime-key", directory / "roughtime.key", "--daytime", "127.0.0.1:0", "--clock-source", "local")
-    ke, roughtime = d.port("nts-ke"), d.port("roughtime")
-    half = socket.create_connection(("127.0.0.1", ke))
-    half.sendall(bytes([22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3]) + os.urandom(32))  # a ClientHello's first 43 bytes
-    with Flood(ke, count=1000), Flood(roughtime, count=1000):
-        assert ke_exchange(ke, str(directory / "cert.pem"))
-        d.signal(signal.SIGTERM)
-        assert d.popen.wait(timeout=15) == 0
-    half.close()
+    return procs.tockd(name, "--ntp", "127.0.0.1:0", "--nts-ke", "127.0.0.1:0", "--nts-certificate", directory / "cert.pem",
+                       "--nts-private-key", directory / "key.pem", "--roughtime", "127.0.0.1:0",
+                       "--roughtime-key", directory / "roughtime.key", "--daytime", "127.0.0.1:0", "--clock-source", "local")
+
+
+def stopped_cleanly(d):
+    d.signal(signal.SIGTERM)
+    assert d.popen.wait(timeout=15) == 0
     text = d.log.text()
     bad = [line for line in text.splitlines()
            if "EventLoop" in line or " error " in line or " warning " in line or " critical " in line or "NIO" in line]
     assert not bad, "\n".join(bad)
     assert "tockd stopped" in text
+
+
+def test_tockd_stops_cleanly_with_no_connection_open(procs, keys):
+    stopped_cleanly(start_all_tcp(procs, keys, "stop-idle"))
+
+
+def test_tockd_stops_cleanly_with_connections_open(procs, keys):
+    d = start_all_tcp(procs, keys, "stop-open")
+    held = [socket.create_connection(("127.0.0.1", d.port(service))) for service in ("nts-ke", "roughtime") for _ in range(20)]
+    held[0].sendall(b"\x16\x03")  # one has started
+    try:
+        stopped_cleanly(d)
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_tockd_stops_cleanly_during_a_flood_and_a_handshake(procs, keys):
+    """No NIO error or warning at stop: connections open, a flood running, a handshake half done."""
+    directory, _ = keys
+    d = start_all_tcp(procs, keys, "stop-flood")
+    ke, roughtime = d.port("nts-ke"), d.port("roughtime")
+    half = socket.create_connection(("127.0.0.1", ke))
+    half.sendall(bytes([22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3]) + os.urandom(32))  # a ClientHello's first 43 bytes
+    try:
+        with Flood(ke, count=1000), Flood(roughtime, count=1000):
+            assert ke_exchange(ke, str(directory / "cert.pem"))
+            stopped_cleanly(d)
+    finally:
+        half.close()
