@@ -179,7 +179,7 @@ enum ListenerSocket {
     /// there to read when it is accepted. Best effort: a kernel that refuses it accepts as usual.
     static func deferAccept(_ fd: Int32, seconds: Int32) {
         var value = seconds
-        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, &value, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, Int32(SOL_TCP), Int32(TCP_DEFER_ACCEPT), &value, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// A listening TCP socket bound to `address`.
