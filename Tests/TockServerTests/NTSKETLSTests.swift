@@ -21,7 +21,7 @@ import TockProtocol
         let random = NTSKETLS.ClientRandom(bytes: [UInt8](repeating: 7, count: 32))
         #expect(tls.register(random))
         #expect(!tls.register(random), "a copied random must not share a connection's secret")
-        #expect(tls.exporterLine(random) == nil)
+        #expect(tls.exporter(random) == nil)
         tls.forget(random)
         #expect(tls.registered == 0)
         #expect(tls.register(random))

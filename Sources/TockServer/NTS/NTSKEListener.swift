@@ -154,8 +154,6 @@ final class NTSKEHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        if let clientRandom { tls.forget(clientRandom) }
         // The peer went away before a whole request: counted, as a broken request.
         if !finished {
             finished = true
@@ -202,7 +200,7 @@ final class NTSKEHandler: ChannelInboundHandler {
             let decision = server.decide(records)
             switch decision {
             case .negotiated(let algorithm):
-                guard let random = clientRandom, let line = tls.exporterLine(random), let exporter = TLSExporter(keyLogLine: line) else {
+                guard let random = clientRandom, let exporter = tls.exporter(random) else {
                     respond(context, server.response(for: .error(.internalServerError, reason: "no TLS exporter secret"), cookies: []), failure: .ntsKEInternal)
                     return
                 }

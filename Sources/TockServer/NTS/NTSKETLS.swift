@@ -16,7 +16,7 @@ import TockProtocol
 /// connections share a secret. The table holds entries for open connections only.
 final class NTSKETLS: Sendable {
     let credentials: NTSCredentials
-    private let secrets = NIOLockedValueBox<[ClientRandom: String?]>([:])
+    private let secrets = NIOLockedValueBox<[ClientRandom: TLSExporter?]>([:])
     private let context = NIOLockedValueBox<(generation: UInt64, context: NIOSSLContext)?>(nil)
 
     /// A ClientHello random, the key of a connection's secret.
@@ -24,16 +24,7 @@ final class NTSKETLS: Sendable {
         let bytes: [UInt8]
 
         /// Its lowercase hexadecimal form, as key-log lines write it.
-        var hex: String {
-            let digits = Array("0123456789abcdef".utf8)
-            var out = [UInt8]()
-            out.reserveCapacity(bytes.count * 2)
-            for b in bytes {
-                out.append(digits[Int(b >> 4)])
-                out.append(digits[Int(b & 0xF)])
-            }
-            return String(decoding: out, as: UTF8.self)
-        }
+        var hex: String { RoughtimeKeyText.hex(bytes) }
     }
 
     init(credentials: NTSCredentials) {
@@ -50,16 +41,12 @@ final class NTSKETLS: Sendable {
         // A peer that never sends close_notify holds its connection no longer than this.
         tls.shutdownTimeout = .seconds(1)
         tls.keyLogCallback = { [secrets] line in
-            // "EXPORTER_SECRET <64 hex digits> <secret>\n": filed under its random, if a
-            // connection registered it.
-            let prefix = "EXPORTER_SECRET "
-            let text = String(buffer: line)
-            guard text.hasPrefix(prefix) else { return }
-            let rest = text.dropFirst(prefix.count)
-            guard let space = rest.firstIndex(of: " "), let random = Self.bytes(hex: rest[..<space]), random.count == 32 else { return }
+            // "EXPORTER_SECRET <client random> <secret>": filed under its random, if a
+            // connection registered it (`TLSExporter` parses the line and keeps the random).
+            guard let exporter = TLSExporter(keyLogLine: String(buffer: line)) else { return }
             secrets.withLockedValue { table in
-                let key = ClientRandom(bytes: random)
-                if table[key] != nil { table[key] = .some(text) }
+                let key = ClientRandom(bytes: exporter.clientRandom)
+                if table[key] != nil { table[key] = .some(exporter) }
             }
         }
         let made = try NIOSSLContext(configuration: tls)
@@ -76,8 +63,8 @@ final class NTSKETLS: Sendable {
         }
     }
 
-    /// The key-log line of the connection with `random`, once its handshake produced it.
-    func exporterLine(_ random: ClientRandom) -> String? {
+    /// The TLS exporter of the connection with `random`, once its handshake produced it.
+    func exporter(_ random: ClientRandom) -> TLSExporter? {
         secrets.withLockedValue { $0[random] ?? nil }
     }
 
@@ -88,28 +75,6 @@ final class NTSKETLS: Sendable {
 
     /// Randoms registered now (for tests: one per open connection past its ClientHello).
     var registered: Int { secrets.withLockedValue { $0.count } }
-
-    private static func bytes(hex: Substring) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(hex.utf8.count / 2)
-        var high: UInt8?
-        for c in hex.utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            if let h = high {
-                out.append(h << 4 | v)
-                high = nil
-            } else {
-                high = v
-            }
-        }
-        return high == nil ? out : nil
-    }
 }
 
 /// Reads a connection's ClientHello random before TLS starts (RFC 8446 §4.1.2: a TLS record
